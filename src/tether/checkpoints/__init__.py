@@ -1,0 +1,61 @@
+"""Checkpoint formats: tether's own, Hugging Face CLIP/SigLIP, OpenCLIP and OpenAI.
+
+``load_model`` looks at what is on disk and picks the reader; ``save_model``
+writes the format asked for. Each format lives in its own module with the same
+three functions: ``detect(path) -> bool``, ``load(path, **kw)`` and ``save(model, path)``.
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from .common import CheckpointError
+
+# Order matters: the most specific layouts are tried first.
+FORMATS = {
+    "tether": "tether.checkpoints.tether_format",
+    "hf": "tether.checkpoints.hf",
+    "open_clip": "tether.checkpoints.open_clip",
+}
+
+EXPECTED = (
+    "a tether directory (config.json with 'embed_dim', model.safetensors, tokenizer/), "
+    "a Hugging Face CLIP/SigLIP directory (config.json with model_type 'clip' or 'siglip' + model.safetensors), "
+    "an OpenCLIP hub directory (open_clip_config.json + open_clip_model.safetensors / open_clip_pytorch_model.bin), "
+    "or an OpenAI/OpenCLIP state-dict file (.pt, .bin, .pth, .safetensors)"
+)
+
+
+def _module(fmt: str):
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown checkpoint format {fmt!r}; known: {', '.join(FORMATS)}")
+    return importlib.import_module(FORMATS[fmt])
+
+
+def detect_format(path: str | Path) -> str:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or directory")
+    for fmt in FORMATS:
+        try:
+            mod = _module(fmt)
+        except ImportError:
+            continue
+        if mod.detect(path):
+            return fmt
+    raise CheckpointError(f"{path}: not a checkpoint layout tether knows; expected {EXPECTED}")
+
+
+def load_model(path: str | Path, format: str | None = None, **kwargs):
+    """Load a ready AlignedModel (tokenizer and preprocessor attached where known)."""
+    fmt = format or detect_format(path)
+    return _module(fmt).load(Path(path), **kwargs)
+
+
+def save_model(model, path: str | Path, format: str = "tether") -> Path:
+    path = Path(path)
+    _module(format).save(model, path)
+    return path
+
+
+__all__ = ["CheckpointError", "FORMATS", "detect_format", "load_model", "save_model"]

