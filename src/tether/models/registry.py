@@ -29,3 +29,24 @@ def create_model(name_or_config: str | ModelConfig, **overrides: Any):
     from .aligned import AlignedModel
     cfg = name_or_config if isinstance(name_or_config, ModelConfig) else get_model_config(name_or_config, **overrides)
     return AlignedModel(cfg)
+
+
+def resolve_model(spec: str):
+    """A checkpoint path, a pretrained name, or a config name (random weights), in that order."""
+    from pathlib import Path
+    if Path(spec).exists():
+        from ..checkpoints import load_model
+        return load_model(spec)
+    try:
+        from .pretrained import PRETRAINED_MODELS
+    except ImportError:
+        PRETRAINED_MODELS = {}
+    if spec in PRETRAINED_MODELS:
+        return PRETRAINED_MODELS[spec]()
+    if spec in list_models():
+        from ..checkpoints.attach import attach_processors
+        model = create_model(spec)
+        attach_processors(model)
+        return model.eval()
+    known = sorted(set(PRETRAINED_MODELS) | set(list_models()))
+    raise FileNotFoundError(f"{spec!r} is neither a checkpoint path nor a known model ({', '.join(known)})")

@@ -1,0 +1,1 @@
+"""The ``tether`` command line: one module per command group, each thin."""

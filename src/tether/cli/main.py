@@ -1,0 +1,53 @@
+"""Entry point: ``tether <command> ...``. Each command module registers itself."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command name -> module under tether.cli; each module has add_parser(subparsers)
+COMMANDS = ("models", "convert", "embed")
+
+DESCRIPTION = """\
+tether maps images and text into one shared, L2-normalised embedding space.
+
+Start here:
+  tether models                      list the named architectures
+  tether info PATH                   what a checkpoint holds (any supported format)
+  tether convert SRC DST --to hf     convert between tether, Hugging Face and OpenCLIP
+  tether embed --model M --images DIR --texts FILE --out DIR
+                                     embed images and texts to safetensors + JSON
+Run `tether COMMAND --help` for details and examples.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tether", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"tether.cli.{name}").add_parser(sub)
+    return parser
+
+
+def _version() -> str:
+    from tether import __version__
+    return f"tether {__version__}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (FileNotFoundError, ValueError, KeyError, TypeError) as err:
+        print(f"tether {args.command}: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
