@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import math
+import operator
 import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -112,6 +113,8 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     """
     if img.mode.startswith("I") or img.mode == "F":
         img = _high_bit_depth_to_l(img)
+    if img.mode == "La":  # premultiplied; Pillow only converts it via LA
+        img = img.convert("LA")
     has_alpha = "A" in img.getbands() or "a" in img.getbands() or "transparency" in img.info
     if has_alpha:
         rgba = img.convert("RGBA")
@@ -136,8 +139,8 @@ def _open(source: ImageInput, label: str) -> Image.Image:
 def load_image(source: ImageInput, *, name: str | None = None) -> Image.Image:
     """Load ``source`` as a fully decoded RGB image, upright per its EXIF orientation.
 
-    ``source`` may be a path, encoded bytes, or a PIL image. ``name`` labels bytes or
-    PIL inputs in error messages (paths are labelled by themselves). Decoding is forced
+    ``source`` may be a path, encoded bytes, or a PIL image. ``name`` is the label used
+    in errors (default: the path, ``<bytes>``, or the PIL image's filename). Decoding is forced
     here so truncated files fail now; note this is defeated if some other code sets
     ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES = True`` process-wide.
     """
@@ -166,7 +169,7 @@ def load_image(source: ImageInput, *, name: str | None = None) -> Image.Image:
                 img.close()
     except ImageDecodeError:
         raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError) as exc:
+    except Exception as exc:  # Pillow plugins raise many types (OSError, SyntaxError, struct.error...)
         raise ImageDecodeError(label, _describe(exc)) from exc
 
 
@@ -241,10 +244,11 @@ def random_resized_crop_params(
     ``generator`` (torch's global RNG when None, like torchvision).
     """
     area = height * width
-    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    log_ratio = torch.log(torch.tensor(ratio))  # float32 like torchvision, same draws per seed
+    log_lo, log_hi = float(log_ratio[0]), float(log_ratio[1])
     for _ in range(10):
         target_area = area * torch.empty(1).uniform_(scale[0], scale[1], generator=generator).item()
-        aspect = math.exp(torch.empty(1).uniform_(log_lo, log_hi, generator=generator).item())
+        aspect = torch.exp(torch.empty(1).uniform_(log_lo, log_hi, generator=generator)).item()
         w = int(round(math.sqrt(target_area * aspect)))
         h = int(round(math.sqrt(target_area / aspect)))
         if 0 < w <= width and 0 < h <= height:
@@ -275,8 +279,12 @@ class PreprocessConfig:
     interpolation: str = "bicubic"  # "bicubic" | "bilinear"
 
     def __post_init__(self) -> None:
-        if isinstance(self.image_size, bool) or not isinstance(self.image_size, int):
+        if isinstance(self.image_size, bool):
             raise ValueError(f"image_size must be an int, got {self.image_size!r}")
+        try:
+            self.image_size = operator.index(self.image_size)
+        except TypeError:
+            raise ValueError(f"image_size must be an int, got {self.image_size!r}") from None
         if self.image_size <= 0:
             raise ValueError(f"image_size must be positive, got {self.image_size}")
         self.mean = tuple(float(x) for x in self.mean)  # type: ignore[assignment]
