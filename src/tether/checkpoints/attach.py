@@ -28,11 +28,10 @@ def attach_processors(model, tokenizer_dir: Path | None = None, tokenizer=None) 
 
 def _is_tether_tokenizer(directory: Path) -> bool:
     import json
-    cfg = directory / "tokenizer_config.json"
-    if not cfg.is_file():
-        return False
+
+    from ..tokenizer import CONFIG_FORMAT
     try:
-        data = json.loads(cfg.read_text())
-    except ValueError:
+        data = json.loads((directory / "tokenizer_config.json").read_text())
+    except (OSError, ValueError):
         return False
-    return isinstance(data, dict) and "tether" in json.dumps(data)[:2000] and "context_length" in data
+    return isinstance(data, dict) and data.get("format") == CONFIG_FORMAT

@@ -1,0 +1,100 @@
+"""tether's own checkpoint format and the file/string embedding API."""
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+import tether
+from tether.checkpoints import CheckpointError, detect_format
+from tether.checkpoints.attach import attach_processors
+from tether.preprocess import ImageDecodeError
+from tether.tokenizer import Tokenizer
+
+CAPTIONS = [f"a photo of a {c} {t}" for c in ("red", "green", "blue", "small", "large")
+            for t in ("cat", "dog", "shirt", "shoe", "bag", "coat", "sneaker", "trouser")] * 4
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    m = tether.create_model("tiny-vit-28")
+    tok = Tokenizer.train_bpe(CAPTIONS, vocab_size=600, context_length=m.config.text.context_length)
+    assert tok.vocab_size <= m.config.text.vocab_size
+    attach_processors(m, tokenizer=tok)
+    return m.eval()
+
+
+def _images(tmp_path, n=3):
+    paths = []
+    for i in range(n):
+        p = tmp_path / f"img{i}.png"
+        Image.new("RGB", (40 + 7 * i, 30), (40 * i, 100, 200 - 30 * i)).save(p)
+        paths.append(p)
+    return paths
+
+
+def test_save_load_roundtrip_gives_equal_outputs(model, tmp_path):
+    path = model.save(tmp_path / "ckpt")
+    assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors", "tokenizer"]
+    assert detect_format(path) == "tether"
+    loaded = tether.load(path)
+    images = _images(tmp_path)
+    texts = ["a photo of a red cat", "a large blue coat"]
+    assert torch.equal(loaded.tokenizer(texts), model.tokenizer(texts))
+    assert torch.allclose(loaded.embed_images(images), model.embed_images(images), atol=1e-6)
+    assert torch.allclose(loaded.embed_texts(texts), model.embed_texts(texts), atol=1e-6)
+    assert loaded.preprocessor.config == model.preprocessor.config
+    assert loaded.scale().item() == pytest.approx(model.scale().item())
+
+
+def test_embed_apis_accept_files_pil_and_strings(model, tmp_path):
+    paths = _images(tmp_path)
+    from_paths = model.embed_images(paths, batch_size=2)
+    from_pil = model.embed_images([Image.open(p) for p in paths])
+    assert from_paths.dtype == torch.float32 and from_paths.shape == (3, 64)
+    assert torch.allclose(from_paths, from_pil, atol=1e-6)
+    assert torch.allclose(from_paths.norm(dim=1), torch.ones(3), atol=1e-5)
+    pixels = model.preprocessor.batch(paths)
+    assert torch.allclose(from_paths, model.encode_image(pixels, normalize=True), atol=1e-6)
+    one = model.embed_texts("a red cat")
+    assert one.shape == (1, 64)
+    long_text = " ".join(["cat"] * 500)
+    ids = model.tokenizer([long_text])
+    assert ids.shape == (1, 24) and int(ids[0, -1]) == model.tokenizer.eos_id
+
+
+def test_bad_image_error_names_the_file(model, tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    with pytest.raises(ImageDecodeError, match="broken.jpg"):
+        model.embed_images([bad])
+
+
+def test_overwrite_is_atomic_and_complete(model, tmp_path):
+    path = tmp_path / "ckpt"
+    model.save(path)
+    model.save(path)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    tether.load(path)
+
+
+def test_load_errors_are_specific(model, tmp_path):
+    path = model.save(tmp_path / "ckpt")
+    from safetensors.torch import load_file, save_file
+    weights = load_file(path / "model.safetensors")
+    weights["text_proj.weight"] = torch.zeros(3, 3)
+    save_file(weights, path / "model.safetensors")
+    with pytest.raises(CheckpointError, match=r"text_proj.weight.*\(64, 96\).*\(3, 3\)"):
+        tether.load(path)
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "notes.txt").write_text("hello")
+    with pytest.raises(CheckpointError, match="expected a tether directory"):
+        tether.load(tmp_path / "junk")
+    with pytest.raises(FileNotFoundError):
+        tether.load(tmp_path / "nowhere")
+    cfg = json.loads((path / "config.json").read_text())
+    cfg["vision"]["widht"] = 3
+    (path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="widht"):
+        tether.load(path)
