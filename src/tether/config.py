@@ -42,6 +42,8 @@ class VisionConfig:
     patch_bias: bool = False  # SigLIP's patch conv has a bias, CLIP's does not
     pool: str = "cls"  # "cls" | "map" (attention-pool head, SigLIP) | "mean"
     ln_post: bool = True
+    final_ln_after_pool: bool = False  # pool="mean": average the tokens, then ln_post (OpenCLIP's CLIPA)
+    ls_init: float | None = None  # LayerScale: learned per-channel gains on each residual branch; None = off
     patch_dropout: float = 0.0  # FLIP: fraction of patches dropped in training
     # ResNet (CLIP's modified ResNet); layers as per-stage block counts
     resnet_layers: tuple[int, ...] = (3, 4, 6, 3)
@@ -67,6 +69,7 @@ class TextConfig:
     mlp_dim: int | None = None
     act: str = "quick_gelu"
     ln_eps: float = 1e-5
+    ls_init: float | None = None  # LayerScale initial value; None = off
     causal: bool = True
     pool: str = "argmax"  # "argmax" (highest id = EOT, OpenAI), "eot" (first eot_token_id), "last", "first", "mean"
     eot_token_id: int | None = None

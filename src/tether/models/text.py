@@ -27,7 +27,8 @@ class TextTransformer(nn.Module):
         self.cfg = cfg
         self.token_embedding = nn.Embedding(cfg.vocab_size, cfg.width)
         self.positional_embedding = nn.Parameter(torch.randn(cfg.context_length, cfg.width) * 0.01)
-        self.transformer = Transformer(cfg.width, cfg.layers, cfg.heads, cfg.mlp_dim, cfg.act, cfg.ln_eps)
+        self.transformer = Transformer(cfg.width, cfg.layers, cfg.heads, cfg.mlp_dim, cfg.act, cfg.ln_eps,
+                                       cfg.ls_init)
         self.ln_final = nn.LayerNorm(cfg.width, eps=cfg.ln_eps)
         self.output_dim = cfg.width
         nn.init.normal_(self.token_embedding.weight, std=0.02)

@@ -31,7 +31,7 @@ class VisionTransformer(nn.Module):
         n_tokens = self.grid**2 + (1 if cfg.class_token else 0)
         self.positional_embedding = nn.Parameter(scale * torch.randn(n_tokens, width))
         self.ln_pre = nn.LayerNorm(width, eps=cfg.ln_eps) if cfg.ln_pre else nn.Identity()
-        self.transformer = Transformer(width, cfg.layers, cfg.heads, cfg.mlp_dim, cfg.act, cfg.ln_eps)
+        self.transformer = Transformer(width, cfg.layers, cfg.heads, cfg.mlp_dim, cfg.act, cfg.ln_eps, cfg.ls_init)
         self.ln_post = nn.LayerNorm(width, eps=cfg.ln_eps) if cfg.ln_post else nn.Identity()
         self.head = (
             AttentionPoolHead(width, cfg.heads, cfg.mlp_dim, cfg.act, cfg.ln_eps) if cfg.pool == "map" else None
@@ -61,6 +61,8 @@ class VisionTransformer(nn.Module):
         x = self.transformer(self.tokens(pixel_values))
         if self.cfg.pool == "cls":
             return self.ln_post(x[:, 0])
+        if self.cfg.pool == "mean" and self.cfg.final_ln_after_pool:
+            return self.ln_post(x[:, 1:].mean(1) if self.class_embedding is not None else x.mean(1))
         x = self.ln_post(x)
         if self.cfg.pool == "map":
             return self.head(x)
