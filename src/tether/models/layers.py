@@ -99,7 +99,9 @@ class Block(nn.Module):
         a = self.attn(self.ln_1(x), causal=causal, mask=mask)
         x = x + (a if self.ls_1 is None else a * self.ls_1)
         m = self.mlp(self.ln_2(x))
-        return x + (m if self.ls_2 is None else m * self.ls_2)
+        if self.ls_2 is not None:
+            m = m * self.ls_2
+        return x + m if torch.is_grad_enabled() else x.add_(m)  # x was made above: safe in place
 
 
 class Transformer(nn.Module):
