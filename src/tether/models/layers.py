@@ -51,15 +51,15 @@ class Attention(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None)
         return self.out_proj(out.transpose(1, 2).reshape(b, n, d))
 
-    def cross(self, query: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Attend from ``query`` tokens to ``x`` (used by attention pooling heads)."""
+    def cross(self, query: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Attend from ``query`` tokens to ``x`` (attention pooling; the last block at a pooled position)."""
         b, n, d = x.shape
         h, hd = self.heads, d // self.heads
         w_q, w_kv = self.in_proj.weight.split([d, 2 * d])
         b_q, b_kv = self.in_proj.bias.split([d, 2 * d])
         q = F.linear(query, w_q, b_q).view(b, -1, h, hd).transpose(1, 2)
         k, v = F.linear(x, w_kv, b_kv).view(b, n, 2, h, hd).permute(2, 0, 3, 1, 4).unbind(0)
-        out = F.scaled_dot_product_attention(q, k, v)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.out_proj(out.transpose(1, 2).reshape(b, -1, d))
 
 
@@ -104,6 +104,24 @@ class Block(nn.Module):
         return x + m if torch.is_grad_enabled() else x.add_(m)  # x was made above: safe in place
 
 
+    def forward_at(self, x: torch.Tensor, index: torch.Tensor, causal: bool = False) -> torch.Tensor:
+        """The block's output at one position per row, (B, D), computing only what that needs.
+
+        Keys and values still come from every token, but the query, the output
+        projection and the MLP run for a single token: for a final block feeding a
+        pooled output this skips most of its work with the same result.
+        """
+        rows = torch.arange(x.shape[0], device=x.device)
+        h = self.ln_1(x)
+        mask = None
+        if causal:  # the pooled token sees itself and what precedes it
+            mask = (torch.arange(x.shape[1], device=x.device) <= index[:, None])[:, None, None, :]
+        a = self.attn.cross(h[rows, index].unsqueeze(1), h, mask)
+        y = x[rows, index].unsqueeze(1) + (a if self.ls_1 is None else a * self.ls_1)
+        m = self.mlp(self.ln_2(y))
+        return (y + (m if self.ls_2 is None else m * self.ls_2))[:, 0]
+
+
 class Transformer(nn.Module):
     """A stack of pre-LN blocks, with optional gradient checkpointing."""
 
@@ -114,13 +132,20 @@ class Transformer(nn.Module):
         self.blocks = nn.ModuleList(Block(width, heads, hidden, act, eps, ls_init) for _ in range(layers))
         self.grad_checkpointing = False
 
-    def forward(self, x: torch.Tensor, causal: bool = False,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
-        for block in self.blocks:
+    def forward(self, x: torch.Tensor, causal: bool = False, mask: torch.Tensor | None = None,
+                pool_index: torch.Tensor | None = None) -> torch.Tensor:
+        """All tokens (B, N, D); or, given ``pool_index`` (B,), only the final output at those positions (B, D)."""
+        blocks = list(self.blocks)
+        last = blocks.pop() if pool_index is not None and blocks and mask is None else None
+        for block in blocks:
             if self.grad_checkpointing and self.training and torch.is_grad_enabled():
                 x = checkpoint(block, x, causal, mask, use_reentrant=False)
             else:
                 x = block(x, causal=causal, mask=mask)
+        if last is not None:
+            return last.forward_at(x, pool_index, causal)
+        if pool_index is not None:
+            return x[torch.arange(x.shape[0], device=x.device), pool_index]
         return x
 
 

@@ -37,25 +37,31 @@ class TextTransformer(nn.Module):
         n = input_ids.shape[1]
         if n > self.cfg.context_length:
             raise ValueError(f"input_ids has {n} positions, the text tower's context is {self.cfg.context_length}")
+        index = self.pool_index(input_ids)
+        if index is not None and self.cfg.causal:
+            # Causal attention: tokens after the pooled one cannot change it, so drop
+            # them. Captions are short and contexts are padded, so this is most of the work.
+            n = int(index.max()) + 1
+            input_ids = input_ids[:, :n]
         x = self.token_embedding(input_ids) + self.positional_embedding[:n].to(self.token_embedding.weight.dtype)
-        x = self.transformer(x, causal=self.cfg.causal)
-        if self.cfg.pool == "mean":  # normalise every token before averaging
-            return self._pool(self.ln_final(x), input_ids)
-        return self.ln_final(self._pool(x, input_ids))  # per-token norm: pool first, it is cheaper
+        if index is None:  # mean pooling: normalise every token, then average the real ones
+            x = self.ln_final(self.transformer(x, causal=self.cfg.causal))
+            keep = (input_ids != self.cfg.pad_token_id).unsqueeze(-1).to(x.dtype)
+            return (x * keep).sum(1) / keep.sum(1).clamp(min=1)
+        return self.ln_final(self.transformer(x, causal=self.cfg.causal, pool_index=index))
 
-    def _pool(self, x: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
-        rows = torch.arange(x.shape[0], device=x.device)
+    def pool_index(self, input_ids: torch.Tensor) -> torch.Tensor | None:
+        """The position each row is pooled at; None for mean pooling."""
         pool = self.cfg.pool
         if pool == "argmax":
-            return x[rows, input_ids.argmax(dim=-1)]
+            return input_ids.argmax(dim=-1)
         if pool == "eot":
-            return x[rows, (input_ids == self.cfg.eot_token_id).int().argmax(dim=-1)]
+            return (input_ids == self.cfg.eot_token_id).int().argmax(dim=-1)
         if pool == "last":
-            return x[:, -1]
+            return torch.full_like(input_ids[:, 0], input_ids.shape[1] - 1)
         if pool == "first":
-            return x[:, 0]
-        keep = (input_ids != self.cfg.pad_token_id).unsqueeze(-1).to(x.dtype)
-        return (x * keep).sum(1) / keep.sum(1).clamp(min=1)
+            return torch.zeros_like(input_ids[:, 0])
+        return None
 
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
         self.transformer.grad_checkpointing = enabled

@@ -58,9 +58,10 @@ class VisionTransformer(nn.Module):
         return self.ln_pre(x)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        x = self.transformer(self.tokens(pixel_values))
-        if self.cfg.pool == "cls":
-            return self.ln_post(x[:, 0])
+        x = self.tokens(pixel_values)
+        if self.cfg.pool == "cls":  # only the class token leaves the last block: compute just it
+            return self.ln_post(self.transformer(x, pool_index=torch.zeros_like(x[:, 0, 0], dtype=torch.long)))
+        x = self.transformer(x)
         if self.cfg.pool == "mean" and self.cfg.final_ln_after_pool:
             return self.ln_post(x[:, 1:].mean(1) if self.class_embedding is not None else x.mean(1))
         x = self.ln_post(x)
