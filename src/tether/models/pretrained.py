@@ -135,3 +135,8 @@ def align_tiny(embed_dim: int = 256, context_length: int = ALIGN_CONTEXT_LENGTH)
 
 __all__ = ["ALIGN_CONTEXT_LENGTH", "align_config", "align_tiny", "efficientnet_lite0_weights", "minilm_path",
            "minilm_tokenizer", "resolve_hf_name"]
+
+
+# Names `tether embed --model NAME` and `resolve_model` build with real pretrained towers
+# and their tokenizer attached (the JSON config of the same name has the architecture only).
+PRETRAINED_MODELS: dict[str, Callable[[], "AlignedModel"]] = {"align-effnet-minilm": align_tiny}
