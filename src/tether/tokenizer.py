@@ -348,8 +348,11 @@ class Tokenizer:
             padding, clean, length = "max_length", "canonicalize", length or 64
             lowercase = bool(cfg.get("do_lower_case", True))
         else:  # best effort: follow the specials the checkpoint's own post-processor adds
+            backend.no_padding()  # a tokenizer.json may pad (MiniLM pads to 128): the probe must see only specials
+            backend.no_truncation()
             probe = backend.encode("", add_special_tokens=True).ids
             eos = tid("eos_token", None)
+            eos = eos if eos is not None else tid("sep_token", None)  # BERT-style: [CLS] text [SEP]
             eos = eos if eos is not None else (probe[-1] if probe else None)
             if eos is None:
                 raise ValueError(f"{d}: cannot tell the eos token; set eos_token in tokenizer_config.json")

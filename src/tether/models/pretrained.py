@@ -83,12 +83,9 @@ def minilm_tokenizer(context_length: int = ALIGN_CONTEXT_LENGTH):
     from ..tokenizer import Tokenizer
 
     tok = Tokenizer.from_hf_dir(minilm_path(), context_length=context_length)
-    cls_id, sep_id, pad_id = (tok.backend.token_to_id(t) for t in ("[CLS]", "[SEP]", "[PAD]"))
-    if (tok.bos_id, tok.eos_id, tok.pad_id) != (cls_id, sep_id, pad_id):
-        # Tokenizer.from_hf_dir guesses BERT's specials from the backend; its tokenizer.json pads to 128,
-        # which can make the guessed eos [PAD]. The specials of a BERT vocabulary are not in doubt.
-        tok = Tokenizer(tok.backend, context_length, bos_id=cls_id, eos_id=sep_id, pad_id=pad_id,
-                        padding="max_length", lowercase=False, clean="whitespace")
+    ids = tuple(tok.backend.token_to_id(t) for t in ("[CLS]", "[SEP]", "[PAD]"))
+    if (tok.bos_id, tok.eos_id, tok.pad_id) != ids:
+        raise RuntimeError(f"MiniLM tokenizer specials {(tok.bos_id, tok.eos_id, tok.pad_id)} are not {ids}")
     return tok
 
 
