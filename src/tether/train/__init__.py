@@ -1,0 +1,1 @@
+"""Training: contrastive steps at any batch size, schedules, optimizer groups, the trainer."""

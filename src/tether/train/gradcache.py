@@ -1,0 +1,93 @@
+"""Gradient cache: a contrastive step on a batch far larger than fits in memory.
+
+Contrastive losses couple every pair in the batch, so plain gradient accumulation
+over micro-batches changes the loss (each micro-batch only sees its own
+negatives). The gradient cache (Gao et al., 2021) keeps the full-batch loss exact:
+
+1. embed the whole batch micro-batch by micro-batch without autograd graphs;
+2. compute the loss on the full set of embeddings and its gradient with respect to
+   each embedding (plus the temperature and bias);
+3. re-encode each micro-batch with autograd and back-propagate the cached
+   embedding gradients through it.
+
+Parameter gradients equal one full-batch step's. Memory is one micro-batch of
+activations plus the (B, d) embeddings. Random state (patch dropout, dropout) is
+recorded per micro-batch in pass 1 and replayed in pass 3, so both passes see the
+same masks. BatchNorm running statistics are updated in both passes (a ResNet
+tower trained this way sees each batch twice; lock or freeze its norms).
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Callable
+
+import torch
+
+
+class RandomState:
+    """Capture and replay the CPU and CUDA generators around a forward pass."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cpu = torch.get_rng_state()
+        self.cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+        self.device = device
+
+    @contextmanager
+    def replay(self):
+        saved = RandomState(self.device)
+        torch.set_rng_state(self.cpu)
+        if self.cuda is not None:
+            torch.cuda.set_rng_state(self.cuda, self.device)
+        try:
+            yield
+        finally:
+            torch.set_rng_state(saved.cpu)
+            if saved.cuda is not None:
+                torch.cuda.set_rng_state(saved.cuda, self.device)
+
+
+def _chunks(t: torch.Tensor, size: int) -> list[torch.Tensor]:
+    return list(t.split(size)) if size and size < t.shape[0] else [t]
+
+
+def contrastive_step(model, pixels: torch.Tensor, input_ids: torch.Tensor, loss_fn: Callable,
+                     micro_batch: int | None = None, autocast=None) -> torch.Tensor:
+    """Forward and backward of ``loss_fn(image_emb, text_emb, scale, bias)`` on the full batch.
+
+    ``micro_batch=None`` (or >= the batch) is the plain step. Returns the detached loss;
+    gradients are left in ``.grad`` as after ``loss.backward()``.
+    """
+    autocast = autocast or _no_autocast
+    n = pixels.shape[0]
+    if not micro_batch or micro_batch >= n:
+        with autocast():
+            out = model(pixels, input_ids)
+            loss = loss_fn(out.image_embeds.float(), out.text_embeds.float(), out.logit_scale, out.logit_bias)
+        loss.backward()
+        return loss.detach()
+    image_states, text_states, image_embs, text_embs = [], [], [], []
+    with torch.no_grad(), autocast():
+        for chunk in _chunks(pixels, micro_batch):
+            image_states.append(RandomState(chunk.device))
+            image_embs.append(model.encode_image(chunk, normalize=True).float())
+        for chunk in _chunks(input_ids, micro_batch):
+            text_states.append(RandomState(chunk.device))
+            text_embs.append(model.encode_text(chunk, normalize=True).float())
+    image_emb = torch.cat(image_embs).requires_grad_(True)
+    text_emb = torch.cat(text_embs).requires_grad_(True)
+    with autocast():
+        loss = loss_fn(image_emb, text_emb, model.scale(), model.logit_bias)
+    loss.backward()  # embedding grads cached; scale/bias grads land on the parameters
+    for encode, inputs, grads, states in (
+            (model.encode_image, pixels, image_emb.grad, image_states),
+            (model.encode_text, input_ids, text_emb.grad, text_states)):
+        for chunk, grad, state in zip(_chunks(inputs, micro_batch), _chunks(grads, micro_batch), states):
+            with state.replay(), autocast():
+                emb = encode(chunk, normalize=True).float()
+            emb.backward(grad)
+    return loss.detach()
+
+
+@contextmanager
+def _no_autocast():
+    yield
