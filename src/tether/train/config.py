@@ -1,0 +1,118 @@
+"""Training configuration: one dataclass, read from YAML/JSON, overridden by ``--set``.
+
+Every key is checked before training starts: an unknown key or a wrong type fails
+with the key's dotted name, so a typo never silently trains the wrong thing.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import ConfigError, _build
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 5e-4
+    min_lr: float = 0.0
+    weight_decay: float = 0.2
+    betas: tuple[float, ...] = (0.9, 0.98)
+    eps: float = 1e-6
+    warmup_steps: int = 100
+    grad_clip: float | None = 1.0
+
+
+@dataclass
+class TrainConfig:
+    """What to train, on what, for how long, and where to write it."""
+
+    model: str = "tiny-vit-28"  # a named config, a checkpoint path, or "align-effnet-minilm"
+    model_overrides: dict[str, Any] = field(default_factory=dict)  # top-level ModelConfig keys
+    loss: str = "clip"  # "clip" (InfoNCE) | "siglip"
+    loss_chunk_size: int | None = None  # exact memory-efficient loss tiles; None = plain
+    batch_size: int = 256
+    micro_batch_size: int | None = None  # gradient cache: encode in pieces of this size
+    steps: int = 1000
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    precision: str = "fp32"  # "fp32" | "bf16" (autocast; GPU)
+    compile: bool = False
+    grad_checkpointing: bool = False
+    patch_dropout: float = 0.0
+    lock_image: bool = False  # LiT: freeze the image tower, train text + projections
+    lock_text: bool = False
+    train_data: dict[str, Any] = field(default_factory=dict)  # a data source spec
+    val_data: dict[str, Any] = field(default_factory=dict)
+    tokenizer: dict[str, Any] = field(default_factory=dict)  # {"path": ...} or {"train_vocab_size": N}
+    workers: int = 2
+    seed: int = 0
+    out_dir: str = "runs/tether"
+    checkpoint_every: int = 200
+    keep_checkpoints: int = 2
+    eval_every: int = 0  # 0: only at the end
+    log_every: int = 10
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:1"
+    tensorboard: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        cfg = _build(cls, data, "train")
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        def need(ok: bool, key: str, why: str) -> None:
+            if not ok:
+                raise ConfigError(f"train.{key}: {why}")
+        need(self.loss in ("clip", "siglip"), "loss", f"expected 'clip' or 'siglip', got {self.loss!r}")
+        need(self.batch_size > 0, "batch_size", "must be positive")
+        need(self.micro_batch_size is None or self.micro_batch_size > 0, "micro_batch_size", "must be positive")
+        need(self.steps > 0, "steps", "must be positive")
+        need(self.precision in ("fp32", "bf16"), "precision", f"expected 'fp32' or 'bf16', got {self.precision!r}")
+        need(0 <= self.patch_dropout < 1, "patch_dropout", "must be in [0, 1)")
+        need(not (self.lock_image and self.lock_text), "lock_text", "locking both towers leaves nothing to align")
+        need(self.optim.lr > 0, "optim.lr", "must be positive")
+        need(len(self.optim.betas) == 2, "optim.betas", "needs two values")
+        need(self.checkpoint_every > 0, "checkpoint_every", "must be positive")
+
+
+def load_train_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
+    """Read a YAML or JSON file (or start from defaults) and apply ``key.sub=value`` overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        text = Path(path).read_text()
+        if str(path).endswith((".yaml", ".yml")):
+            import yaml
+            data = yaml.safe_load(text) or {}
+        else:
+            data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+    for item in overrides:
+        apply_override(data, item)
+    try:
+        return TrainConfig.from_dict(data)
+    except ConfigError as err:
+        raise ConfigError(f"{path or 'config'}: {err}") from err
+
+
+def apply_override(data: dict[str, Any], item: str) -> None:
+    """``optim.lr=1e-3`` -> data["optim"]["lr"] = 0.001 (values parsed as JSON when they can be)."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected key=value")
+    key, raw = item.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    node = data
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {key}: {part!r} is not a section")
+    node[parts[-1]] = value

@@ -1,0 +1,80 @@
+"""Training checkpoints that make resume exact.
+
+A checkpoint holds the weights, the optimizer moments, the step and every random
+generator's state. The data order is a pure function of (seed, epoch, position)
+and the learning rate a pure function of the step, so a run killed at any moment
+and resumed from its last checkpoint ends with the same weights as one that never
+stopped. Checkpoints are written to a temporary directory and renamed into place;
+``latest`` names the newest complete one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..checkpoints.common import read_weights, save_weights_atomic, write_text_atomic
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(run_dir: Path, step: int, model, optimizer, extra: dict[str, Any], keep: int = 2) -> Path:
+    """Write ``run_dir/checkpoints/step_XXXXXXXX`` atomically and point ``latest`` at it."""
+    root = Path(run_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"step_{step:08d}"
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}."))
+    try:
+        save_weights_atomic(model.state_dict(), tmp / "model.safetensors")
+        torch.save({"optimizer": optimizer.state_dict(), "rng": rng_state(), "step": step, **extra},
+                   tmp / "train_state.pt")
+        final = root / name
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    write_text_atomic(root / "latest", name + "\n")
+    for old in sorted(p for p in root.glob("step_*") if p.name != name)[:-max(keep - 1, 0) or None]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    pointer = Path(run_dir) / "checkpoints" / "latest"
+    if not pointer.is_file():
+        return None
+    path = pointer.parent / pointer.read_text().strip()
+    return path if (path / "train_state.pt").is_file() else None
+
+
+def load_checkpoint(path: Path, model, optimizer) -> dict[str, Any]:
+    """Restore weights, optimizer and random state; return the saved extras (step, ...)."""
+    model.load_state_dict(read_weights(path / "model.safetensors"))
+    state = torch.load(path / "train_state.pt", map_location="cpu", weights_only=False)
+    optimizer.load_state_dict(state.pop("optimizer"))
+    set_rng_state(state.pop("rng"))
+    return state
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")

@@ -1,0 +1,197 @@
+"""The training loop: contrastive steps, schedule, checkpoints, logs and evaluation.
+
+The trainer is deliberately small: data order, the learning rate and randomness
+are functions of (seed, step), which is what makes a resumed run identical to an
+uninterrupted one. It takes any ``TrainData`` (see ``train/data.py``) and an
+optional ``evaluate(model) -> dict`` callable for periodic held-out evaluation.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .config import TrainConfig
+from .gradcache import contrastive_step
+from .optim import build_optimizer
+from .schedule import lr_at
+from .state import latest_checkpoint, load_checkpoint, save_checkpoint, write_json
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def loss_function(cfg: TrainConfig) -> Callable:
+    from .. import losses
+    if cfg.loss == "clip":
+        return lambda img, txt, scale, bias: losses.clip_loss(img, txt, scale, chunk_size=cfg.loss_chunk_size)
+    return lambda img, txt, scale, bias: losses.siglip_loss(img, txt, scale, bias, chunk_size=cfg.loss_chunk_size)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, model, data, evaluate: Callable | None = None,
+                 dist=None, progress: bool = True) -> None:
+        from .distributed import DistributedContext
+        self.cfg, self.data, self.evaluate = cfg, data, evaluate
+        self.dist = dist or DistributedContext.from_env()
+        self.device = self.dist.device if self.dist.enabled else pick_device(cfg.device)
+        self.model = model.to(self.device)
+        self.optimizer = build_optimizer(self.model, cfg.optim.lr, cfg.optim.weight_decay,
+                                         tuple(cfg.optim.betas), cfg.optim.eps)
+        self.loss_fn = self.dist.wrap_loss(loss_function(cfg), cfg)
+        self.run_dir = Path(cfg.out_dir)
+        self.progress = progress and self.dist.is_main
+        self.step = 0
+        self.history: list[dict] = []
+        self._encoder = torch.compile(self.model) if cfg.compile else self.model
+
+    # ------------------------------------------------------------------ public
+    def fit(self) -> dict:
+        """Train to ``cfg.steps`` (resuming from the latest checkpoint) and return the final record."""
+        self._resume()
+        logger = RunLogger(self.run_dir, self.cfg, enabled=self.dist.is_main)
+        bar = self._bar()
+        samples, started = 0, time.perf_counter()
+        per_epoch = self.data.batches_per_epoch()
+        batches = None
+        try:
+            while self.step < self.cfg.steps:
+                if batches is None:
+                    epoch, position = divmod(self.step, per_epoch)
+                    batches = iter(self.data.batches(epoch, position))
+                batch = next(batches, None)
+                if batch is None:  # epoch finished: the next one starts at position 0
+                    batches = None
+                    continue
+                record = self._train_step(*batch)
+                samples += batch[0].shape[0] * self.dist.world_size
+                self.step += 1
+                record["samples_per_s"] = samples / (time.perf_counter() - started)
+                if self.step % self.cfg.log_every == 0 or self.step == self.cfg.steps:
+                    logger.log(self.step, record)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{record['loss']:.4f}", sps=f"{record['samples_per_s']:.0f}")
+                if self.cfg.eval_every and self.step % self.cfg.eval_every == 0 and self.step < self.cfg.steps:
+                    logger.log(self.step, self._evaluate(), prefix="eval/")
+                if self.step % self.cfg.checkpoint_every == 0 and self.step < self.cfg.steps:
+                    self._checkpoint()
+        finally:
+            if bar is not None:
+                bar.close()
+        final = {"step": self.step, **self._evaluate()}
+        logger.log(self.step, final, prefix="eval/")
+        if self.dist.is_main:
+            self._checkpoint()
+        skipped = getattr(self.data, "skipped", lambda: {})()
+        final["skipped_samples"] = skipped
+        logger.close()
+        return final
+
+    # ------------------------------------------------------------------ internals
+    def _train_step(self, pixels: torch.Tensor, input_ids: torch.Tensor) -> dict:
+        cfg = self.cfg
+        lr = lr_at(self.step, cfg.optim.lr, cfg.optim.warmup_steps, cfg.steps, cfg.optim.min_lr)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.model.train()
+        pixels = pixels.to(self.device, non_blocking=True)
+        input_ids = input_ids.to(self.device, non_blocking=True)
+        loss = contrastive_step(self._encoder, pixels, input_ids, self.loss_fn,
+                                micro_batch=cfg.micro_batch_size, autocast=self._autocast)
+        self.dist.average_gradients(self.model)
+        norm = None
+        if cfg.optim.grad_clip:
+            params = [p for p in self.model.parameters() if p.grad is not None]
+            norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.model.clamp_logit_scale_()
+        loss_value = float(loss)
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(f"loss became {loss_value} at step {self.step}; lower optim.lr or check the data")
+        record = {"loss": loss_value, "lr": lr, "logit_scale": float(self.model.scale())}
+        if self.model.logit_bias is not None:
+            record["logit_bias"] = float(self.model.logit_bias)
+        if norm is not None:
+            record["grad_norm"] = norm
+        return record
+
+    def _autocast(self):
+        if self.cfg.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    def _evaluate(self) -> dict:
+        if self.evaluate is None or not self.dist.is_main:
+            return {}
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return self.evaluate(self.model)
+        finally:
+            self.model.train(was_training)
+
+    def _checkpoint(self) -> None:
+        if self.dist.is_main:
+            save_checkpoint(self.run_dir, self.step, self.model, self.optimizer, {"config": self.cfg.to_dict()},
+                            keep=self.cfg.keep_checkpoints)
+        self.dist.barrier()
+
+    def _resume(self) -> None:
+        path = latest_checkpoint(self.run_dir)
+        if path is None:
+            return
+        extra = load_checkpoint(path, self.model, self.optimizer)
+        self.step = int(extra["step"])
+        if self.dist.is_main:
+            print(f"resumed from {path} at step {self.step}")
+
+    def _bar(self):
+        if not self.progress:
+            return None
+        from tqdm.auto import tqdm
+        return tqdm(total=self.cfg.steps, initial=self.step, desc="training", unit="step")
+
+
+class RunLogger:
+    """JSON lines in ``run_dir/log.jsonl`` and, when available, TensorBoard scalars."""
+
+    def __init__(self, run_dir: Path, cfg: TrainConfig, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.writer = None
+        if not enabled:
+            return
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / "config.json", cfg.to_dict())
+        self.file = open(run_dir / "log.jsonl", "a", encoding="utf-8")
+        if cfg.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+            except ImportError:  # tensorboard is optional: `pip install tensorboard`
+                self.writer = None
+
+    def log(self, step: int, record: dict, prefix: str = "train/") -> None:
+        if not self.enabled or not record:
+            return
+        flat = {k: v for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        self.file.write(json.dumps({"step": step, "kind": prefix.strip("/"), **flat}) + "\n")
+        self.file.flush()
+        if self.writer is not None:
+            for key, value in flat.items():
+                self.writer.add_scalar(prefix + key, value, step)
+
+    def close(self) -> None:
+        if self.enabled:
+            self.file.close()
+            if self.writer is not None:
+                self.writer.close()
