@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import string
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -26,7 +23,7 @@ import torch
 
 from ..config import ConfigError, ModelConfig
 from . import hf_clip, hf_siglip
-from .common import CheckpointError, load_into, read_weights, save_weights_atomic
+from .common import CheckpointError, atomic_directory, load_into, read_weights, save_weights_atomic
 
 FAMILIES = {"clip": hf_clip, "siglip": hf_siglip}
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
@@ -355,21 +352,9 @@ def save(model, path: Path) -> None:
         warnings.warn(f"exp(logit_scale) exceeds max_logit_scale={cfg.max_logit_scale}; transformers does not "
                       "clamp, so its logits will be larger than tether's")
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp"))
-    try:
+    with atomic_directory(path) as tmp:
         (tmp / "config.json").write_text(json.dumps(hf_cfg, indent=2) + "\n")
         save_weights_atomic(state, tmp / "model.safetensors", metadata={"format": "pt"})
         (tmp / "preprocessor_config.json").write_text(json.dumps(_preprocess_to_hf(pre, family), indent=2) + "\n")
         if tok is not None:
             _save_tokenizer(tok, tmp)
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

@@ -17,9 +17,6 @@ pretrained=path)`` read. See docs/checkpoints_open_clip.md.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -27,7 +24,7 @@ import torch
 
 from ..config import ModelConfig
 from . import open_clip_layout as L
-from .common import CheckpointError, load_into, read_weights, save_weights_atomic
+from .common import CheckpointError, atomic_directory, load_into, read_weights, save_weights_atomic
 from .open_clip_convert import cannot_save, merge, open_clip_model_cfg, tether_config
 
 CONFIG_NAME = "open_clip_config.json"
@@ -221,24 +218,12 @@ def save(model, path: Path, custom_text: bool = False) -> None:
                       "std": list(pre.get("std", (0.26862954, 0.26130258, 0.27577711))),
                       "interpolation": pre.get("interpolation", "bicubic"),
                       "resize_mode": pre.get("resize_mode", "shortest")}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp"))
-    try:
+    with atomic_directory(path) as tmp:
         text = json.dumps({"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg}, indent=2) + "\n"
         (tmp / CONFIG_NAME).write_text(text)
         save_weights_atomic(state, tmp / WEIGHTS_NAME, metadata={"format": "pt"})
         if model.tokenizer is not None:
             model.tokenizer.save(tmp / "tokenizer")
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def open_clip_state(model, custom_text: bool = False) -> dict[str, torch.Tensor]:

@@ -10,13 +10,10 @@ interrupted save never leaves a half-written checkpoint behind.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from ..config import ModelConfig
-from .common import CheckpointError, load_into, read_weights, save_weights_atomic
+from .common import CheckpointError, atomic_directory, load_into, read_weights, save_weights_atomic
 
 FORMAT_VERSION = 1
 
@@ -33,10 +30,7 @@ def detect(path: Path) -> bool:
 
 
 def save(model, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp"))
-    try:
+    with atomic_directory(path) as tmp:
         data = {"tether_format": FORMAT_VERSION, **model.config.to_dict()}
         if model.preprocessor is not None:
             data["preprocess"] = model.preprocessor.config.to_dict()
@@ -44,16 +38,6 @@ def save(model, path: Path) -> None:
         save_weights_atomic(model.state_dict(), tmp / "model.safetensors", metadata={"format": "pt"})
         if model.tokenizer is not None:
             model.tokenizer.save(tmp / "tokenizer")
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load(path: Path, visual=None, text=None, map_location: str = "cpu"):
