@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tether.models import create_model, get_model_config, AlignedModel
+from tether.models import AlignedModel, get_model_config
 from tether.train.gradcache import contrastive_step
 
 
