@@ -1,0 +1,132 @@
+"""Contrastive losses: plain (N x N in memory) vs tiled (tether.losses, chunk_size=...).
+
+Each configuration runs in its own fresh subprocess: it builds (N, d) L2-normalised fp32
+embeddings that require grad, runs one warm-up forward+backward, then the timed ones, and
+reports the median time and the peak memory beyond the inputs, i.e. the growth of the
+process's peak RSS (``ru_maxrss``) from just after the inputs were made to the end. Rounds
+alternate the configurations so all of them see the same machine state.
+
+    python bench/bench_losses.py                              # N=16,384 and 32,768, d=512
+    python bench/bench_losses.py --n 4096 --rounds 1          # quick look
+    python bench/bench_losses.py --chunks 1024 2048 4096      # tile sweep for the default
+    python bench/bench_losses.py --with-reference-32k         # also the plain loss at 32k (~20 GB)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+
+def child(args) -> None:
+    import torch
+    from tether.losses import clip_loss, siglip_loss
+    torch.manual_seed(0)
+    n, d = args.n, args.d
+    # normalised in place: no transient copy may raise the peak-RSS baseline
+    x = torch.randn(n, d)
+    x /= x.norm(dim=1, keepdim=True)
+    y = torch.randn(n, d)
+    y /= y.norm(dim=1, keepdim=True)
+    x.requires_grad_()
+    y.requires_grad_()
+    t = torch.tensor(14.3, requires_grad=True)                 # CLIP's init, 1/0.07
+    b = torch.tensor(-10.0, requires_grad=True)                # SigLIP's init
+    chunk = None if args.chunk == 0 else args.chunk
+
+    def step():
+        for p in (x, y, t, b):
+            p.grad = None
+        loss = clip_loss(x, y, t, chunk) if args.loss == "clip" else siglip_loss(x, y, t, b, chunk)
+        loss.backward()
+        return float(loss)
+
+    base_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    times, value = [], None
+    for k in range(args.repeats + 1):
+        start = time.perf_counter()
+        value = step()
+        if k:                                                  # k == 0 is the warm-up
+            times.append(time.perf_counter() - start)
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"times": times, "extra_mib": (peak_kib - base_kib) / 1024, "loss": value}))
+
+
+def run_config(loss: str, n: int, d: int, chunk: int, repeats: int) -> dict:
+    cmd = [sys.executable, __file__, "--child", "--loss", loss, "--n", str(n), "--d", str(d),
+           "--chunk", str(chunk), "--repeats", str(repeats)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def label(loss: str, n: int, chunk: int) -> str:
+    return f"{loss:6s} N={n:<6d} " + ("plain" if chunk == 0 else f"chunk={chunk}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=16384, help="batch size of the side-by-side comparison")
+    p.add_argument("--n-large", type=int, default=32768, help="batch size of the memory check (0: skip)")
+    p.add_argument("--d", type=int, default=512)
+    p.add_argument("--chunks", type=int, nargs="+", default=[1024, 2048, 4096], help="tile sizes to time")
+    p.add_argument("--losses", nargs="+", default=["clip", "siglip"], choices=["clip", "siglip"])
+    p.add_argument("--rounds", type=int, default=2, help="alternating rounds (one subprocess each)")
+    p.add_argument("--repeats", type=int, default=1, help="timed steps per subprocess after one warm-up")
+    p.add_argument("--with-reference-32k", action="store_true", help="also run the plain loss at --n-large")
+    # child mode
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--loss", default="clip", help=argparse.SUPPRESS)
+    p.add_argument("--chunk", type=int, default=0, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        child(args)
+        return
+
+    import torch
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+          f"load average at start {os.getloadavg()[0]:.2f}", flush=True)
+    large_chunk = max(args.chunks)
+    configs = []
+    for loss in args.losses:
+        configs.append((loss, args.n, 0))
+        configs += [(loss, args.n, c) for c in args.chunks]
+        if args.n_large:
+            configs.append((loss, args.n_large, large_chunk))
+            if args.with_reference_32k:
+                configs.append((loss, args.n_large, 0))
+    results: dict = {c: {"times": [], "extra_mib": [], "loss": None} for c in configs}
+    for r in range(args.rounds):
+        for c in configs:
+            res = run_config(c[0], c[1], args.d, c[2], args.repeats)
+            results[c]["times"] += res["times"]
+            results[c]["extra_mib"].append(res["extra_mib"])
+            results[c]["loss"] = res["loss"]
+            print(f"  round {r + 1}: {label(*c)}  {statistics.median(res['times']):7.2f} s  "
+                  f"{res['extra_mib']:8.0f} MiB  loss {res['loss']:.6f}", flush=True)
+
+    print(f"\nload average at end {os.getloadavg()[0]:.2f}\n")
+    print(f"| loss | N | computation | fwd+bwd s (median) | peak MiB beyond inputs | speed vs plain | memory vs plain |")
+    print("|---|---|---|---|---|---|---|")
+    for loss in args.losses:
+        for n in sorted({c[1] for c in configs if c[0] == loss}):
+            plain = results.get((loss, n, 0))
+            for c in [c for c in configs if c[0] == loss and c[1] == n]:
+                res = results[c]
+                sec = statistics.median(res["times"])
+                mib = max(res["extra_mib"])
+                if plain and c[2]:
+                    speed = f"{statistics.median(plain['times']) / sec:.2f}x"
+                    mem = f"{max(plain['extra_mib']) / mib:.1f}x less"
+                else:
+                    speed = mem = ""
+                what = "plain" if c[2] == 0 else f"tiled, chunk {c[2]}"
+                print(f"| {loss} | {n} | {what} | {sec:.2f} | {mib:.0f} | {speed} | {mem} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Input validation and small shared helpers for the loss functions."""
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+
+#: Tile edge used when ``chunk_size="auto"``. Chosen from ``bench/bench_losses.py`` on a
+#: 2-core AVX-512 CPU (see BENCHMARKS.md): 1024 and 2048 are within a few percent of each
+#: other; 1024 keeps the per-tile buffers at 4 MiB each.
+DEFAULT_CHUNK_SIZE = 1024
+
+
+def shape(t: torch.Tensor) -> tuple[int, ...]:
+    return tuple(t.shape)
+
+
+def check_embeddings(name: str, t, *, finite: bool = True) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dim() != 2:
+        raise ValueError(f"{name} must be 2-D (N, d); got shape {shape(t)}")
+    if not t.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
+    if t.shape[0] == 0 or t.shape[1] == 0:
+        raise ValueError(f"{name} is empty: shape {shape(t)}")
+    if finite:
+        check_finite(name, t)
+
+
+def check_finite(name: str, t: torch.Tensor) -> None:
+    # One reduction and one host sync; cheap next to the O(N^2 d) loss itself.
+    if not bool(torch.isfinite(t).all()):
+        what = "NaN" if bool(torch.isnan(t).any()) else "inf"
+        raise ValueError(f"{name} contains {what} values")
+
+
+def check_pair(name_a: str, a, name_b: str, b, *, same_rows: bool) -> None:
+    """Both 2-D, finite, same width, dtype and device; same number of rows if asked."""
+    check_embeddings(name_a, a)
+    check_embeddings(name_b, b)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(
+            f"{name_a} has shape {shape(a)} but {name_b} has shape {shape(b)}: "
+            f"the embedding widths ({a.shape[1]} vs {b.shape[1]}) must match")
+    if same_rows and a.shape[0] != b.shape[0]:
+        raise ValueError(
+            f"{name_a} has shape {shape(a)} but {name_b} has shape {shape(b)}: "
+            f"row i of one must pair with row i of the other, so the row counts must match")
+    if a.dtype != b.dtype:
+        raise TypeError(f"{name_a} is {a.dtype} but {name_b} is {b.dtype}; use one dtype")
+    if a.device != b.device:
+        raise ValueError(f"{name_a} is on {a.device} but {name_b} is on {b.device}")
+
+
+def as_scalar(name: str, value, like: torch.Tensor) -> torch.Tensor:
+    """A Python number or one-element tensor as a 0-d tensor (autograd kept) of like's dtype/device."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a number or a 0-d tensor, got bool")
+    if isinstance(value, numbers.Real):
+        out = torch.tensor(float(value), dtype=like.dtype, device=like.device)
+    elif isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"{name} must be a scalar (0-d tensor); got shape {shape(value)}")
+        if not value.is_floating_point():
+            value = value.to(like.dtype)
+        if value.device != like.device:
+            raise ValueError(f"{name} is on {value.device} but the embeddings are on {like.device}")
+        out = value.reshape(()).to(like.dtype)
+    else:
+        raise TypeError(f"{name} must be a number or a 0-d tensor, got {type(value).__name__}")
+    check_finite(name, out.detach())
+    return out
+
+
+def resolve_chunk(chunk_size) -> int | None:
+    """None (plain reference), "auto" (DEFAULT_CHUNK_SIZE) or a positive int."""
+    if chunk_size is None:
+        return None
+    if isinstance(chunk_size, str):
+        if chunk_size == "auto":
+            return DEFAULT_CHUNK_SIZE
+        raise ValueError(f'chunk_size must be None, "auto" or a positive int; got {chunk_size!r}')
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral):
+        raise TypeError(f'chunk_size must be None, "auto" or a positive int; got {chunk_size!r}')
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1; got {chunk_size}")
+    return int(chunk_size)
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Tiled kernels accumulate in at least float32 (half inputs are upcast)."""
+    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
+
+
+def exp_range(dtype: torch.dtype) -> float:
+    """-log of the smallest normal number: exp(x) keeps full precision for x >= -exp_range."""
+    return -math.log(torch.finfo(dtype).tiny)          # 87.3 for float32, 708.4 for float64
+
+
+def overflow_limit(dtype: torch.dtype) -> float:
+    """Partial sums above this are re-done with an exact per-tile maximum."""
+    return 1e30 if dtype == torch.float32 else 1e280
