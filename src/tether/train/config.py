@@ -44,6 +44,8 @@ class TrainConfig:
     lock_text: bool = False
     train_data: dict[str, Any] = field(default_factory=dict)  # a data source spec
     val_data: dict[str, Any] = field(default_factory=dict)
+    eval_templates: list[str] | None = None  # zero-shot prompts for val_data (default: its own templates)
+    augment: bool = False  # random resized crops on training images
     tokenizer: dict[str, Any] = field(default_factory=dict)  # {"path": ...} or {"train_vocab_size": N}
     workers: int = 2
     seed: int = 0

@@ -118,9 +118,9 @@ class Trainer:
         loss_value = float(loss)
         if not math.isfinite(loss_value):
             raise FloatingPointError(f"loss became {loss_value} at step {self.step}; lower optim.lr or check the data")
-        record = {"loss": loss_value, "lr": lr, "logit_scale": float(self.model.scale())}
+        record = {"loss": loss_value, "lr": lr, "logit_scale": self.model.scale().item()}
         if self.model.logit_bias is not None:
-            record["logit_bias"] = float(self.model.logit_bias)
+            record["logit_bias"] = self.model.logit_bias.item()
         if norm is not None:
             record["grad_norm"] = norm
         return record

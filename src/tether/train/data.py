@@ -1,0 +1,95 @@
+"""What the trainer needs from data: numbered batches of (pixels, token ids).
+
+``TrainData`` is a small protocol: ``batches_per_epoch()``, ``batches(epoch,
+position)`` yielding ``(pixels, input_ids)`` from batch ``position`` of ``epoch``
+on, and ``skipped()``. ``LoaderTrainData`` implements it over tether.data's
+``PairLoader``, whose order is a pure function of (seed, epoch, position): that is
+what lets a resumed run see exactly the batches an uninterrupted run would.
+"""
+from __future__ import annotations
+
+import random
+from typing import Any, Iterator, Protocol
+
+import torch
+
+from .config import TrainConfig
+
+
+class TrainData(Protocol):
+    def batches_per_epoch(self) -> int: ...
+
+    def batches(self, epoch: int, position: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+
+    def skipped(self) -> dict[str, Any]: ...
+
+
+class LoaderTrainData:
+    """A ``PairLoader`` seen as numbered training batches."""
+
+    def __init__(self, loader) -> None:
+        self.loader = loader
+        dataset = loader.dataset
+        self.step_size = dataset.batch_size * dataset.world_size  # positions one step consumes, all ranks
+        if len(loader) == 0:
+            raise ValueError(f"data source {dataset.name!r} gives no full batch of {dataset.batch_size}: "
+                             "it is empty or smaller than the batch size")
+
+    def batches_per_epoch(self) -> int:
+        return len(self.loader)
+
+    def batches(self, epoch: int, position: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        self.loader.set_epoch(epoch, start=position * self.step_size)
+        for batch in self.loader:
+            yield batch["pixels"], batch["input_ids"]
+
+    def skipped(self) -> dict[str, Any]:
+        return self.loader.stats.to_dict()
+
+
+def caption_corpus(source, limit: int = 200_000, seed: int = 0) -> list[str]:
+    """Captions to train a tokenizer on: every template x class for template sources, else a sample."""
+    templates, classes = getattr(source, "templates", None), getattr(source, "class_names", None)
+    if templates and classes:
+        from ..data import format_caption
+        return [format_caption(t, c) for t in templates for c in classes]
+    n = len(source)
+    rng = random.Random(seed)
+    indices = range(n) if n <= limit else rng.sample(range(n), limit)
+    texts = []
+    for i in indices:
+        try:
+            text = source.sample(i).caption
+        except Exception:  # unreadable rows are the pipeline's business; the corpus just skips them
+            continue
+        if text and text.strip():
+            texts.append(text)
+    return texts
+
+
+def ensure_tokenizer(model, source, cfg: TrainConfig) -> None:
+    """Give a from-scratch model a tokenizer: load ``tokenizer.path`` or train a BPE on the captions."""
+    if model.tokenizer is not None:
+        return
+    from ..tokenizer import Tokenizer
+    spec = dict(cfg.tokenizer)
+    context = model.config.text.context_length
+    if "path" in spec:
+        model.tokenizer = Tokenizer.load(spec["path"])
+        return
+    vocab = min(int(spec.get("train_vocab_size", 8192)), model.config.text.vocab_size)
+    corpus = caption_corpus(source, seed=cfg.seed)
+    if not corpus:
+        raise ValueError(f"cannot train a tokenizer: the training source {getattr(source, 'name', source)!r} "
+                         "has no captions")
+    model.tokenizer = Tokenizer.train_bpe(corpus, vocab_size=vocab, context_length=context, min_frequency=1)
+
+
+def build_loader(spec: dict[str, Any], model, cfg: TrainConfig, train: bool, batch_size: int | None = None,
+                 source=None):
+    """A ``PairLoader`` for a data spec (see ``tether.data.build_source``)."""
+    from ..data import PairDataset, PairLoader, build_source
+    source = source if source is not None else build_source(spec)
+    dataset = PairDataset(source, model.preprocessor, model.tokenizer, batch_size=batch_size or cfg.batch_size,
+                          shuffle=train, seed=cfg.seed, drop_last=train, train_transform=train and cfg.augment)
+    return PairLoader(dataset, num_workers=cfg.workers)

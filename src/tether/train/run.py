@@ -1,0 +1,70 @@
+"""``tether.train.train(config)``: everything ``tether train`` does, as a function."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..checkpoints.attach import attach_processors
+from .config import TrainConfig
+from .data import LoaderTrainData, build_loader, ensure_tokenizer
+from .evaluation import make_evaluator
+from .optim import lock_tower
+from .trainer import Trainer
+
+
+def prepare_model(cfg: TrainConfig):
+    """The model to train: a named config (random init), a checkpoint, or a pretrained name."""
+    from ..models import AlignedModel, get_model_config, list_models
+    from ..models.registry import resolve_model
+    if cfg.model in list_models() and not Path(cfg.model).exists() and cfg.model != "align-effnet-minilm":
+        model_cfg = get_model_config(cfg.model, **cfg.model_overrides)
+        model_cfg.vision.patch_dropout = cfg.patch_dropout
+        model = AlignedModel(model_cfg)
+        attach_processors(model)
+    else:
+        if cfg.model_overrides:
+            raise ValueError(f"train.model_overrides applies to named configs only, not to {cfg.model!r}")
+        model = resolve_model(cfg.model)
+        if hasattr(model.visual, "cfg"):
+            model.visual.cfg.patch_dropout = cfg.patch_dropout
+    if cfg.lock_image:
+        lock_tower(model, "image")
+    if cfg.lock_text:
+        lock_tower(model, "text")
+    if cfg.grad_checkpointing:
+        model.set_grad_checkpointing(True)
+    return model
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> dict:
+    """Train, evaluate and save ``out_dir/model`` (tether format); resumes if ``out_dir`` has checkpoints."""
+    from ..data import build_source
+    if not cfg.train_data:
+        raise ValueError("train.train_data is required, e.g. {\"type\": \"fashion_mnist\", \"split\": \"train\"}")
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out_dir)
+    model = prepare_model(cfg)
+    source = build_source(cfg.train_data)
+    saved_tokenizer = out / "tokenizer"
+    if model.tokenizer is None and saved_tokenizer.is_dir():  # resuming: the same vocabulary as before
+        from ..tokenizer import Tokenizer
+        model.tokenizer = Tokenizer.load(saved_tokenizer)
+    ensure_tokenizer(model, source, cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    if not saved_tokenizer.is_dir():
+        model.tokenizer.save(saved_tokenizer)
+    data = LoaderTrainData(build_loader(cfg.train_data, model, cfg, train=True, source=source))
+    evaluate = None
+    if cfg.val_data:
+        val_source = build_source(cfg.val_data)
+        val_loader = build_loader(cfg.val_data, model, cfg, train=False, batch_size=256, source=val_source)
+        evaluate = make_evaluator(val_loader, getattr(val_source, "class_names", None),
+                                  cfg.eval_templates or getattr(val_source, "templates", None))
+    trainer = Trainer(cfg, model, data, evaluate, progress=progress)
+    final = trainer.fit()
+    if trainer.dist.is_main:
+        model.save(out / "model")
+        from .state import write_json
+        write_json(out / "final.json", final)
+    return final
