@@ -53,6 +53,14 @@ def caption_corpus(source, limit: int = 200_000, seed: int = 0) -> list[str]:
     if templates and classes:
         from ..data import format_caption
         return [format_caption(t, c) for t in templates for c in classes]
+    if not hasattr(source, "sample"):  # streams (WebDataset shards): the first `limit` captions
+        texts = []
+        for sample in source:
+            if sample.caption and sample.caption.strip():
+                texts.append(sample.caption)
+            if len(texts) >= limit:
+                break
+        return texts
     n = len(source)
     rng = random.Random(seed)
     indices = range(n) if n <= limit else rng.sample(range(n), limit)
