@@ -1,0 +1,322 @@
+"""Zero-shot classification with prompt ensembles, CLIP_benchmark's definitions.
+
+Building the classifier (``ZeroShotClassifier.build``), for classes c = 1..C and templates
+t = 1..T::
+
+    e[c, t] = normalize(embed_text(template_t with {} -> class_c))
+    w[c]    = normalize(mean_t e[c, t])                      # weights W: (C, D)
+
+Classifying image embeddings x (N, D)::
+
+    logits = normalize(x) @ W.T                              # cosine similarities, (N, C)
+    proba  = softmax(temperature * logits)                   # temperature: the model's logit scale
+
+``evaluate`` returns ``acc1``, ``acc5``, ``mean_per_class_recall`` under CLIP_benchmark's key
+names, plus per-class accuracy and the confusion matrix.  Accuracy does not depend on the
+temperature.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .retrieval import as_embeddings
+from .templates import fill_template, resolve_templates
+
+__all__ = ["ZeroShotClassifier", "zero_shot_eval", "classification_metrics", "DEFAULT_LOGIT_SCALE"]
+
+FORMAT = "tether.zeroshot/1"
+WEIGHTS_FILE = "classifier.safetensors"
+CONFIG_FILE = "classifier.json"
+# CLIP_benchmark multiplies cosines by 100 (the trained CLIP logit scale, capped) before softmax.
+DEFAULT_LOGIT_SCALE = 100.0
+_EVAL_BLOCK = 8192
+
+
+def as_labels(labels: Any, n: int, num_classes: int, name: str = "labels") -> torch.Tensor:
+    """Check integer class labels: length ``n``, each in ``[0, num_classes)``."""
+    y = labels.detach().cpu() if isinstance(labels, torch.Tensor) else torch.as_tensor(np.asarray(labels))
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one class index per example), got shape {tuple(y.shape)}")
+    if y.numel() != n:
+        raise ValueError(f"{name} has {y.numel()} entries but there are {n} examples")
+    if y.dtype == torch.bool or y.is_complex():
+        raise ValueError(f"{name} must hold integer class indices, got dtype {y.dtype}")
+    if y.is_floating_point():
+        whole = torch.isfinite(y) & (y == y.round())
+        if not bool(whole.all()):
+            i = int((~whole).nonzero()[0])
+            raise ValueError(f"{name} must hold integer class indices; example {i} has {y[i].item()!r}")
+    y = y.to(torch.int64)
+    bad = (y < 0) | (y >= num_classes)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0])
+        raise ValueError(f"{name}[{i}] = {int(y[i])} is out of range for {num_classes} classes "
+                         f"(valid 0..{num_classes - 1}); {int(bad.sum())} example(s) out of range")
+    return y
+
+
+def classification_metrics(logits: torch.Tensor, labels: Any, *, class_names: Sequence[str] | None = None,
+                           prefix: str = "") -> dict[str, Any]:
+    """Top-1/top-5 accuracy, mean per-class recall, per-class accuracy and confusion matrix.
+
+    ``logits`` (N, C); ``labels`` (N,) in ``[0, C)``.  Classes are ranked by logit with ties going
+    to the lower class index (as ``argmax``), so the rank of the true class is
+    ``1 + #{c : l_c > l_y} + #{c < y : l_c = l_y}`` and top-k accuracy is ``mean(rank <= k)``.
+    ``acc5`` is None with an ``acc5_note`` when C < 5 (CLIP_benchmark writes NaN there).
+    ``mean_per_class_recall`` averages recall over the classes that occur in ``labels``
+    (sklearn's ``balanced_accuracy_score``, which CLIP_benchmark calls).  ``per_class_accuracy[c]``
+    is None for a class without examples.  ``confusion_matrix[i][j]`` counts examples of true class
+    i predicted as j.  Keys get ``prefix`` (``"lp_"`` for linear probes) on the three headline metrics.
+    """
+    logits = torch.as_tensor(logits)
+    if logits.ndim != 2 or logits.shape[1] == 0:
+        raise ValueError(f"logits must be (N, C) with C >= 1, got shape {tuple(logits.shape)}")
+    n, c = logits.shape
+    if n == 0:
+        raise ValueError("no examples to evaluate")
+    y = as_labels(labels, n, c).to(logits.device)
+    ranks = torch.empty(n, dtype=torch.int64)
+    preds = torch.empty(n, dtype=torch.int64)
+    cls = torch.arange(c, device=logits.device)
+    for s in range(0, n, _EVAL_BLOCK):
+        e = min(s + _EVAL_BLOCK, n)
+        block, yb = logits[s:e], y[s:e]
+        true = block.gather(1, yb[:, None])
+        ahead = (block > true) | ((block == true) & (cls[None, :] < yb[:, None]))
+        ranks[s:e] = (ahead.sum(dim=1) + 1).cpu()
+        preds[s:e] = block.argmax(dim=1).cpu()
+    y = y.cpu()
+    confusion = torch.bincount(y * c + preds, minlength=c * c).view(c, c)
+    support = confusion.sum(dim=1)
+    correct = confusion.diagonal()
+    present = support > 0
+    per_class = [float(correct[i]) / float(support[i]) if support[i] > 0 else None for i in range(c)]
+    recall = (correct[present].double() / support[present].double()).mean().item()
+    out: dict[str, Any] = {
+        f"{prefix}acc1": float((ranks <= 1).double().mean()),
+        f"{prefix}acc5": float((ranks <= 5).double().mean()) if c >= 5 else None,
+    }
+    if c < 5:
+        out[f"{prefix}acc5_note"] = f"not applicable: {c} classes (top-5 needs at least 5)"
+    out[f"{prefix}mean_per_class_recall"] = float(recall)
+    out["n_samples"] = int(n)
+    out["n_classes"] = int(c)
+    if class_names is not None:
+        out["class_names"] = list(class_names)
+    out["per_class_accuracy"] = per_class
+    out["per_class_count"] = [int(v) for v in support]
+    out["confusion_matrix"] = confusion.tolist()
+    return out
+
+
+def _text_embedder(model: Any, batch_size: int, progress: bool) -> Callable[[list[str]], torch.Tensor]:
+    if hasattr(model, "embed_texts"):
+        return lambda prompts: model.embed_texts(prompts, batch_size=batch_size, progress=progress)
+    if callable(model):
+        def run(prompts: list[str]) -> torch.Tensor:
+            out = []
+            for i in range(0, len(prompts), batch_size):
+                emb = model(prompts[i:i + batch_size])
+                out.append(emb.detach().float().cpu() if isinstance(emb, torch.Tensor)
+                           else torch.as_tensor(np.asarray(emb), dtype=torch.float32))
+            return torch.cat(out)
+        return run
+    raise TypeError("model must have embed_texts (an AlignedModel) or be a callable mapping a list of "
+                    "strings to a (N, D) embedding matrix")
+
+
+def _capture_scale(model: Any) -> tuple[float, str]:
+    scale = getattr(model, "scale", None)
+    if callable(scale):
+        with torch.no_grad():
+            value = float(torch.as_tensor(scale()).detach().cpu())
+        if math.isfinite(value) and value > 0:
+            return value, "model"
+    return DEFAULT_LOGIT_SCALE, "default"
+
+
+class ZeroShotClassifier:
+    """Class weights built from prompt ensembles; reusable on any image embeddings of width D."""
+
+    def __init__(self, weights: torch.Tensor, class_names: Sequence[str],
+                 templates: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
+                 logit_scale: float = DEFAULT_LOGIT_SCALE, logit_scale_source: str = "given") -> None:
+        w, _ = as_embeddings(weights, "weights", dtype=torch.float32)
+        class_names = [str(c) for c in class_names]
+        if len(class_names) != w.shape[0]:
+            raise ValueError(f"{len(class_names)} class names for {w.shape[0]} weight rows")
+        if not (isinstance(logit_scale, (int, float)) and math.isfinite(logit_scale) and logit_scale > 0):
+            raise ValueError(f"logit_scale must be a positive number, got {logit_scale!r}")
+        self.weights = F.normalize(w.cpu(), dim=-1)
+        self.class_names = class_names
+        self.templates = templates if templates is None or isinstance(templates, Mapping) else list(templates)
+        self.logit_scale = float(logit_scale)
+        self.logit_scale_source = logit_scale_source
+
+    # ---- building ---------------------------------------------------------------------
+    @classmethod
+    def build(cls, model: Any, class_names: Sequence[str], templates: Any = "general", batch_size: int = 256,
+              *, logit_scale: float | None = None, progress: bool = False) -> "ZeroShotClassifier":
+        """Embed every (class, template) prompt, L2-normalise, average per class, renormalise.
+
+        ``model``: an :class:`~tether.models.AlignedModel` (uses ``embed_texts``) or any callable
+        ``list[str] -> (N, D)`` embeddings.  ``templates``: a set name (default ``"general"``), a
+        list of templates with ``{}``, a template file, or a mapping ``class name -> prompts``
+        (class-specific prompts used verbatim).  ``logit_scale``: the temperature that
+        :meth:`predict_proba` uses by default; when omitted, ``model.scale()`` at build time, or
+        100 (CLIP_benchmark's constant) for a model without one.
+        """
+        class_names = [str(c) for c in class_names]
+        if not class_names:
+            raise ValueError("class_names is empty")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        templates = resolve_templates(templates)
+        if isinstance(templates, dict):
+            missing = [c for c in class_names if c not in templates]
+            if missing:
+                raise ValueError(f"class-specific prompts are missing for {len(missing)} class(es), e.g. {missing[:5]}")
+            per_class = [list(templates[c]) for c in class_names]
+        else:
+            per_class = [[fill_template(t, c) for t in templates] for c in class_names]
+        prompts = [p for ps in per_class for p in ps]
+        embed = _text_embedder(model, batch_size, progress)
+        emb = embed(prompts)
+        emb = emb.detach() if isinstance(emb, torch.Tensor) else torch.as_tensor(np.asarray(emb))
+        if emb.ndim != 2 or emb.shape[0] != len(prompts):
+            raise ValueError(f"the text embedder returned shape {tuple(emb.shape)} for {len(prompts)} prompts")
+        try:
+            emb, norms = as_embeddings(emb, "prompt embeddings", device="cpu", dtype=torch.float32)
+        except ValueError as e:
+            raise ValueError(f"{e} (prompt order: class-major, e.g. row 0 = {prompts[0]!r})") from None
+        emb = emb / norms[:, None]
+        owner = torch.repeat_interleave(torch.arange(len(class_names)), torch.tensor([len(p) for p in per_class]))
+        sums = torch.zeros(len(class_names), emb.shape[1], dtype=torch.float32).index_add_(0, owner, emb)
+        means = sums / torch.tensor([len(p) for p in per_class], dtype=torch.float32)[:, None]
+        zero = torch.linalg.vector_norm(means, dim=1) == 0
+        if bool(zero.any()):
+            raise ValueError(f"the prompt embeddings of class(es) {[class_names[i] for i in zero.nonzero().flatten()]} "
+                             "average to zero; cannot normalise")
+        if logit_scale is None:
+            scale, source = _capture_scale(model)
+        else:
+            scale, source = float(logit_scale), "given"
+        return cls(F.normalize(means, dim=-1), class_names, templates, scale, source)
+
+    # ---- using ------------------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        return self.weights.shape[0]
+
+    @property
+    def embed_dim(self) -> int:
+        return self.weights.shape[1]
+
+    def logits(self, image_emb: Any) -> torch.Tensor:
+        """Cosine similarity of each (L2-normalised) image embedding with each class: (N, C)."""
+        x, norms = as_embeddings(image_emb, "image_emb")
+        if x.shape[1] != self.embed_dim:
+            raise ValueError(f"image_emb has dimension {x.shape[1]}, the classifier {self.embed_dim}")
+        w = self.weights.to(device=x.device, dtype=x.dtype)
+        return (x / norms[:, None]) @ w.T
+
+    def predict_proba(self, image_emb: Any, temperature: float | None = None) -> torch.Tensor:
+        """``softmax(temperature * logits)`` over classes; temperature defaults to ``self.logit_scale``.
+
+        ``temperature`` multiplies the cosine similarities, like CLIP's logit scale (about 100 for a
+        trained CLIP).  Any constant logit bias (SigLIP) cancels in the softmax.
+        """
+        t = self.logit_scale if temperature is None else float(temperature)
+        if not (math.isfinite(t) and t > 0):
+            raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+        return torch.softmax(t * self.logits(image_emb), dim=-1)
+
+    def predict(self, image_emb: Any) -> torch.Tensor:
+        """Index of the best class per image (ties: the lower index)."""
+        return self.logits(image_emb).argmax(dim=-1)
+
+    def evaluate(self, image_emb: Any, labels: Any) -> dict[str, Any]:
+        """Metrics of :func:`classification_metrics` on these embeddings and labels."""
+        logits = self.logits(image_emb)
+        return classification_metrics(logits, labels, class_names=self.class_names)
+
+    # ---- files ------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write ``path/classifier.safetensors`` (key ``weights``) and ``path/classifier.json``."""
+        from . import _atomic_write, _write_text_atomic
+        from safetensors.torch import save_file
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path / WEIGHTS_FILE, lambda tmp: save_file({"weights": self.weights.contiguous()}, tmp,
+                                                                 metadata={"format": FORMAT}))
+        config = {"format": FORMAT, "num_classes": self.num_classes, "embed_dim": self.embed_dim,
+                  "class_names": self.class_names, "templates": self.templates,
+                  "logit_scale": self.logit_scale, "logit_scale_source": self.logit_scale_source}
+        _write_text_atomic(path / CONFIG_FILE, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ZeroShotClassifier":
+        from safetensors.torch import load_file
+        path = Path(path)
+        cfg_path, w_path = path / CONFIG_FILE, path / WEIGHTS_FILE
+        for p in (cfg_path, w_path):
+            if not p.is_file():
+                raise FileNotFoundError(f"{path} is not a saved zero-shot classifier: {p.name} is missing")
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+        if cfg.get("format") != FORMAT:
+            raise ValueError(f"{cfg_path}: format {cfg.get('format')!r}, expected {FORMAT!r}")
+        weights = load_file(str(w_path)).get("weights")
+        if weights is None:
+            raise ValueError(f"{w_path}: no 'weights' tensor")
+        return cls(weights, cfg["class_names"], cfg.get("templates"), cfg["logit_scale"],
+                   cfg.get("logit_scale_source", "given"))
+
+    def __repr__(self) -> str:
+        return (f"ZeroShotClassifier({self.num_classes} classes, dim {self.embed_dim}, "
+                f"logit_scale {self.logit_scale:.4g} ({self.logit_scale_source}))")
+
+
+def _image_embeddings(model: Any, images: Any, batch_size: int, progress: bool) -> torch.Tensor:
+    if isinstance(images, np.ndarray) and images.ndim == 2:
+        return torch.from_numpy(images)
+    if isinstance(images, torch.Tensor):
+        if images.ndim == 2:
+            return images
+        if images.ndim == 4:        # preprocessed pixels
+            if not hasattr(model, "encode_image"):
+                raise TypeError("pixel tensors need a model with encode_image")
+            with torch.inference_mode():
+                p = next(model.parameters())
+                parts = [model.encode_image(images[i:i + batch_size].to(p.device, p.dtype), normalize=True)
+                         .float().cpu() for i in range(0, len(images), batch_size)]
+            return torch.cat(parts)
+        raise ValueError(f"image tensor of shape {tuple(images.shape)}: expected (N, D) embeddings "
+                         "or (N, 3, H, W) pixels")
+    if not hasattr(model, "embed_images"):
+        raise TypeError("images (not embeddings) need a model with embed_images")
+    return model.embed_images(list(images), batch_size=batch_size, progress=progress)
+
+
+def zero_shot_eval(model: Any, images_or_embeddings: Any, labels: Any, class_names: Sequence[str],
+                   templates: Any = "general", *, batch_size: int = 64, text_batch_size: int = 256,
+                   logit_scale: float | None = None, progress: bool = False,
+                   return_classifier: bool = False) -> dict[str, Any] | tuple[dict[str, Any], ZeroShotClassifier]:
+    """Build a classifier from ``class_names`` x ``templates`` and evaluate it.
+
+    ``images_or_embeddings``: an (N, D) embedding matrix (torch/numpy), an (N, 3, H, W) tensor of
+    preprocessed pixels, or a list of images/paths (embedded with ``model.embed_images``).
+    Returns :meth:`ZeroShotClassifier.evaluate`'s dict (and the classifier when asked).
+    """
+    clf = ZeroShotClassifier.build(model, class_names, templates, batch_size=text_batch_size,
+                                   logit_scale=logit_scale, progress=progress)
+    emb = _image_embeddings(model, images_or_embeddings, batch_size, progress)
+    metrics = clf.evaluate(emb, labels)
+    return (metrics, clf) if return_classifier else metrics
