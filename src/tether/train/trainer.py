@@ -64,10 +64,14 @@ class Trainer:
         batches = None
         try:
             while self.step < self.cfg.steps:
-                if batches is None:
-                    epoch, position = divmod(self.step, per_epoch)
-                    batches = iter(self.data.batches(epoch, position))
-                batch = next(batches, None)
+                # The data pipeline draws from torch's global generator (DataLoader seeds); fork it
+                # so the model's randomness (patch dropout) depends on the step alone, which keeps
+                # a resumed run on the same random stream as an uninterrupted one.
+                with torch.random.fork_rng(devices=[]):
+                    if batches is None:
+                        epoch, position = divmod(self.step, per_epoch)
+                        batches = iter(self.data.batches(epoch, position))
+                    batch = next(batches, None)
                 if batch is None:  # epoch finished: the next one starts at position 0
                     batches = None
                     continue
