@@ -88,6 +88,28 @@ def write_embeddings(result: EmbeddingResult, out_dir: str | Path, name: str) ->
     return out_dir / f"{name}.safetensors"
 
 
+def embed_pairs(model, loader) -> tuple[torch.Tensor, list[str], torch.Tensor, list[dict]]:
+    """Image embeddings, captions, labels and extras of every sample a ``PairLoader`` yields.
+
+    The loader decodes and skips bad samples (counted in ``loader.stats``); this only encodes.
+    """
+    device = next(model.parameters()).device
+    loader.set_epoch(0)
+    embs, texts, labels, extras = [], [], [], []
+    model.eval()
+    with torch.inference_mode():
+        for batch in loader:
+            if batch["pixels"].shape[0] == 0:
+                continue
+            embs.append(model.encode_image(batch["pixels"].to(device), normalize=True).float().cpu())
+            texts += list(batch["texts"])
+            labels.append(torch.as_tensor(batch["labels"]))
+            extras += list(batch.get("extra") or [{}] * batch["pixels"].shape[0])
+    if not embs:
+        return torch.empty(0, model.config.embed_dim), [], torch.empty(0, dtype=torch.long), []
+    return torch.cat(embs), texts, torch.cat(labels), extras
+
+
 def _progress(items, enabled: bool, what: str):
     if not enabled:
         return items

@@ -10,6 +10,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from ..embed import embed_pairs
+
 
 def make_evaluator(loader, class_names: Sequence[str] | None = None,
                    templates: Sequence[str] | str | None = None, max_retrieval: int = 5000,
@@ -19,7 +21,7 @@ def make_evaluator(loader, class_names: Sequence[str] | None = None,
     def evaluate(model) -> dict[str, float]:
         from ..metrics.retrieval import retrieval_recall
         from ..metrics.zeroshot import ZeroShotClassifier
-        images, texts, labels = _embed(model, loader)
+        images, texts, labels, _ = embed_pairs(model, loader)
         out: dict[str, float] = {"val_samples": float(images.shape[0])}
         if class_names and (labels >= 0).all() and images.shape[0]:
             classifier = ZeroShotClassifier.build(model, list(class_names), templates or "general")
@@ -37,19 +39,3 @@ def make_evaluator(loader, class_names: Sequence[str] | None = None,
         return out
 
     return evaluate
-
-
-def _embed(model, loader) -> tuple[torch.Tensor, list[str], torch.Tensor]:
-    device = next(model.parameters()).device
-    loader.set_epoch(0)
-    embs, texts, labels = [], [], []
-    with torch.inference_mode():
-        for batch in loader:
-            if batch["pixels"].shape[0] == 0:
-                continue
-            embs.append(model.encode_image(batch["pixels"].to(device), normalize=True).float().cpu())
-            texts += list(batch["texts"])
-            labels.append(torch.as_tensor(batch["labels"]))
-    if not embs:
-        return torch.empty(0, model.config.embed_dim), [], torch.empty(0, dtype=torch.long)
-    return torch.cat(embs), texts, torch.cat(labels)
