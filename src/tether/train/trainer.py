@@ -93,8 +93,7 @@ class Trainer:
                 bar.close()
         final = {"step": self.step, **self._evaluate()}
         logger.log(self.step, final, prefix="eval/")
-        if self.dist.is_main:
-            self._checkpoint()
+        self._checkpoint()  # every rank: the save is rank 0's, the barrier after it is collective
         skipped = getattr(self.data, "skipped", lambda: {})()
         final["skipped_samples"] = skipped
         logger.close()
