@@ -175,8 +175,6 @@ def test_tether_train_under_torchrun(train_run):
 
 
 @needs_fmnist
-@pytest.mark.xfail(strict=True, reason="train/run.py builds the PairLoader before the Trainer joins the process "
-                                        "group, so the dataset sees world_size 1 and every rank gets the same batches")
 def test_ranks_train_on_different_samples(train_run):
     _, marker = train_run
     first = [(marker.parent / f"spy.batches_rank{rank}").read_text().splitlines()[0] for rank in range(2)]

@@ -42,6 +42,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     from ..data import build_source
     if not cfg.train_data:
         raise ValueError("train.train_data is required, e.g. {\"type\": \"fashion_mnist\", \"split\": \"train\"}")
+    from .distributed import DistributedContext
+    dist = DistributedContext.from_env()  # join the process group first: the data pipeline shards by rank
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out_dir)
     model = prepare_model(cfg)
@@ -52,7 +54,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         model.tokenizer = Tokenizer.load(saved_tokenizer)
     ensure_tokenizer(model, source, cfg)
     out.mkdir(parents=True, exist_ok=True)
-    if not saved_tokenizer.is_dir():
+    if dist.is_main and not saved_tokenizer.is_dir():
         model.tokenizer.save(saved_tokenizer)
     data = LoaderTrainData(build_loader(cfg.train_data, model, cfg, train=True, source=source))
     evaluate = None
@@ -61,7 +63,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         val_loader = build_loader(cfg.val_data, model, cfg, train=False, batch_size=256, source=val_source)
         evaluate = make_evaluator(val_loader, getattr(val_source, "class_names", None),
                                   cfg.eval_templates or getattr(val_source, "templates", None))
-    trainer = Trainer(cfg, model, data, evaluate, progress=progress)
+    trainer = Trainer(cfg, model, data, evaluate, dist=dist, progress=progress)
     final = trainer.fit()
     if trainer.dist.is_main:
         model.save(out / "model")
