@@ -2,9 +2,11 @@
 
 Each configuration runs in its own fresh subprocess: it builds (N, d) L2-normalised fp32
 embeddings that require grad, runs one warm-up forward+backward, then the timed ones, and
-reports the median time and the peak memory beyond the inputs, i.e. the growth of the
-process's peak RSS (``ru_maxrss``) from just after the inputs were made to the end. Rounds
-alternate the configurations so all of them see the same machine state.
+reports the median wall time, the median CPU time (user + system over all threads; less
+sensitive than wall time to other jobs on a shared machine) and the peak memory beyond the
+inputs, i.e. the growth of the process's peak RSS (``ru_maxrss``) from just after the inputs
+were made to the end (so it includes the input gradients). Rounds alternate the
+configurations so all of them see the same machine state.
 
     python bench/bench_losses.py                              # N=16,384 and 32,768, d=512
     python bench/bench_losses.py --n 4096 --rounds 1          # quick look
@@ -46,15 +48,20 @@ def child(args) -> None:
         loss.backward()
         return float(loss)
 
+    def cpu_seconds():
+        use = resource.getrusage(resource.RUSAGE_SELF)
+        return use.ru_utime + use.ru_stime
+
     base_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    times, value = [], None
+    times, cpu, value = [], [], None
     for k in range(args.repeats + 1):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), cpu_seconds()
         value = step()
         if k:                                                  # k == 0 is the warm-up
             times.append(time.perf_counter() - start)
+            cpu.append(cpu_seconds() - start_cpu)
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"times": times, "extra_mib": (peak_kib - base_kib) / 1024, "loss": value}))
+    print(json.dumps({"times": times, "cpu": cpu, "extra_mib": (peak_kib - base_kib) / 1024, "loss": value}))
 
 
 def run_config(loss: str, n: int, d: int, chunk: int, repeats: int) -> dict:
@@ -99,33 +106,34 @@ def main() -> None:
             configs.append((loss, args.n_large, large_chunk))
             if args.with_reference_32k:
                 configs.append((loss, args.n_large, 0))
-    results: dict = {c: {"times": [], "extra_mib": [], "loss": None} for c in configs}
+    results: dict = {c: {"times": [], "cpu": [], "extra_mib": [], "loss": None} for c in configs}
     for r in range(args.rounds):
         for c in configs:
             res = run_config(c[0], c[1], args.d, c[2], args.repeats)
             results[c]["times"] += res["times"]
+            results[c]["cpu"] += res["cpu"]
             results[c]["extra_mib"].append(res["extra_mib"])
             results[c]["loss"] = res["loss"]
             print(f"  round {r + 1}: {label(*c)}  {statistics.median(res['times']):7.2f} s  "
-                  f"{res['extra_mib']:8.0f} MiB  loss {res['loss']:.6f}", flush=True)
+                  f"cpu {statistics.median(res['cpu']):7.2f} s  {res['extra_mib']:8.0f} MiB  "
+                  f"loss {res['loss']:.6f}  load {os.getloadavg()[0]:.1f}", flush=True)
 
     print(f"\nload average at end {os.getloadavg()[0]:.2f}\n")
-    print(f"| loss | N | computation | fwd+bwd s (median) | peak MiB beyond inputs | speed vs plain | memory vs plain |")
-    print("|---|---|---|---|---|---|---|")
+    print("| loss | N | computation | fwd+bwd wall s | CPU s | peak MiB beyond inputs | wall vs plain | CPU vs plain | memory vs plain |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for loss in args.losses:
         for n in sorted({c[1] for c in configs if c[0] == loss}):
             plain = results.get((loss, n, 0))
             for c in [c for c in configs if c[0] == loss and c[1] == n]:
                 res = results[c]
-                sec = statistics.median(res["times"])
-                mib = max(res["extra_mib"])
+                sec, cpu, mib = statistics.median(res["times"]), statistics.median(res["cpu"]), max(res["extra_mib"])
+                ratios = ["", "", ""]
                 if plain and c[2]:
-                    speed = f"{statistics.median(plain['times']) / sec:.2f}x"
-                    mem = f"{max(plain['extra_mib']) / mib:.1f}x less"
-                else:
-                    speed = mem = ""
+                    ratios = [f"{statistics.median(plain['times']) / sec:.2f}x faster",
+                              f"{statistics.median(plain['cpu']) / cpu:.2f}x less",
+                              f"{max(plain['extra_mib']) / mib:.0f}x less"]
                 what = "plain" if c[2] == 0 else f"tiled, chunk {c[2]}"
-                print(f"| {loss} | {n} | {what} | {sec:.2f} | {mib:.0f} | {speed} | {mem} |")
+                print(f"| {loss} | {n} | {what} | {sec:.2f} | {cpu:.2f} | {mib:.0f} | " + " | ".join(ratios) + " |")
 
 
 if __name__ == "__main__":

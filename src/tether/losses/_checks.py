@@ -6,10 +6,12 @@ import numbers
 
 import torch
 
-#: Tile edge used when ``chunk_size="auto"``. Chosen from ``bench/bench_losses.py`` on a
-#: 2-core AVX-512 CPU (see BENCHMARKS.md): 1024 and 2048 are within a few percent of each
-#: other; 1024 keeps the per-tile buffers at 4 MiB each.
-DEFAULT_CHUNK_SIZE = 1024
+#: Tile edge used when ``chunk_size="auto"``, from ``bench/bench_losses.py`` on the project's
+#: 2-core CPU (BENCHMARKS.md): 4096 was fastest for both losses at N=16,384 (fewer, larger
+#: GEMMs and elementwise kernels; small tiles pay a thread hand-off per kernel, which is
+#: costly on a busy machine). Tile buffers are 64 MiB each in fp32 (2 for InfoNCE, 3 for
+#: SigLIP); batches smaller than the tile use one tile.
+DEFAULT_CHUNK_SIZE = 4096
 
 
 def shape(t: torch.Tensor) -> tuple[int, ...]:

@@ -120,15 +120,17 @@ class _SymmetricInfoNCE(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad):
         x, y, scale, row_lse, col_lse = ctx.saved_tensors
+        need_x, need_y, need_t, _ = ctx.needs_input_grad
         n = x.shape[0]
         xs = x * scale
-        acc_a, acc_b = symmetric_grad(xs, y, row_lse, col_lse, ctx.chunk)
-        a = acc_a.div_(2 * n).sub_(y, alpha=1 / n)
-        b = acc_b.div_(2 * n).sub_(xs, alpha=1 / n)
-        need_x, need_y, need_t, _ = ctx.needs_input_grad
-        dt = grad * (x * a).sum() if need_t else None
-        dx = a.mul_(grad * scale) if need_x else None
-        dy = b.mul_(grad) if need_y else None
+        acc_a, acc_b = symmetric_grad(xs, y, row_lse, col_lse, ctx.chunk, want_a=need_x or need_t, want_b=need_y)
+        dx = dy = dt = None
+        if acc_a is not None:
+            a = acc_a.div_(2 * n).sub_(y, alpha=1 / n)
+            dt = grad * (x * a).sum() if need_t else None
+            dx = a.mul_(grad * scale) if need_x else None
+        if acc_b is not None:
+            dy = acc_b.div_(2 * n).sub_(xs, alpha=1 / n).mul_(grad)
         return dx, dy, dt, None
 
 
@@ -149,13 +151,16 @@ class _InfoNCERows(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad):
         query, keys, scale, targets, lse = ctx.saved_tensors
+        need_q, need_k, need_t, _, _ = ctx.needs_input_grad
         xs = query * scale
         g = grad.unsqueeze(1)
         xs_weighted = xs * g
-        acc_a, acc_b = rows_grad(xs, keys, lse, xs_weighted, ctx.chunk)
-        a = acc_a.sub_(keys[targets]).mul_(g)
-        need_q, need_k, need_t, _, _ = ctx.needs_input_grad
-        dk = acc_b.index_add_(0, targets, xs_weighted, alpha=-1) if need_k else None
-        dt = (query * a).sum() if need_t else None
-        dq = a.mul_(scale) if need_q else None
+        acc_a, acc_b = rows_grad(xs, keys, lse, xs_weighted, ctx.chunk, want_a=need_q or need_t, want_b=need_k)
+        dq = dk = dt = None
+        if acc_a is not None:
+            a = acc_a.sub_(keys[targets]).mul_(g)
+            dt = (query * a).sum() if need_t else None
+            dq = a.mul_(scale) if need_q else None
+        if acc_b is not None:
+            dk = acc_b.index_add_(0, targets, xs_weighted, alpha=-1)
         return dq, dk, dt, None, None
