@@ -20,6 +20,10 @@ def prepare_model(cfg: TrainConfig):
     if cfg.model in list_models() and not Path(cfg.model).exists() and cfg.model != "align-effnet-minilm":
         model_cfg = get_model_config(cfg.model, **cfg.model_overrides)
         model_cfg.vision.patch_dropout = cfg.patch_dropout
+        if cfg.loss == "siglip" and model_cfg.logit_bias_init is None:
+            # SigLIP's own initialisation (t = 10, b = -10): the sigmoid loss needs a bias, and
+            # starting near log(1/N) keeps the first steps from being swamped by negatives
+            model_cfg.logit_scale_init, model_cfg.logit_bias_init = 10.0, -10.0
         model = AlignedModel(model_cfg)
         attach_processors(model)
     else:
@@ -28,6 +32,9 @@ def prepare_model(cfg: TrainConfig):
         model = resolve_model(cfg.model)
         if hasattr(model.visual, "cfg"):
             model.visual.cfg.patch_dropout = cfg.patch_dropout
+    if cfg.loss == "siglip" and model.logit_bias is None:
+        raise ValueError(f"train.loss=siglip needs a model with a logit bias; {cfg.model!r} has none "
+                         "(named configs get one automatically)")
     if cfg.lock_image:
         lock_tower(model, "image")
     if cfg.lock_text:
