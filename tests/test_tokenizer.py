@@ -7,10 +7,16 @@ transformers is used only as the reference implementation.
 from __future__ import annotations
 
 import base64
+import collections
+import hashlib
+import itertools
 import json
+import os
 import random
 import re
 import string
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +24,7 @@ import torch
 from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from tokenizers import Tokenizer as Backend
 
+from tether.bpe import learn_bpe
 from tether.tokenizer import Tokenizer, clip_style_bpe, spm_unigram
 
 WORDS = ("a an the photo picture of cat dog man woman child red blue green small big two three on in near with "
@@ -39,6 +46,19 @@ HARD = [
     "don't!? it's FINE;we'll", "the 3 red balls (big) & 1/2 blue", "tree " * 40, "<|endoftext|> hi",
     "Ünïcödé ŞTRÄßE", "a\u00a0non-breaking\u2003space", "e\u0301 vs \u00e9",
 ]
+SYLLABLES = [c + v for c in ["", "b", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "z", "ch",
+                              "sh", "st"] for v in ["a", "e", "i", "o", "u", "ai", "ou", "er", "ing", "y"]]
+
+
+def zipf_captions(n: int, seed: int = 0, n_words: int = 3000) -> list[str]:
+    """Captions over a Zipf-distributed vocabulary of pseudo-words: many ties in pair counts, a long tail."""
+    rng = random.Random(seed)
+    words = ["".join(rng.choice(SYLLABLES) for _ in range(rng.randint(1, 4))) for _ in range(2 * n_words)]
+    words = list(dict.fromkeys(words))[:n_words]
+    cum = list(itertools.accumulate(1 / (i + 1) for i in range(len(words))))
+    return [" ".join(rng.choices(words, cum_weights=cum, k=rng.randint(4, 14))) for _ in range(n)]
+
+
 PLAIN = ["a photo of a cat", "two dogs running in the park", "a zebra and a quokka near the lighthouse", "x"]
 
 
@@ -316,6 +336,102 @@ def test_train_bpe_case_preserving() -> None:
     assert tok.decode(tok("A Photo of Two Dogs")[0]) == "A Photo of Two Dogs"
     with pytest.raises(ValueError, match="vocab_size"):
         Tokenizer.train_bpe(CAPTIONS[:10], vocab_size=300)
+
+
+def merges_of(tok: Tokenizer) -> list[list[str]]:
+    return json.loads(tok.backend.to_str())["model"]["merges"]
+
+
+def test_train_bpe_common_words_are_single_tokens(trained: Tokenizer) -> None:
+    for word in WORDS:
+        assert trained.backend.encode(word, add_special_tokens=False).tokens == [word + "</w>"], word
+    for word in ("zebra", "quokka"):  # unseen: spelled with smaller pieces
+        assert len(trained.backend.encode(word, add_special_tokens=False).ids) > 1
+
+
+def test_train_bpe_is_deterministic_in_process() -> None:
+    corpus = zipf_captions(1000, seed=1)
+    a = Tokenizer.train_bpe(corpus, vocab_size=900, context_length=40)
+    b = Tokenizer.train_bpe(iter(list(corpus)), vocab_size=900, context_length=40)  # any iterable
+    c = Tokenizer.train_bpe(corpus[::-1], vocab_size=900, context_length=40)  # depends on the multiset only
+    assert a.vocab_size == 900 and merges_of(a)
+    for other in (b, c):
+        assert a.backend.to_str() == other.backend.to_str()
+        assert merges_of(a) == merges_of(other) and a.backend.get_vocab() == other.backend.get_vocab()
+        assert torch.equal(a(corpus + HARD), other(corpus + HARD))
+
+
+TRAIN_SCRIPT = """
+import hashlib, json, sys
+from tether.tokenizer import Tokenizer
+texts = json.loads(open(sys.argv[1], encoding="utf-8").read())
+tok = Tokenizer.train_bpe(texts, vocab_size=2048, context_length=32)
+digest = lambda b: hashlib.sha256(b).hexdigest()
+print(digest(tok.backend.to_str().encode()), digest(tok(texts).numpy().tobytes()))
+"""
+
+
+def test_train_bpe_is_deterministic_across_processes(tmp_path: Path) -> None:
+    """tokenizers' BpeTrainer learns different merges in different processes on this corpus; we must not."""
+    corpus = zipf_captions(1000, seed=2)
+    (tmp_path / "corpus.json").write_text(json.dumps(corpus), encoding="utf-8")
+    digests = set()
+    for seed in ("0", "4242"):  # different str hashing too
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run([sys.executable, "-c", TRAIN_SCRIPT, str(tmp_path / "corpus.json")], env=env,
+                             capture_output=True, text=True, check=True, timeout=300)
+        digests.add(out.stdout.split()[-2] + " " + out.stdout.split()[-1])
+    tok = Tokenizer.train_bpe(corpus, vocab_size=2048, context_length=32)
+    digests.add(hashlib.sha256(tok.backend.to_str().encode()).hexdigest() + " "
+                + hashlib.sha256(tok(corpus).numpy().tobytes()).hexdigest())
+    assert len(digests) == 1
+
+
+def test_train_bpe_larger_corpus_round_trips() -> None:
+    """A few thousand captions with a long-tailed vocabulary (scaled-down stand-in for a 200k-caption corpus)."""
+    corpus = zipf_captions(5000, seed=3)
+    tok = Tokenizer.train_bpe(corpus, vocab_size=2048, context_length=64)
+    assert tok.vocab_size == 2048
+    ids = tok(corpus)
+    assert (ids == tok.eos_id).any(-1).all()  # nothing truncated
+    assert all(tok.decode(row) == text for text, row in zip(corpus, ids))
+    counts = collections.Counter(w for text in corpus for w in text.split())
+    for word, _ in counts.most_common(100):
+        assert len(tok.backend.encode(word, add_special_tokens=False).ids) == 1, word
+    cased = [t.capitalize() for t in corpus[:500]]
+    tok = Tokenizer.train_bpe(cased, vocab_size=1024, lowercase=False, context_length=64)
+    assert all(tok.decode(row) == text for text, row in zip(cased, tok(cased)))
+
+
+def test_train_bpe_min_frequency_stops_early() -> None:
+    assert Tokenizer.train_bpe(["ab cd"] * 3, vocab_size=600, min_frequency=4).vocab_size == 515  # no merge
+    tok = Tokenizer.train_bpe(["ab cd"], vocab_size=600, min_frequency=1)
+    assert tok.vocab_size == 517 and merges_of(tok) == [["a", "b</w>"], ["c", "d</w>"]]  # tie: smaller strings first
+    tok = Tokenizer.train_bpe(["ab ab cd"], vocab_size=600, min_frequency=2)
+    assert merges_of(tok) == [["a", "b</w>"]]
+    assert Tokenizer.train_bpe(["ab cd"], vocab_size=516, min_frequency=1).vocab_size == 516  # total size cap
+
+
+def test_train_bpe_special_token_text_is_not_learned() -> None:
+    tok = Tokenizer.train_bpe(["<|endoftext|> hello"] * 5, vocab_size=600)
+    assert "<|endoftext|>" not in "".join("".join(m) for m in merges_of(tok))
+    assert tok.backend.encode("hello", add_special_tokens=False).tokens == ["hello</w>"]
+
+
+def test_learn_bpe() -> None:
+    words = [(("c", "d"), 1), (("a", "b"), 1), (("a", "b", "a", "b"), 1)]
+    tokens, merges = learn_bpe(words, ["a", "b", "c", "d"], vocab_size=10, min_frequency=1)
+    assert merges == [("a", "b"), ("ab", "ab"), ("c", "d")] and tokens == ["a", "b", "c", "d", "ab", "abab", "cd"]
+    assert learn_bpe(words[::-1], ["a", "b", "c", "d"], 10, 1) == (tokens, merges)
+    assert learn_bpe(words, ["a", "b", "c", "d"], 6, 1) == (tokens[:6], merges[:2])
+    # 'a'+'aa' and 'aa'+'a' make the same token: the merge is kept, the vocabulary does not grow
+    tokens, merges = learn_bpe([(("a", "aa"), 3), (("aa", "a"), 2)], ["a", "aa"], 10, 1)
+    assert merges == [("a", "aa"), ("aa", "a")] and tokens == ["a", "aa", "aaa"]
+    # overlapping occurrences merge left to right, and counts stay exact
+    tokens, merges = learn_bpe([(("x", "x", "x"), 5)], ["x"], 10, 1)
+    assert merges == [("x", "x"), ("xx", "x")]
+    with pytest.raises(ValueError, match="initial vocabulary"):
+        learn_bpe([(("a", "z"), 1)], ["a"], 10, 1)
 
 
 def test_save_load_round_trip(trained: Tokenizer, tmp_path: Path) -> None:

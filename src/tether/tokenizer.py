@@ -19,14 +19,17 @@ import json
 import re
 import string
 import struct
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import tokenizers
 import torch
-from tokenizers import Regex, decoders, normalizers, pre_tokenizers, trainers
+from tokenizers import Regex, decoders, normalizers, pre_tokenizers
 from tokenizers.models import BPE, Unigram
+
+from .bpe import learn_bpe
 
 __all__ = ["Tokenizer", "clip_style_bpe", "spm_unigram"]
 
@@ -195,6 +198,32 @@ class Tokenizer:
         if self.clean != "none":
             text = _WS.sub(" ", text).strip()
         return text
+
+    def _word_counts(self, texts: Iterable[str]) -> Counter[str]:
+        """How often each pre-tokenized word (byte-level string) occurs, split exactly as :meth:`__call__` does:
+        Python cleanup, special tokens cut out verbatim, then the backend's normalizer and pre-tokenizer.
+
+        Words never span a space (CLIP's split drops whitespace, NFC never composes across it), so texts are cut
+        at spaces first and each distinct chunk goes through the backend once.
+        """
+        chunks: Counter[str] = Counter()
+        for text in texts:
+            if not isinstance(text, str):
+                raise TypeError(f"texts must be str, got {type(text).__name__}")
+            chunks.update(self._prepare(text).split(" "))
+        backend = self.backend
+        norm, pre = backend.normalizer, backend.pre_tokenizer
+        specials = sorted((t.content for t in backend.get_added_tokens_decoder().values()), key=len, reverse=True)
+        cut = re.compile("|".join(map(re.escape, specials))) if specials else None
+        words: Counter[str] = Counter()
+        for chunk, n in chunks.items():
+            for piece in cut.split(chunk) if cut else [chunk]:
+                if norm is not None:
+                    piece = norm.normalize_str(piece)
+                for word, _ in pre.pre_tokenize_str(piece) if pre is not None else [(piece, None)]:
+                    if word:
+                        words[word] += n
+        return words
 
     def __call__(self, texts: str | Sequence[str], context_length: int | None = None) -> torch.Tensor:
         """Tokenize one text or a batch into a LongTensor of shape (N, context_length)."""
@@ -373,26 +402,19 @@ class Tokenizer:
 
         Vocab layout follows OpenAI's: '<pad>'=0, '<|startoftext|>'=1, '<|endoftext|>'=2, the 256 byte
         symbols, the 256 byte symbols + '</w>', then one token per merge; so no byte is ever unknown.
+        ``vocab_size`` is the total size (at most; fewer if no pair reaches ``min_frequency``).  Training is a pure
+        function of the corpus (see :func:`tether.bpe.learn_bpe`; ``tokenizers``' BpeTrainer is not
+        reproducible) and splits words exactly as encoding does.
         """
         specials = [TRAIN_PAD, CLIP_BOS, CLIP_EOS]
-        alphabet = pre_tokenizers.ByteLevel.alphabet()
-        base = len(specials) + 2 * len(alphabet)
-        if vocab_size <= base:
-            raise ValueError(f"vocab_size must exceed {base} (specials + 2 x 256 byte symbols), got {vocab_size}")
-        trainer_tok = clip_style_bpe({}, [], lowercase=lowercase)
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, show_progress=False,
-                                      initial_alphabet=alphabet, end_of_word_suffix=EOW, special_tokens=specials)
-        trainer_tok.train_from_iterator(texts, trainer)
-        learned = json.loads(trainer_tok.to_str())["model"]["merges"]
-        vocab: dict[str, int] = {}
-        for token in specials + sorted(alphabet) + [c + EOW for c in sorted(alphabet)]:
-            vocab.setdefault(token, len(vocab))
-        merges: list[tuple[str, str]] = []
-        for m in learned:
-            if len(vocab) >= vocab_size:
-                break
-            left, right = m.split(" ") if isinstance(m, str) else m
-            merges.append((left, right))
-            vocab.setdefault(left + right, len(vocab))
+        alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+        base = specials + alphabet + [c + EOW for c in alphabet]
+        if vocab_size <= len(base):
+            raise ValueError(f"vocab_size must exceed {len(base)} (specials + 2 x 256 byte symbols), got {vocab_size}")
+        plain = cls(clip_style_bpe({t: i for i, t in enumerate(base)}, [], lowercase=lowercase), context_length,
+                    bos_id=1, eos_id=2, pad_id=0, padding="zeros", lowercase=lowercase)
+        words = ((tuple(w[:-1]) + (w[-1] + EOW,), n) for w, n in plain._word_counts(texts).items())
+        tokens, merges = learn_bpe(words, base, vocab_size, min_frequency)
+        vocab = {t: i for i, t in enumerate(tokens)}
         backend = clip_style_bpe(vocab, merges, lowercase=lowercase)
         return cls(backend, context_length, bos_id=1, eos_id=2, pad_id=0, padding="zeros", lowercase=lowercase)
