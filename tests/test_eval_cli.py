@@ -52,3 +52,20 @@ def test_eval_rejects_unknown_dataset_and_task(checkpoint, tmp_path, capsys):
     assert main(["eval", "--model", str(checkpoint), "--dataset", "digits", "--task", "vqa",
                  "--out", str(tmp_path)]) == 1
     assert "unknown task 'vqa'" in capsys.readouterr().err
+
+
+def test_eval_on_a_users_manifest(checkpoint, tmp_path):
+    from PIL import Image
+    rows = ["image,caption"]
+    for i, colour in enumerate([(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30)]):
+        Image.new("RGB", (20, 24), colour).save(tmp_path / f"img{i}.png")
+        rows.append(f"img{i}.png,a photo of the number {i}")
+    rows.append("missing.png,a photo of the number 9")  # skipped and counted, not fatal
+    manifest = tmp_path / "val.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "results"
+    assert main(["eval", "--model", str(checkpoint), "--model-name", "tiny", "--dataset", f"manifest:{manifest}",
+                 "--task", "retrieval", "--out", str(out)]) == 0
+    record = json.loads((out / "val__tiny__retrieval.json").read_text())
+    assert record["metrics"]["n_images"] == 4 and record["metrics"]["skipped_samples"] == 1
+    assert record["metrics"]["image_retrieval_recall@10"] == 1.0
