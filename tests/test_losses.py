@@ -317,6 +317,16 @@ def test_siglip_loss_from_blocks_per_rank(chunk):
     assert_grads_close(loss_and_grads(ring, x, y, t, b), loss_and_grads(siglip_loss, x, y, t, b), 1e-12)
 
 
+def test_empty_blocks_for_uneven_ranks():
+    x, y = unit(0, 4), unit(5, 4)
+    for chunk in (None, 2):
+        assert float(siglip_block(x, y, 2.0, -1.0, positives=False, chunk_size=chunk)) == 0.0
+        assert float(siglip_block(y, x, 2.0, -1.0, positives=False, chunk_size=chunk)) == 0.0
+        assert infonce_rows(x, y, 2.0, 0, chunk_size=chunk).shape == (0,)
+    with pytest.raises(ValueError, match="image_emb is empty"):
+        clip_loss(x, x, 1.0)
+
+
 # --------------------------------------------------------------------------------------------
 # Modes: no_grad, partial requires_grad, half precision, auto chunk, memory
 # --------------------------------------------------------------------------------------------

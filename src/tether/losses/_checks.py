@@ -18,14 +18,14 @@ def shape(t: torch.Tensor) -> tuple[int, ...]:
     return tuple(t.shape)
 
 
-def check_embeddings(name: str, t, *, finite: bool = True) -> None:
+def check_embeddings(name: str, t, *, finite: bool = True, allow_empty_rows: bool = False) -> None:
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if t.dim() != 2:
         raise ValueError(f"{name} must be 2-D (N, d); got shape {shape(t)}")
     if not t.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
-    if t.shape[0] == 0 or t.shape[1] == 0:
+    if t.shape[1] == 0 or (t.shape[0] == 0 and not allow_empty_rows):
         raise ValueError(f"{name} is empty: shape {shape(t)}")
     if finite:
         check_finite(name, t)
@@ -38,10 +38,10 @@ def check_finite(name: str, t: torch.Tensor) -> None:
         raise ValueError(f"{name} contains {what} values")
 
 
-def check_pair(name_a: str, a, name_b: str, b, *, same_rows: bool) -> None:
+def check_pair(name_a: str, a, name_b: str, b, *, same_rows: bool, allow_empty_rows: bool = False) -> None:
     """Both 2-D, finite, same width, dtype and device; same number of rows if asked."""
-    check_embeddings(name_a, a)
-    check_embeddings(name_b, b)
+    check_embeddings(name_a, a, allow_empty_rows=allow_empty_rows)
+    check_embeddings(name_b, b, allow_empty_rows=allow_empty_rows)
     if a.shape[1] != b.shape[1]:
         raise ValueError(
             f"{name_a} has shape {shape(a)} but {name_b} has shape {shape(b)}: "

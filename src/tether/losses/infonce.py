@@ -53,14 +53,15 @@ def infonce_rows(query: torch.Tensor, keys: torch.Tensor, logit_scale, targets, 
     ``keys`` may have more rows than ``query`` (e.g. all-gathered from every rank). ``targets``
     is a LongTensor of key indices (Nq,), or an int ``offset`` meaning ``offset + arange(Nq)``
     (rank r of a data-parallel group with equal local batches n uses ``offset = r * n``).
-    Gradients flow to query, keys and logit_scale. ``clip_loss(x, y, t)`` equals
+    ``query`` may have no rows (an empty result). Gradients flow to query, keys and logit_scale.
+    ``clip_loss(x, y, t)`` equals
     ``(infonce_rows(x, y, t, 0).mean() + infonce_rows(y, x, t, 0).mean()) / 2``.
     """
-    C.check_pair("query", query, "keys", keys, same_rows=False)
+    C.check_pair("query", query, "keys", keys, same_rows=False, allow_empty_rows=True)
     scale = C.as_scalar("logit_scale", logit_scale, query)
     targets = _resolve_targets(targets, query.shape[0], keys.shape[0], query.device)
     chunk = C.resolve_chunk(chunk_size)
-    if chunk is None:
+    if chunk is None or query.shape[0] == 0:
         logits = scale * (query @ keys.T)
         return F.cross_entropy(logits, targets, reduction="none")
     dtype = C.compute_dtype(query.dtype)

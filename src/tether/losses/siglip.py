@@ -41,18 +41,20 @@ def siglip_block(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale, l
 
     ``positives=True``: z = +1 on the diagonal (requires n == m), -1 elsewhere: the local block.
     ``positives=False``: every pair is a negative (z = -1), n and m may differ: a block of local
-    images against another rank's texts. A distributed SigLIP loss over world size W is
+    images against another rank's texts; either side may then be empty (the sum is 0). A
+    distributed SigLIP loss over world size W is
     ``(siglip_block(x, y_local, ..., True) + sum over the W-1 remote text blocks of
     siglip_block(x, y_remote, ..., False)) / n_local``.
     """
     if not isinstance(positives, bool):
         raise TypeError(f"positives must be a bool, got {type(positives).__name__}")
     if not _checked:
-        C.check_pair("image_emb", image_emb, "text_emb", text_emb, same_rows=positives)
+        C.check_pair("image_emb", image_emb, "text_emb", text_emb, same_rows=positives,
+                     allow_empty_rows=not positives)
     scale = C.as_scalar("logit_scale", logit_scale, image_emb)
     bias = C.as_scalar("logit_bias", logit_bias, image_emb)
     chunk = C.resolve_chunk(chunk_size)
-    if chunk is None:
+    if chunk is None or image_emb.shape[0] == 0 or text_emb.shape[0] == 0:   # (an empty block sums to 0)
         return _siglip_block_plain(image_emb, text_emb, scale, bias, positives)
     dtype = C.compute_dtype(image_emb.dtype)
     x, y, t, b = image_emb.to(dtype), text_emb.to(dtype), scale.to(dtype), bias.to(dtype)
