@@ -68,7 +68,9 @@ def as_scalar(name: str, value, like: torch.Tensor) -> torch.Tensor:
         if not value.is_floating_point():
             value = value.to(like.dtype)
         if value.device != like.device:
-            raise ValueError(f"{name} is on {value.device} but the embeddings are on {like.device}")
+            if value.device.type != "cpu":
+                raise ValueError(f"{name} is on {value.device} but the embeddings are on {like.device}")
+            value = value.to(like.device)           # a CPU scalar is fine, as in torch ops
         out = value.reshape(()).to(like.dtype)
     else:
         raise TypeError(f"{name} must be a number or a 0-d tensor, got {type(value).__name__}")
