@@ -6,8 +6,9 @@ streamed as deterministic, resumable batches to a trainer (see docs/data.md).
   :class:`FolderSource` (images + .txt sidecars), :class:`ListSource`, :class:`ArraySource`;
   :func:`build_source` builds one from a config dict.
 * :func:`write_shards` writes img2dataset-layout shards + ``index.json``.
-* :class:`PairDataset` / :class:`PairLoader` - batches of pixels + token ids with skip accounting
-  (:class:`SkipStats`) and exact mid-epoch resume.
+* :class:`PairDataset` (pipeline.py) / :class:`PairLoader` (loader.py) - batches of pixels + token ids
+  with skip accounting (:class:`SkipStats`, skips.py) and exact mid-epoch resume (order arithmetic:
+  :func:`epoch_permutation`, order.py).
 * Datasets: Fashion-MNIST (:func:`fashion_mnist_arrays`, :func:`fashion_mnist_source`,
   :func:`build_fashion_mnist`, :data:`TRAIN_TEMPLATES` / :data:`HELDOUT_TEMPLATES`), Tux Paint stamps
   (:class:`TuxPaintSource`, :func:`build_tuxpaint`), scikit-learn digits (:func:`digits_arrays`,
@@ -26,9 +27,12 @@ from .fashion_mnist import (
     fashion_mnist_source,
     read_idx,
 )
-from .pipeline import PairDataset, PairLoader, SkipStats, epoch_permutation
+from .loader import PairLoader
+from .order import epoch_permutation
+from .pipeline import PairDataset
 from .sample import SKIP_REASONS, Sample, SkipSample, key_fraction, mix_seed
 from .shards import ShardWriteResult, read_index, write_shards
+from .skips import SkipStats
 from .sources import ArraySource, FolderSource, ListSource, ManifestSource, Source, format_caption
 from .spec import build_source
 from .tuxpaint import TuxPaintSource, build_tuxpaint, tuxpaint_split

@@ -56,102 +56,26 @@ Randomness per sample (caption template choice, random-resized-crop) is seeded f
 
 from __future__ import annotations
 
-import hashlib
-import logging
-from collections import Counter
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import IterableDataset, get_worker_info
 
 from ..preprocess import ImageDecodeError, ImagePreprocessor, PreprocessConfig
+from .loader import PairLoader
+from .order import epoch_permutation, key_int, round_robin_steps
 from .sample import Sample, SampleRandom, SkipSample, mix_seed, resolve_rank_world
+from .skips import SkipStats
 from .sources import Source
 from .webdataset import SKIP_REASON_KEY, WebDatasetSource, record_to_sample
 
+# PairLoader, SkipStats and epoch_permutation live in loader.py, skips.py and order.py; they stay
+# importable from here, where they used to be defined.
 __all__ = ["PairDataset", "PairLoader", "SkipStats", "epoch_permutation"]
 
-log = logging.getLogger("tether.data")
 _NOT_FOUND = ("file not found", "path is a directory")
 
-
-def epoch_permutation(n: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
-    """The fixed order of ``n`` indices for ``(seed, epoch)`` (numpy PCG64; identity without shuffle)."""
-    if not shuffle:
-        return np.arange(n, dtype=np.int64)
-    return np.random.Generator(np.random.PCG64(mix_seed(seed, epoch, 0x9E37))).permutation(n).astype(np.int64)
-
-
-def _key_int(key: str) -> int:
-    return int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "big")
-
-
-def _round_robin_steps(counts: Sequence[int], worker: int) -> list[int]:
-    """Output positions of ``worker``'s batches when a DataLoader interleaves workers round-robin
-    and workers with ``counts[v]`` batches drop out once exhausted."""
-    steps = []
-    for t in range(counts[worker]):
-        before = sum(min(c, t) for c in counts) + sum(1 for v in range(worker) if counts[v] > t)
-        steps.append(before)
-    return steps
-
-
-class SkipStats:
-    """Skip counts by reason, aggregated from batches in the main process."""
-
-    def __init__(self, max_examples: int = 5) -> None:
-        self.max_examples = max_examples
-        self.counts: Counter[str] = Counter()
-        self.examples: dict[str, list[tuple[str, str]]] = {}
-        self.positions = 0
-        self.kept = 0
-        self.batches = 0
-
-    def add(self, key: str, reason: str, detail: str = "") -> None:
-        self.counts[reason] += 1
-        ex = self.examples.setdefault(reason, [])
-        if len(ex) < self.max_examples:
-            ex.append((key, detail))
-
-    def update(self, batch: dict[str, Any]) -> None:
-        """Add one batch's ``skipped`` records and sizes."""
-        for rec in batch.get("skipped", ()):
-            self.add(rec["key"], rec["reason"], rec.get("detail", ""))
-        self.positions += int(batch.get("n_positions", 0))
-        self.kept += len(batch.get("keys", ()))
-        self.batches += 1
-
-    def merge(self, other: SkipStats) -> None:
-        for reason, n in other.counts.items():
-            self.counts[reason] += n
-            ex = self.examples.setdefault(reason, [])
-            ex.extend(other.examples.get(reason, [])[: max(0, self.max_examples - len(ex))])
-        self.positions += other.positions
-        self.kept += other.kept
-        self.batches += other.batches
-
-    @property
-    def skipped(self) -> int:
-        return sum(self.counts.values())
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"positions": self.positions, "kept": self.kept, "skipped": self.skipped,
-                "by_reason": dict(sorted(self.counts.items())),
-                "examples": {r: [{"key": k, "detail": d} for k, d in ex] for r, ex in sorted(self.examples.items())}}
-
-    def summary(self, name: str = "data") -> str:
-        head = f"{name}: kept {self.kept} of {self.positions} samples"
-        if not self.counts:
-            return head + ", skipped none"
-        parts = []
-        for reason, n in sorted(self.counts.items(), key=lambda kv: -kv[1]):
-            key, detail = self.examples[reason][0]
-            parts.append(f"{reason} {n} (e.g. {key!r}{': ' + detail if detail else ''})")
-        return f"{head}, skipped {self.skipped}: " + "; ".join(parts)
-
-    def __repr__(self) -> str:
-        return f"SkipStats({self.summary()})"
 
 
 class PairDataset(IterableDataset):
@@ -423,7 +347,7 @@ class PairDataset(IterableDataset):
         src, b, w = self.source, self.batch_size, self.world_size
         order, per_rank, steps, start_step = self._stream_plan(workers)
         counts = per_rank[self.rank]
-        unit_steps = [_round_robin_steps(counts, k) for k in range(workers)]
+        unit_steps = [round_robin_steps(counts, k) for k in range(workers)]
         # The DataLoader always starts its round-robin at worker 0, so on resume the workers are
         # rotated: worker 0 takes the unit that owns the first remaining step.  Rotating a cyclic
         # interleaving (exhausted units dropping out) gives the same sequence from that point.
@@ -443,61 +367,8 @@ class PairDataset(IterableDataset):
             n_pos = 0
             for rec in records:
                 sample = record_to_sample(rec)
-                self._add(out, sample, -1, mix_seed(self.seed, self.epoch, _key_int(sample.key)), sample.key)
+                self._add(out, sample, -1, mix_seed(self.seed, self.epoch, key_int(sample.key)), sample.key)
                 n_pos += 1
                 if n_pos == b:
                     break
             yield self._finish(out, step, (step + 1) * b * w, n_pos)
-
-
-class PairLoader:
-    """A DataLoader over a :class:`PairDataset` that aggregates skips and tracks the resume position.
-
-    >>> loader = PairLoader(dataset, num_workers=2)
-    >>> for epoch in range(3):
-    ...     loader.set_epoch(epoch)
-    ...     for batch in loader: ...                 # loader.state_dict() -> {"epoch", "samples_consumed"}
-    >>> loader.stats.summary()                       # every skip, by reason, across workers and epochs
-
-    ``load_state_dict(state)`` restarts mid-epoch exactly where ``state_dict()`` was taken.
-    At the end of each epoch the epoch's skip summary is logged (logger ``tether.data``).
-    """
-
-    def __init__(self, dataset: PairDataset, num_workers: int = 0, *, pin_memory: bool = False,
-                 prefetch_factor: int | None = None, timeout: float = 0, multiprocessing_context: Any = None):
-        self.dataset = dataset
-        self.num_workers = num_workers
-        dataset.num_workers = num_workers
-        self.kwargs = dict(batch_size=None, num_workers=num_workers, pin_memory=pin_memory, timeout=timeout,
-                           multiprocessing_context=multiprocessing_context, persistent_workers=False)
-        if num_workers > 0 and prefetch_factor is not None:
-            self.kwargs["prefetch_factor"] = prefetch_factor
-        self.stats = SkipStats()
-        self.epoch_stats = SkipStats()
-        self.samples_consumed = dataset.start
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def set_epoch(self, epoch: int, start: int = 0) -> None:
-        self.dataset.set_epoch(epoch, start)
-        self.samples_consumed = start
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.dataset.epoch, "samples_consumed": self.samples_consumed, "seed": self.dataset.seed}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        if "seed" in state and int(state["seed"]) != self.dataset.seed:
-            raise ValueError(f"state was recorded with seed {state['seed']}, dataset has seed {self.dataset.seed}")
-        self.set_epoch(int(state["epoch"]), int(state["samples_consumed"]))
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        self.epoch_stats = SkipStats()
-        loader = DataLoader(self.dataset, **self.kwargs)
-        for batch in loader:
-            self.epoch_stats.update(batch)
-            self.stats.update(batch)
-            self.samples_consumed = batch["samples_consumed"]
-            yield batch
-        level = logging.WARNING if self.epoch_stats.skipped else logging.INFO
-        log.log(level, "epoch %d: %s", self.dataset.epoch, self.epoch_stats.summary(self.dataset.name))
