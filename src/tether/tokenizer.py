@@ -335,60 +335,8 @@ class Tokenizer:
             return tok
         cfg = {**_read_json(d / "special_tokens_map.json"), **cfg}
         kind = str(cfg.get("tokenizer_class") or "").removesuffix("Fast").lower()
-        tok_json, vocab_json, merges_txt, spiece = (d / n for n in ("tokenizer.json", "vocab.json", "merges.txt",
-                                                                    "spiece.model"))
-        if tok_json.is_file():
-            backend_json = json.loads(tok_json.read_text(encoding="utf-8"))
-            model = backend_json.get("model", {})
-            if not kind and model.get("end_of_word_suffix") == EOW:
-                kind = "cliptokenizer"  # a BPE with CLIP's '</w>' suffix and no config
-            if kind == "cliptokenizer" and model.get("type") == "BPE":
-                # Like transformers 5: keep vocab/merges, rebuild CLIP's pipeline (old tokenizer.json files differ).
-                merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
-                backend = clip_style_bpe(model["vocab"], merges)
-            else:
-                backend = tokenizers.Tokenizer.from_str(json.dumps(backend_json))
-        elif vocab_json.is_file() and merges_txt.is_file() and kind in ("", "cliptokenizer"):
-            kind, backend = "cliptokenizer", clip_style_bpe(_read_json(vocab_json), _read_merges(merges_txt))
-        elif spiece.is_file():
-            kind, backend = kind or "sigliptokenizer", spm_unigram(spiece)
-        else:
-            found = sorted(p.name for p in d.iterdir()) if d.is_dir() else "directory does not exist"
-            raise FileNotFoundError(f"{d}: no usable tokenizer files; expected tokenizer.json, or vocab.json + "
-                                    "merges.txt (CLIP), or spiece.model (SigLIP), plus optional "
-                                    f"tokenizer_config.json / special_tokens_map.json; found: {found}")
-
-        def tid(key: str, default: str | None) -> int | None:
-            token = _token_str(cfg.get(key)) or default
-            if token is None:
-                return None
-            idx = backend.token_to_id(token)
-            if idx is None:
-                raise ValueError(f"{d}: {key} {token!r} is not in the vocabulary")
-            return idx
-
-        max_len = cfg.get("model_max_length")  # HF writes ~1e30 when unknown
-        length = max_len if isinstance(max_len, int) and 0 < max_len <= 100_000 else None
-        if kind == "cliptokenizer":  # transformers' CLIPTokenizer with padding="max_length"
-            bos, eos, pad = tid("bos_token", CLIP_BOS), tid("eos_token", CLIP_EOS), tid("pad_token", CLIP_EOS)
-            padding, lowercase, clean, length = "zeros", False, "whitespace", length or 77
-        elif kind == "sigliptokenizer":  # transformers' SiglipTokenizer: canonicalize_text, no bos
-            bos, eos, pad = None, tid("eos_token", "</s>"), tid("pad_token", "</s>")
-            padding, clean, length = "max_length", "canonicalize", length or 64
-            lowercase = bool(cfg.get("do_lower_case", True))
-        else:  # best effort: follow the specials the checkpoint's own post-processor adds
-            backend.no_padding()  # a tokenizer.json may pad (MiniLM pads to 128): the probe must see only specials
-            backend.no_truncation()
-            probe = backend.encode("", add_special_tokens=True).ids
-            eos = tid("eos_token", None)
-            eos = eos if eos is not None else tid("sep_token", None)  # BERT-style: [CLS] text [SEP]
-            eos = eos if eos is not None else (probe[-1] if probe else None)
-            if eos is None:
-                raise ValueError(f"{d}: cannot tell the eos token; set eos_token in tokenizer_config.json")
-            bos = probe[0] if probe and probe[0] != eos else None
-            pad = tid("pad_token", None)
-            pad = eos if pad is None else pad
-            padding, lowercase, clean = "max_length", "siglip2" in kind, "whitespace"
+        kind, backend = _hf_backend(d, kind)
+        bos, eos, pad, padding, lowercase, clean, length = _hf_specials(d, cfg, kind, backend)
         length = context_length if context_length is not None else length
         if length is None:
             raise ValueError(f"{d}: no model_max_length in tokenizer_config.json; pass context_length")
@@ -418,3 +366,69 @@ class Tokenizer:
         vocab = {t: i for i, t in enumerate(tokens)}
         backend = clip_style_bpe(vocab, merges, lowercase=lowercase)
         return cls(backend, context_length, bos_id=1, eos_id=2, pad_id=0, padding="zeros", lowercase=lowercase)
+
+
+def _hf_backend(d: Path, kind: str) -> tuple[str, tokenizers.Tokenizer]:
+    """The ``tokenizers`` backend of a Hugging Face directory and its (lower-case) tokenizer class:
+    tokenizer.json, or CLIP's vocab.json + merges.txt, or SigLIP's spiece.model."""
+    tok_json, vocab_json, merges_txt, spiece = (d / n for n in ("tokenizer.json", "vocab.json", "merges.txt",
+                                                                "spiece.model"))
+    if tok_json.is_file():
+        backend_json = json.loads(tok_json.read_text(encoding="utf-8"))
+        model = backend_json.get("model", {})
+        if not kind and model.get("end_of_word_suffix") == EOW:
+            kind = "cliptokenizer"  # a BPE with CLIP's '</w>' suffix and no config
+        if kind == "cliptokenizer" and model.get("type") == "BPE":
+            # Like transformers 5: keep vocab/merges, rebuild CLIP's pipeline (old tokenizer.json files differ).
+            merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+            backend = clip_style_bpe(model["vocab"], merges)
+        else:
+            backend = tokenizers.Tokenizer.from_str(json.dumps(backend_json))
+    elif vocab_json.is_file() and merges_txt.is_file() and kind in ("", "cliptokenizer"):
+        kind, backend = "cliptokenizer", clip_style_bpe(_read_json(vocab_json), _read_merges(merges_txt))
+    elif spiece.is_file():
+        kind, backend = kind or "sigliptokenizer", spm_unigram(spiece)
+    else:
+        found = sorted(p.name for p in d.iterdir()) if d.is_dir() else "directory does not exist"
+        raise FileNotFoundError(f"{d}: no usable tokenizer files; expected tokenizer.json, or vocab.json + "
+                                "merges.txt (CLIP), or spiece.model (SigLIP), plus optional "
+                                f"tokenizer_config.json / special_tokens_map.json; found: {found}")
+    return kind, backend
+
+
+def _hf_specials(d: Path, cfg: dict[str, Any], kind: str, backend: tokenizers.Tokenizer) -> tuple:
+    """-> (bos, eos, pad, padding, lowercase, clean, context length or None) as transformers would use
+    them for ``kind`` (CLIP, SigLIP, or the checkpoint's own post-processor)."""
+
+    def tid(key: str, default: str | None) -> int | None:
+        token = _token_str(cfg.get(key)) or default
+        if token is None:
+            return None
+        idx = backend.token_to_id(token)
+        if idx is None:
+            raise ValueError(f"{d}: {key} {token!r} is not in the vocabulary")
+        return idx
+
+    max_len = cfg.get("model_max_length")  # HF writes ~1e30 when unknown
+    length = max_len if isinstance(max_len, int) and 0 < max_len <= 100_000 else None
+    if kind == "cliptokenizer":  # transformers' CLIPTokenizer with padding="max_length"
+        bos, eos, pad = tid("bos_token", CLIP_BOS), tid("eos_token", CLIP_EOS), tid("pad_token", CLIP_EOS)
+        padding, lowercase, clean, length = "zeros", False, "whitespace", length or 77
+    elif kind == "sigliptokenizer":  # transformers' SiglipTokenizer: canonicalize_text, no bos
+        bos, eos, pad = None, tid("eos_token", "</s>"), tid("pad_token", "</s>")
+        padding, clean, length = "max_length", "canonicalize", length or 64
+        lowercase = bool(cfg.get("do_lower_case", True))
+    else:  # best effort: follow the specials the checkpoint's own post-processor adds
+        backend.no_padding()  # a tokenizer.json may pad (MiniLM pads to 128): the probe must see only specials
+        backend.no_truncation()
+        probe = backend.encode("", add_special_tokens=True).ids
+        eos = tid("eos_token", None)
+        eos = eos if eos is not None else tid("sep_token", None)  # BERT-style: [CLS] text [SEP]
+        eos = eos if eos is not None else (probe[-1] if probe else None)
+        if eos is None:
+            raise ValueError(f"{d}: cannot tell the eos token; set eos_token in tokenizer_config.json")
+        bos = probe[0] if probe and probe[0] != eos else None
+        pad = tid("pad_token", None)
+        pad = eos if pad is None else pad
+        padding, lowercase, clean = "max_length", "siglip2" in kind, "whitespace"
+    return bos, eos, pad, padding, lowercase, clean, length

@@ -80,47 +80,74 @@ def tether_config(cfg: dict, quick_gelu: bool, image_size: int | None, vision_he
     _check_off(t, _TEXT_OFF, "text_cfg", source)
     size = image_size or _square(v["image_size"], "vision_cfg.image_size", source)
     width = int(v["width"])
+    vision, image_proj, image_bias = _vision_config(v, extra, size, quick_gelu, vision_heads, source)
+    text = _text_config(t, quick_gelu, text_heads, source)
+    for name, tower in (("vision", vision), ("text", text)):
+        if tower.heads < 1 or (tower.width if name == "text" or tower.kind == "vit" else width * 32) % tower.heads:
+            raise CheckpointError(f"{source}: cannot use {tower.heads} attention heads for the {name} tower; "
+                                  f"pass {name}_heads= (shapes do not tell the head count)")
+    text_proj = "none" if t.get("proj_type") == "none" else "linear"
+    model_cfg = ModelConfig(
+        embed_dim=int(cfg["embed_dim"]), vision=vision, text=text, image_proj=image_proj, image_proj_bias=image_bias,
+        text_proj=text_proj, text_proj_bias=bool(t.get("proj_bias", False)) and text_proj == "linear",
+        logit_bias_init=-10.0 if extra["logit_bias"] else None,
+        family="siglip" if extra["logit_bias"] else "clip",
+        preprocess=_preprocess(cfg.get("_preprocess"), image_size, size, source),
+        tokenizer={"context_length": text.context_length})
+    try:
+        return model_cfg.validate()
+    except ValueError as err:
+        raise CheckpointError(f"{source}: {err}") from err
+
+
+def _vision_config(v: dict, extra: dict, size: int, quick_gelu: bool, vision_heads: int | None,
+                   source: str) -> tuple[VisionConfig, str, bool]:
+    """open_clip vision_cfg -> (VisionConfig, image_proj, image_proj_bias)."""
+    width = int(v["width"])
     if isinstance(v["layers"], (list, tuple)):
         if extra["vision_kind"] != "resnet":
             raise CheckpointError(f"{source}: config says ResNet (vision_cfg.layers={v['layers']}), weights are a ViT")
         heads = vision_heads or width * 32 // int(v.get("head_width", 64))
         vision = VisionConfig(kind="resnet", image_size=size, resnet_layers=tuple(v["layers"]),
                               resnet_width=width, heads=heads)
-        image_proj, image_bias = "none", False
-    else:
-        if extra["vision_kind"] != "vit":
-            raise CheckpointError(f"{source}: config says ViT (vision_cfg.layers={v['layers']}), weights are a ResNet")
-        pool = v.get("pool_type", "tok")
-        if pool not in ("tok", "avg"):
-            raise CheckpointError(f"{source}: vision_cfg.pool_type={pool!r} is not supported ('tok' or 'avg')")
-        patch = _square(v["patch_size"], "vision_cfg.patch_size", source)
-        if size % patch:
-            raise CheckpointError(f"{source}: image_size {size} is not a multiple of the patch size {patch}")
-        heads = vision_heads or width // int(v.get("head_width", 64))
-        vision = VisionConfig(kind="vit", image_size=size, patch_size=patch, width=width, layers=int(v["layers"]),
-                              heads=heads, mlp_dim=_mlp(width, v), act=_act(quick_gelu, v, source),
-                              ln_eps=_eps(v, source), ln_pre=not v.get("no_ln_pre", False),
-                              patch_bias=extra["patch_bias"], pool="cls" if pool == "tok" else "mean",
-                              final_ln_after_pool=pool == "avg" and bool(v.get("final_ln_after_pool")),
-                              ls_init=_ls(v), patch_dropout=float(v.get("patch_dropout", 0.0)))
-        image_proj, image_bias = ("none", False) if extra["image_proj"] == "none" else (
-            "linear", extra["image_proj"] == "linear_bias")
+        return vision, "none", False
+    if extra["vision_kind"] != "vit":
+        raise CheckpointError(f"{source}: config says ViT (vision_cfg.layers={v['layers']}), weights are a ResNet")
+    pool = v.get("pool_type", "tok")
+    if pool not in ("tok", "avg"):
+        raise CheckpointError(f"{source}: vision_cfg.pool_type={pool!r} is not supported ('tok' or 'avg')")
+    patch = _square(v["patch_size"], "vision_cfg.patch_size", source)
+    if size % patch:
+        raise CheckpointError(f"{source}: image_size {size} is not a multiple of the patch size {patch}")
+    heads = vision_heads or width // int(v.get("head_width", 64))
+    vision = VisionConfig(kind="vit", image_size=size, patch_size=patch, width=width, layers=int(v["layers"]),
+                          heads=heads, mlp_dim=_mlp(width, v), act=_act(quick_gelu, v, source),
+                          ln_eps=_eps(v, source), ln_pre=not v.get("no_ln_pre", False),
+                          patch_bias=extra["patch_bias"], pool="cls" if pool == "tok" else "mean",
+                          final_ln_after_pool=pool == "avg" and bool(v.get("final_ln_after_pool")),
+                          ls_init=_ls(v), patch_dropout=float(v.get("patch_dropout", 0.0)))
+    image_proj, image_bias = ("none", False) if extra["image_proj"] == "none" else (
+        "linear", extra["image_proj"] == "linear_bias")
+    return vision, image_proj, image_bias
+
+
+def _text_config(t: dict, quick_gelu: bool, text_heads: int | None, source: str) -> TextConfig:
+    """open_clip text_cfg -> TextConfig."""
     pool = t.get("pool_type", "argmax")
     if pool not in _POOL_IN:
         raise CheckpointError(f"{source}: text_cfg.pool_type={pool!r} is not supported (argmax, first, last, eos)")
     twidth = int(t["width"])
-    text = TextConfig(vocab_size=int(t["vocab_size"]), context_length=int(t["context_length"]), width=twidth,
+    return TextConfig(vocab_size=int(t["vocab_size"]), context_length=int(t["context_length"]), width=twidth,
                       layers=int(t["layers"]), heads=text_heads or int(t["heads"]), mlp_dim=_mlp(twidth, t),
                       act=_act(quick_gelu, t, source), ln_eps=_eps(t, source), ls_init=_ls(t),
                       causal=not t.get("no_causal_mask"),
                       pool=_POOL_IN[pool], eot_token_id=int(t.get("eos_id", 2)) if pool == "eos" else None,
                       pad_token_id=int(t.get("pad_id", 0)))
-    for name, tower in (("vision", vision), ("text", text)):
-        if tower.heads < 1 or (tower.width if name == "text" or tower.kind == "vit" else width * 32) % tower.heads:
-            raise CheckpointError(f"{source}: cannot use {tower.heads} attention heads for the {name} tower; "
-                                  f"pass {name}_heads= (shapes do not tell the head count)")
-    text_proj = "none" if t.get("proj_type") == "none" else "linear"
-    pre = dict(cfg.get("_preprocess") or {})
+
+
+def _preprocess(pre: dict | None, image_size: int | None, size: int, source: str) -> dict[str, Any]:
+    """open_clip preprocess_cfg -> tether's preprocess dict (OpenAI's mean/std and bicubic by default)."""
+    pre = dict(pre or {})
     resize = pre.get("resize_mode", "shortest")
     if resize not in ("shortest", "squash"):
         warnings.warn(f"{source}: preprocess resize_mode {resize!r} is not available in tether; using 'shortest'")
@@ -129,17 +156,7 @@ def tether_config(cfg: dict, quick_gelu: bool, image_size: int | None, vision_he
     std = list(pre.get("std", (0.26862954, 0.26130258, 0.27577711)))
     interp = pre.get("interpolation", "bicubic") if pre.get("interpolation") in ("bicubic", "bilinear") else "bicubic"
     pre_size = image_size or (pre["size"] if isinstance(pre.get("size"), int) else size)
-    model_cfg = ModelConfig(
-        embed_dim=int(cfg["embed_dim"]), vision=vision, text=text, image_proj=image_proj, image_proj_bias=image_bias,
-        text_proj=text_proj, text_proj_bias=bool(t.get("proj_bias", False)) and text_proj == "linear",
-        logit_bias_init=-10.0 if extra["logit_bias"] else None,
-        family="siglip" if extra["logit_bias"] else "clip",
-        preprocess={"mean": mean, "std": std, "resize_mode": resize, "interpolation": interp, "image_size": pre_size},
-        tokenizer={"context_length": text.context_length})
-    try:
-        return model_cfg.validate()
-    except ValueError as err:
-        raise CheckpointError(f"{source}: {err}") from err
+    return {"mean": mean, "std": std, "resize_mode": resize, "interpolation": interp, "image_size": pre_size}
 
 
 def _ls(tower: dict) -> float | None:
@@ -173,18 +190,31 @@ def open_clip_model_cfg(cfg: ModelConfig, custom_text: bool = False) -> dict[str
     if "relu" in acts or ("quick_gelu" in acts and len(set(acts)) > 1):
         raise cannot_save(f"activations {sorted(set(acts))} (OpenCLIP: quick_gelu for both towers, or gelu/gelu_tanh)")
     quick = acts[0] == "quick_gelu"
+    vision = _open_clip_vision_cfg(cfg)
+    text = _open_clip_text_cfg(cfg)
+    out: dict[str, Any] = {"embed_dim": cfg.embed_dim, "quick_gelu": quick, "vision_cfg": vision, "text_cfg": text}
+    if cfg.logit_bias_init is not None:
+        out["init_logit_bias"] = cfg.logit_bias_init
+    if custom_text:
+        out["custom_text"] = True
+    return out
 
-    def common(tower, width: int) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if tower.act == "gelu_tanh":
-            out["act_kwargs"] = {"approximate": "tanh"}
-        if tower.ln_eps != 1e-5:
-            out["norm_kwargs"] = {"eps": tower.ln_eps}
-        out["mlp_ratio"] = _ratio(width, tower.mlp_dim)
-        if tower.ls_init is not None:
-            out["ls_init_value"] = tower.ls_init
-        return out
 
+def _tower_options(tower, width: int) -> dict[str, Any]:
+    """The open_clip options a transformer tower shares: activation, LayerNorm eps, MLP ratio, LayerScale."""
+    out: dict[str, Any] = {}
+    if tower.act == "gelu_tanh":
+        out["act_kwargs"] = {"approximate": "tanh"}
+    if tower.ln_eps != 1e-5:
+        out["norm_kwargs"] = {"eps": tower.ln_eps}
+    out["mlp_ratio"] = _ratio(width, tower.mlp_dim)
+    if tower.ls_init is not None:
+        out["ls_init_value"] = tower.ls_init
+    return out
+
+
+def _open_clip_vision_cfg(cfg: ModelConfig) -> dict[str, Any]:
+    v = cfg.vision
     if v.kind == "vit":
         if not v.class_token or v.pool not in ("cls", "mean") or not v.ln_post or v.patch_bias:
             raise cannot_save("the ViT needs a class token, cls or mean pooling, ln_post and no patch bias "
@@ -192,7 +222,7 @@ def open_clip_model_cfg(cfg: ModelConfig, custom_text: bool = False) -> dict[str
         if v.width % v.heads or cfg.image_proj not in ("linear", "none") or cfg.image_proj_bias:
             raise cannot_save(f"vision heads={v.heads} / image_proj={cfg.image_proj!r} bias={cfg.image_proj_bias}")
         vision = {"image_size": v.image_size, "patch_size": v.patch_size, "width": v.width, "layers": v.layers,
-                  "head_width": v.width // v.heads, **common(v, v.width)}
+                  "head_width": v.width // v.heads, **_tower_options(v, v.width)}
         if not v.ln_pre:
             vision["no_ln_pre"] = True
         if v.pool == "mean":
@@ -201,19 +231,23 @@ def open_clip_model_cfg(cfg: ModelConfig, custom_text: bool = False) -> dict[str
                 vision["final_ln_after_pool"] = True
         if v.patch_dropout:
             vision["patch_dropout"] = v.patch_dropout
-    elif v.kind == "resnet":
+        return vision
+    if v.kind == "resnet":
         embed = v.resnet_width * 32
         if cfg.image_proj != "none" or (v.output_dim or cfg.embed_dim) != cfg.embed_dim or embed % v.heads \
                 or embed // (embed // v.heads) != v.heads:
             raise cannot_save(f"ResNet needs image_proj='none', output_dim == embed_dim and heads dividing {embed}")
-        vision = {"image_size": v.image_size, "layers": list(v.resnet_layers), "width": v.resnet_width,
-                  "head_width": embed // v.heads}
-    else:
-        raise cannot_save(f"vision.kind={v.kind!r} (only 'vit' and 'resnet')")
+        return {"image_size": v.image_size, "layers": list(v.resnet_layers), "width": v.resnet_width,
+                "head_width": embed // v.heads}
+    raise cannot_save(f"vision.kind={v.kind!r} (only 'vit' and 'resnet')")
+
+
+def _open_clip_text_cfg(cfg: ModelConfig) -> dict[str, Any]:
+    t = cfg.text
     if t.pool not in _POOL_OUT or t.width % t.heads or cfg.text_proj not in ("linear", "none"):
         raise cannot_save(f"text pool={t.pool!r} / heads={t.heads} / text_proj={cfg.text_proj!r}")
     text = {"context_length": t.context_length, "vocab_size": t.vocab_size, "width": t.width, "heads": t.heads,
-            "layers": t.layers, **common(t, t.width)}
+            "layers": t.layers, **_tower_options(t, t.width)}
     if not t.causal:
         text["no_causal_mask"] = True
     if t.pool != "argmax":
@@ -226,9 +260,4 @@ def open_clip_model_cfg(cfg: ModelConfig, custom_text: bool = False) -> dict[str
         text["proj_type"] = "none"
     elif cfg.text_proj_bias:
         text["proj_bias"] = True
-    out: dict[str, Any] = {"embed_dim": cfg.embed_dim, "quick_gelu": quick, "vision_cfg": vision, "text_cfg": text}
-    if cfg.logit_bias_init is not None:
-        out["init_logit_bias"] = cfg.logit_bias_init
-    if custom_text:
-        out["custom_text"] = True
-    return out
+    return text

@@ -182,6 +182,15 @@ def write_shards(samples: Iterable[Sample], out_dir: str | Path, shard_size: int
     prefix = f"{split}-" if prefix is None else prefix
     if "/" in prefix:
         raise ValueError(f"prefix must not contain '/', got {prefix!r}")
+    shards, counts, skipped = _write_tars(samples, out, prefix, shard_size, image_format)
+    _remove_stale_shards(out, prefix, shards)
+    index_path = _update_index(out, split, name, class_names, info, shards, counts, skipped)
+    return ShardWriteResult(shards, counts, split, index_path, skipped)
+
+
+def _write_tars(samples: Iterable[Sample], out: Path, prefix: str, shard_size: int, image_format: str
+                ) -> tuple[list[Path], list[int], list[tuple[str, str, str]]]:
+    """Write the samples to ``out/<prefix>00000.tar``...; -> (shard paths, counts, skipped)."""
     shards: list[Path] = []
     counts: list[int] = []
     skipped: list[tuple[str, str, str]] = []
@@ -202,12 +211,7 @@ def write_shards(samples: Iterable[Sample], out_dir: str | Path, shard_size: int
             seen.add(member)
             if current is None:
                 current = _ShardFile(out / f"{prefix}{len(shards):05d}.tar")
-            meta = {"key": key, "caption": sample.caption, "label": sample.label, "extra": sample.extra}
-            _add_member(current.tar, f"{member}.{ext}", data)
-            _add_member(current.tar, f"{member}.txt", (sample.caption or "").encode("utf-8"))
-            _add_member(current.tar, f"{member}.json",
-                        json.dumps(meta, ensure_ascii=False, default=str, sort_keys=True).encode("utf-8"))
-            current.count += 1
+            _add_record(current, sample, key, member, ext, data)
             if current.count >= shard_size:
                 current.close()
                 shards.append(current.path)
@@ -222,13 +226,32 @@ def write_shards(samples: Iterable[Sample], out_dir: str | Path, shard_size: int
         if current is not None:
             current.abort()
         raise
+    return shards, counts, skipped
 
+
+def _add_record(shard: _ShardFile, sample: Sample, key: str, member: str, ext: str, data: bytes) -> None:
+    """The image, ``.txt`` caption and ``.json`` metadata members of one sample."""
+    meta = {"key": key, "caption": sample.caption, "label": sample.label, "extra": sample.extra}
+    _add_member(shard.tar, f"{member}.{ext}", data)
+    _add_member(shard.tar, f"{member}.txt", (sample.caption or "").encode("utf-8"))
+    _add_member(shard.tar, f"{member}.json",
+                json.dumps(meta, ensure_ascii=False, default=str, sort_keys=True).encode("utf-8"))
+    shard.count += 1
+
+
+def _remove_stale_shards(out: Path, prefix: str, shards: list[Path]) -> None:
+    """Delete earlier ``<prefix>NNNNN.tar`` shards that this run did not rewrite."""
     written = {p.name for p in shards}
     stale = re.compile(re.escape(prefix) + r"\d{5}\.tar")
     for p in out.iterdir():
         if stale.fullmatch(p.name) and p.name not in written:
             p.unlink()
 
+
+def _update_index(out: Path, split: str, name: str | None, class_names: Sequence[str] | None,
+                  info: dict[str, Any] | None, shards: list[Path], counts: list[int],
+                  skipped: list[tuple[str, str, str]]) -> Path:
+    """Record ``split`` in ``out/index.json`` (other splits kept), atomically; -> the index path."""
     index = read_index(out) or {"format": INDEX_FORMAT, "name": name, "num_samples": 0,
                                 "class_names": None, "splits": {}, "info": {}}
     if name is not None:
@@ -245,4 +268,4 @@ def write_shards(samples: Iterable[Sample], out_dir: str | Path, shard_size: int
     index["num_samples"] = sum(s["num_samples"] for s in index["splits"].values())
     index_path = out / INDEX_NAME
     _write_json_atomic(index_path, index)
-    return ShardWriteResult(shards, counts, split, index_path, skipped)
+    return index_path

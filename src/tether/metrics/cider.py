@@ -210,10 +210,36 @@ def _cider_scores(words, lens, V, n_refs, n, *, clipped, sigma, scale, warn_name
     C = int(per_item.sum())
     item_of_cap = np.repeat(np.arange(I, dtype=np.int64), per_item)
     slot_of_cap = np.arange(C, dtype=np.int64) - cap_start[item_of_cap]
-    cap_e, g_e, order_of_g, G = _ngram_entries(words, lens, V, n)
+    item_u, g_u, slot_u, w, first, order_of_g = _weighted_entries(words, lens, V, n, I, per_item, item_of_cap,
+                                                                  slot_of_cap)
 
-    # term frequencies per (image, n-gram, slot), sorted so that each (image, n-gram) group
-    # starts with the candidate's entry (if the candidate has the n-gram)
+    cap_u = cap_start[item_u] + slot_u
+    ord_u = order_of_g[g_u]
+    norm = np.sqrt(np.bincount(cap_u * n + ord_u, weights=w * w, minlength=C * n)).reshape(C, n)
+    # pycocoevalcap's "length" is the number of bigrams, max(words - 1, 0)
+    length = np.maximum(lens - 1, 0).astype(np.float64)
+    dot = _reference_dots(item_u, slot_u, cap_u, ord_u, w, first, n, C - I, clipped)
+
+    ref_caps = np.flatnonzero(slot_of_cap > 0)
+    item_of_ref = item_of_cap[ref_caps]
+    nc, nr = norm[cap_start[item_of_ref]], norm[ref_caps]
+    ok = (nc != 0) & (nr != 0)
+    val = dot.copy()
+    val[ok] = dot[ok] / (nc[ok] * nr[ok])
+    if sigma is not None:
+        delta = length[cap_start[item_of_ref]] - length[ref_caps]
+        val *= (np.e ** (-(delta ** 2) / (2 * sigma ** 2)))[:, None]
+    # sum over each image's references, per order; then mean over orders, / references, * scale
+    rows = (item_of_ref[:, None] * n + np.arange(n)[None, :]).reshape(-1)
+    per_order = np.bincount(rows, weights=val.reshape(-1), minlength=I * n).reshape(I, n)
+    return np.mean(per_order, axis=1) / n_refs * scale
+
+
+def _weighted_entries(words, lens, V, n, I, per_item, item_of_cap, slot_of_cap):
+    """tf-idf weight of every distinct (image, n-gram, slot) entry, sorted so that each (image,
+    n-gram) group starts with the candidate's entry (if the candidate has the n-gram); -> (image,
+    n-gram id, slot, weight, group-start mask) per entry, and the order of each n-gram id."""
+    cap_e, g_e, order_of_g, G = _ngram_entries(words, lens, V, n)
     (item_u, g_u, slot_u), tf = _unique_keys(
         [item_of_cap[cap_e], g_e, slot_of_cap[cap_e]], [I, G, int(per_item.max())])
     del cap_e, g_e
@@ -229,14 +255,13 @@ def _cider_scores(words, lens, V, n_refs, n, *, clipped, sigma, scale, warn_name
     ref_len = np.log(float(I))
     idf = ref_len - np.log(np.maximum(1.0, df))  # per n-gram, as pycocoevalcap per occurrence
     w = tf.astype(np.float64) * idf[g_u]
+    return item_u, g_u, slot_u, w, first, order_of_g
 
-    cap_u = cap_start[item_u] + slot_u
-    ord_u = order_of_g[g_u]
-    norm = np.sqrt(np.bincount(cap_u * n + ord_u, weights=w * w, minlength=C * n)).reshape(C, n)
-    # pycocoevalcap's "length" is the number of bigrams, max(words - 1, 0)
-    length = np.maximum(lens - 1, 0).astype(np.float64)
 
+def _reference_dots(item_u, slot_u, cap_u, ord_u, w, first, n, R, clipped):
+    """(R, n) dot products, per order, of every reference's vector with its image's candidate."""
     # each reference entry meets the candidate entry at the start of its group, if any
+    first_idx = np.flatnonzero(first)
     group = np.cumsum(first) - 1
     cand_first = first_idx[slot_u[first_idx] == 0]  # groups whose candidate has the n-gram
     has_cand = np.zeros(first_idx.size, dtype=bool)
@@ -246,22 +271,7 @@ def _cider_scores(words, lens, V, n_refs, n, *, clipped, sigma, scale, warn_name
     wc = w[first_idx[group[sel]]]
     contrib = (np.minimum(wc, wr) if clipped else wc) * wr
     ref_row = cap_u[sel] - item_u[sel] - 1  # index among all references, item-major
-    R = C - I
-    dot = np.bincount(ref_row * n + ord_u[sel], weights=contrib, minlength=R * n).reshape(R, n)
-
-    ref_caps = np.flatnonzero(slot_of_cap > 0)
-    item_of_ref = item_of_cap[ref_caps]
-    nc, nr = norm[cap_start[item_of_ref]], norm[ref_caps]
-    ok = (nc != 0) & (nr != 0)
-    val = dot.copy()
-    val[ok] = dot[ok] / (nc[ok] * nr[ok])
-    if sigma is not None:
-        delta = length[cap_start[item_of_ref]] - length[ref_caps]
-        val *= (np.e ** (-(delta ** 2) / (2 * sigma ** 2)))[:, None]
-    # sum over each image's references, per order; then mean over orders, / references, * scale
-    rows = (item_of_ref[:, None] * n + np.arange(n)[None, :]).reshape(-1)
-    per_order = np.bincount(rows, weights=val.reshape(-1), minlength=I * n).reshape(I, n)
-    return np.mean(per_order, axis=1) / n_refs * scale
+    return np.bincount(ref_row * n + ord_u[sel], weights=contrib, minlength=R * n).reshape(R, n)
 
 
 def _run(candidates, references, n, tokenize, **kw):

@@ -218,6 +218,69 @@ def linear_probe(train_features: Any, train_labels: Any, test_features: Any, tes
         raise ValueError(f"num_threads must be a positive integer, got {num_threads!r}")
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+    d = _probe_data(train_features, train_labels, test_features, test_labels, val_features, val_labels,
+                    normalize, num_classes, class_names)
+    sweep: dict[int, dict[str, Any]] = {}
+    init = None
+    if l2_lambda is None:
+        chosen, init, val_source, n_val, n_fit = _choose_lambda(d, sweep, val_fraction, seed, max_iter, num_threads)
+    else:
+        chosen = float(l2_lambda)
+        if not (np.isfinite(chosen) and chosen >= 0):
+            raise ValueError(f"l2_lambda must be a non-negative number, got {l2_lambda!r}")
+        val_source = "given" if d.have_val else "none (fixed l2_lambda)"
+        n_val = int(d.x_va.shape[0]) if d.have_val else 0
+        n_fit = int(d.x_tr.shape[0])
+
+    # Final fit on train + validation (the carved validation rows are part of train already).
+    if d.have_val:
+        fx, fy = torch.cat([d.x_tr, d.x_va]), torch.cat([d.y_tr, d.y_va])
+    else:
+        fx, fy = d.x_tr, d.y_tr
+    w, b, info = fit_logistic_regression(fx, fy, d.num_classes, chosen, max_iter=max_iter, init=init,
+                                         num_threads=num_threads)
+    probe = LogisticProbe(w, b, chosen, normalize, info)
+    logits = d.x_te @ w.T + b
+    metrics = classification_metrics(logits, d.y_te, class_names=class_names, prefix="lp_")
+    n_final = int(fx.shape[0])
+    result: dict[str, Any] = {k: metrics.pop(k) for k in list(metrics) if k.startswith("lp_")}
+    result.update({
+        "l2_lambda": chosen,
+        "sklearn_C": (1.0 / (chosen * n_final)) if chosen > 0 else None,
+        "seed": seed,
+        "normalized": bool(normalize),
+        "val_source": val_source,
+        "n_train": int(d.x_tr.shape[0]),
+        "n_sweep_fit": n_fit,
+        "n_val": n_val,
+        "n_final_fit": n_final,
+        "n_test": int(d.x_te.shape[0]),
+        "final_fit_iterations": info["iterations"],
+        "sweep": [sweep[i] for i in sorted(sweep)],
+    })
+    result.update(metrics)
+    return (result, probe) if return_probe else result
+
+
+@dataclass
+class _ProbeData:
+    """Checked features (float64, normalised if asked) and labels of a probe; no validation set: None."""
+    x_tr: torch.Tensor
+    y_tr: torch.Tensor
+    x_te: torch.Tensor
+    y_te: torch.Tensor
+    x_va: torch.Tensor | None
+    y_va: torch.Tensor | None
+    num_classes: int
+
+    @property
+    def have_val(self) -> bool:
+        return self.x_va is not None
+
+
+def _probe_data(train_features: Any, train_labels: Any, test_features: Any, test_labels: Any,
+                val_features: Any, val_labels: Any, normalize: bool, num_classes: int | None,
+                class_names: Sequence[str] | None) -> _ProbeData:
     x_tr = _features(train_features, "train_features", normalize)
     x_te = _features(test_features, "test_features", normalize)
     have_val = val_features is not None or val_labels is not None
@@ -242,76 +305,42 @@ def linear_probe(train_features: Any, train_labels: Any, test_features: Any, tes
     y_tr = as_labels(train_labels, x_tr.shape[0], num_classes, "train_labels")
     y_te = as_labels(test_labels, x_te.shape[0], num_classes, "test_labels")
     y_va = as_labels(val_labels, x_va.shape[0], num_classes, "val_labels") if have_val else None
+    return _ProbeData(x_tr, y_tr, x_te, y_te, x_va, y_va, num_classes)
 
-    sweep: dict[int, dict[str, Any]] = {}
-    if l2_lambda is None:
-        if have_val:
-            fx, fy, vx, vy, val_source = x_tr, y_tr, x_va, y_va, "given"
-        else:
-            tr_idx, va_idx = _stratified_split(y_tr, val_fraction, seed)
-            fx, fy, vx, vy = x_tr[tr_idx], y_tr[tr_idx], x_tr[va_idx], y_tr[va_idx]
-            val_source = f"carved {val_fraction:g} of train (stratified, seed {seed})"
 
-        fits: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-
-        def evaluate(i: int) -> tuple[float, float]:
-            if i not in sweep:
-                lam = float(L2_GRID[i])
-                # warm start from the nearest lambda fitted so far (ties: the larger one)
-                near = min(fits, key=lambda j: (abs(j - i), -j)) if fits else None
-                w, b, info = fit_logistic_regression(fx, fy, num_classes, lam, max_iter=max_iter,
-                                                     init=fits.get(near), num_threads=num_threads)
-                fits[i] = (w, b)
-                logits = vx @ w.T + b
-                acc = float((logits.argmax(dim=1) == vy).double().mean())
-                loss = float(F.cross_entropy(logits, vy))
-                sweep[i] = {"l2_lambda": lam, "val_acc1": acc, "val_loss": loss, "iterations": info["iterations"]}
-            return sweep[i]["val_acc1"], -sweep[i]["val_loss"]
-
-        coarse = list(range(0, len(L2_GRID), COARSE_STEP))
-        for i in reversed(coarse):          # strong to weak penalty: each fit warm-starts the next
-            evaluate(i)
-        peak = max(coarse, key=lambda i: (evaluate(i), i))
-        for step in REFINE_STEPS:
-            candidates = sorted({max(peak - step, 0), peak, min(peak + step, len(L2_GRID) - 1)})
-            peak = max(candidates, key=lambda i: (evaluate(i), i))
-        chosen = float(L2_GRID[peak])
-        n_val = int(vx.shape[0])
-        n_fit = int(fx.shape[0])
+def _choose_lambda(d: _ProbeData, sweep: dict[int, dict[str, Any]], val_fraction: float, seed: int,
+                   max_iter: int, num_threads: int | None
+                   ) -> tuple[float, tuple[torch.Tensor, torch.Tensor], str, int, int]:
+    """The coarse-then-binary sweep over ``L2_GRID`` (rows added to ``sweep``); -> (chosen lambda,
+    its fit as the final fit's warm start, validation source, validation rows, sweep-fit rows)."""
+    if d.have_val:
+        fx, fy, vx, vy, val_source = d.x_tr, d.y_tr, d.x_va, d.y_va, "given"
     else:
-        chosen = float(l2_lambda)
-        if not (np.isfinite(chosen) and chosen >= 0):
-            raise ValueError(f"l2_lambda must be a non-negative number, got {l2_lambda!r}")
-        val_source = "given" if have_val else "none (fixed l2_lambda)"
-        n_val = int(x_va.shape[0]) if have_val else 0
-        n_fit = int(x_tr.shape[0])
+        tr_idx, va_idx = _stratified_split(d.y_tr, val_fraction, seed)
+        fx, fy, vx, vy = d.x_tr[tr_idx], d.y_tr[tr_idx], d.x_tr[va_idx], d.y_tr[va_idx]
+        val_source = f"carved {val_fraction:g} of train (stratified, seed {seed})"
 
-    # Final fit on train + validation (the carved validation rows are part of train already).
-    if have_val:
-        fx, fy = torch.cat([x_tr, x_va]), torch.cat([y_tr, y_va])
-    else:
-        fx, fy = x_tr, y_tr
-    w, b, info = fit_logistic_regression(fx, fy, num_classes, chosen, max_iter=max_iter,
-                                         init=fits.get(peak) if l2_lambda is None else None,
-                                         num_threads=num_threads)
-    probe = LogisticProbe(w, b, chosen, normalize, info)
-    logits = x_te @ w.T + b
-    metrics = classification_metrics(logits, y_te, class_names=class_names, prefix="lp_")
-    n_final = int(fx.shape[0])
-    result: dict[str, Any] = {k: metrics.pop(k) for k in list(metrics) if k.startswith("lp_")}
-    result.update({
-        "l2_lambda": chosen,
-        "sklearn_C": (1.0 / (chosen * n_final)) if chosen > 0 else None,
-        "seed": seed,
-        "normalized": bool(normalize),
-        "val_source": val_source,
-        "n_train": int(x_tr.shape[0]),
-        "n_sweep_fit": n_fit,
-        "n_val": n_val,
-        "n_final_fit": n_final,
-        "n_test": int(x_te.shape[0]),
-        "final_fit_iterations": info["iterations"],
-        "sweep": [sweep[i] for i in sorted(sweep)],
-    })
-    result.update(metrics)
-    return (result, probe) if return_probe else result
+    fits: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def evaluate(i: int) -> tuple[float, float]:
+        if i not in sweep:
+            lam = float(L2_GRID[i])
+            # warm start from the nearest lambda fitted so far (ties: the larger one)
+            near = min(fits, key=lambda j: (abs(j - i), -j)) if fits else None
+            w, b, info = fit_logistic_regression(fx, fy, d.num_classes, lam, max_iter=max_iter,
+                                                 init=fits.get(near), num_threads=num_threads)
+            fits[i] = (w, b)
+            logits = vx @ w.T + b
+            acc = float((logits.argmax(dim=1) == vy).double().mean())
+            loss = float(F.cross_entropy(logits, vy))
+            sweep[i] = {"l2_lambda": lam, "val_acc1": acc, "val_loss": loss, "iterations": info["iterations"]}
+        return sweep[i]["val_acc1"], -sweep[i]["val_loss"]
+
+    coarse = list(range(0, len(L2_GRID), COARSE_STEP))
+    for i in reversed(coarse):          # strong to weak penalty: each fit warm-starts the next
+        evaluate(i)
+    peak = max(coarse, key=lambda i: (evaluate(i), i))
+    for step in REFINE_STEPS:
+        candidates = sorted({max(peak - step, 0), peak, min(peak + step, len(L2_GRID) - 1)})
+        peak = max(candidates, key=lambda i: (evaluate(i), i))
+    return float(L2_GRID[peak]), fits.get(peak), val_source, int(vx.shape[0]), int(fx.shape[0])

@@ -151,18 +151,7 @@ def plot_score_histograms(scores: Any, path: str | Path, groups: Any = None, *,
         pad = 0.02 * (hi - lo) or 0.01
         value_range = (lo - pad, hi + pad)
     edges = np.linspace(value_range[0], value_range[1], int(bins) + 1)
-
-    panels: list[tuple[str, np.ndarray]] = [(f"all (n={s.size})", s)]
-    if groups is not None:
-        g = _groups(groups, s.size)
-        labels = _group_order(g)
-        counts = {label: int((g == label).sum()) for label in labels}
-        kept = sorted(labels, key=lambda label: -counts[label])[:max_groups]
-        kept = [label for label in labels if label in kept]
-        panels += [(f"{label} (n={counts[label]})", s[g == label]) for label in kept]
-        dropped = len(labels) - len(kept)
-    else:
-        dropped = 0
+    panels, dropped = _histogram_panels(s, groups, max_groups)
 
     def mark(ax) -> None:
         for t in thresholds:
@@ -170,34 +159,9 @@ def plot_score_histograms(scores: Any, path: str | Path, groups: Any = None, *,
         ax.set_xlim(*value_range)
 
     if layout == "overlay" or len(panels) == 1:
-        fig = Figure(figsize=(8, 4.5), dpi=dpi)
-        ax = fig.add_subplot(1, 1, 1)
-        if len(panels) == 1:
-            ax.hist(s, bins=edges, color="steelblue")  # one panel: all scores
-            ax.set_ylabel("pairs")
-        else:
-            for k, (name, values) in enumerate(panels):
-                ax.hist(values, bins=edges, histtype="step", density=True, linewidth=1.5 if k == 0 else 1,
-                        color="black" if k == 0 else None, label=name)
-            ax.set_ylabel("density")
-            ax.legend(fontsize="small", ncol=2)
-        mark(ax)
-        ax.set_xlabel("cosine similarity (image, caption)")
+        fig = _overlay_figure(Figure, panels, edges, mark, dpi)
     else:
-        ncols = min(4, len(panels))
-        nrows = -(-len(panels) // ncols)
-        fig = Figure(figsize=(3.2 * ncols, 2.4 * nrows + 0.6), dpi=dpi)
-        axes = fig.subplots(nrows, ncols, sharex=True, squeeze=False)
-        for k, ax in enumerate(axes.flat):
-            if k >= len(panels):
-                ax.set_visible(False)
-                continue
-            name, values = panels[k]
-            ax.hist(values, bins=edges, color="black" if k == 0 else "steelblue")
-            ax.set_title(name, fontsize="small")
-            mark(ax)
-        for ax in axes[-1]:
-            ax.set_xlabel("cosine similarity")
+        fig = _grid_figure(Figure, panels, edges, mark, dpi)
     subtitle = "dashed: thresholds " + ", ".join(f"{t:g}" for t in thresholds)
     if any(t in (0.28, 0.3) for t in thresholds):
         subtitle += " (red: LAION's 0.28 / 0.3)"
@@ -211,3 +175,55 @@ def plot_score_histograms(scores: Any, path: str | Path, groups: Any = None, *,
     FigureCanvasAgg(fig)
     _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
     return path
+
+
+def _histogram_panels(s: np.ndarray, groups: Any, max_groups: int) -> tuple[list[tuple[str, np.ndarray]], int]:
+    """(title, scores) per panel: all scores, then the ``max_groups`` largest groups in label order;
+    and the number of groups left out."""
+    panels: list[tuple[str, np.ndarray]] = [(f"all (n={s.size})", s)]
+    if groups is None:
+        return panels, 0
+    g = _groups(groups, s.size)
+    labels = _group_order(g)
+    counts = {label: int((g == label).sum()) for label in labels}
+    kept = sorted(labels, key=lambda label: -counts[label])[:max_groups]
+    kept = [label for label in labels if label in kept]
+    panels += [(f"{label} (n={counts[label]})", s[g == label]) for label in kept]
+    return panels, len(labels) - len(kept)
+
+
+def _overlay_figure(Figure, panels: list[tuple[str, np.ndarray]], edges: np.ndarray, mark, dpi: int):
+    """One axis: a plain histogram of all scores, or a density step histogram per panel."""
+    fig = Figure(figsize=(8, 4.5), dpi=dpi)
+    ax = fig.add_subplot(1, 1, 1)
+    if len(panels) == 1:
+        ax.hist(panels[0][1], bins=edges, color="steelblue")  # one panel: all scores
+        ax.set_ylabel("pairs")
+    else:
+        for k, (name, values) in enumerate(panels):
+            ax.hist(values, bins=edges, histtype="step", density=True, linewidth=1.5 if k == 0 else 1,
+                    color="black" if k == 0 else None, label=name)
+        ax.set_ylabel("density")
+        ax.legend(fontsize="small", ncol=2)
+    mark(ax)
+    ax.set_xlabel("cosine similarity (image, caption)")
+    return fig
+
+
+def _grid_figure(Figure, panels: list[tuple[str, np.ndarray]], edges: np.ndarray, mark, dpi: int):
+    """Small multiples (up to 4 columns) sharing the x axis, one panel each."""
+    ncols = min(4, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig = Figure(figsize=(3.2 * ncols, 2.4 * nrows + 0.6), dpi=dpi)
+    axes = fig.subplots(nrows, ncols, sharex=True, squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        if k >= len(panels):
+            ax.set_visible(False)
+            continue
+        name, values = panels[k]
+        ax.hist(values, bins=edges, color="black" if k == 0 else "steelblue")
+        ax.set_title(name, fontsize="small")
+        mark(ax)
+    for ax in axes[-1]:
+        ax.set_xlabel("cosine similarity")
+    return fig
