@@ -39,6 +39,7 @@ class TrainConfig:
     precision: str = "fp32"  # "fp32" | "bf16" (autocast; GPU)
     compile: bool = False
     grad_checkpointing: bool = False
+    strategy: str = "ddp"  # under torchrun: "ddp" | "fsdp" (sharded) | "manual" (average after backward)
     patch_dropout: float = 0.0
     lock_image: bool = False  # LiT: freeze the image tower, train text + projections
     lock_text: bool = False
@@ -75,6 +76,8 @@ class TrainConfig:
         need(self.micro_batch_size is None or self.micro_batch_size > 0, "micro_batch_size", "must be positive")
         need(self.steps > 0, "steps", "must be positive")
         need(self.precision in ("fp32", "bf16"), "precision", f"expected 'fp32' or 'bf16', got {self.precision!r}")
+        need(self.strategy in ("ddp", "fsdp", "manual"), "strategy",
+             f"expected 'ddp', 'fsdp' or 'manual', got {self.strategy!r}")
         need(0 <= self.patch_dropout < 1, "patch_dropout", "must be in [0, 1)")
         need(not (self.lock_image and self.lock_text), "lock_text", "locking both towers leaves nothing to align")
         need(self.optim.lr > 0, "optim.lr", "must be positive")

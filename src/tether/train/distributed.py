@@ -402,10 +402,12 @@ class DistributedContext:
         rank only gets zeros elsewhere instead of a mismatched collective), then reduce in flat
         buckets of at most ``BUCKET_BYTES``.
         """
-        if not self.enabled:
-            return
-        params = [p for p in model.parameters() if p.requires_grad]
-        if not params:
+        self.average_parameter_gradients([p for p in model.parameters() if p.requires_grad])
+
+    def average_parameter_gradients(self, params: list[torch.Tensor]) -> None:
+        """:meth:`average_gradients` over an explicit list, in the same order on every rank (FSDP2
+        cannot shard scalar parameters, so the FSDP strategy averages those itself)."""
+        if not self.enabled or not params:
             return
         device = next((p.grad.device for p in params if p.grad is not None), params[0].device)
         present = torch.tensor([p.grad is not None for p in params], dtype=torch.int32, device=device)

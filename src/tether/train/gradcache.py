@@ -46,20 +46,38 @@ class RandomState:
                 torch.cuda.set_rng_state(saved.cuda, self.device)
 
 
-def _chunks(t: torch.Tensor, size: int) -> list[torch.Tensor]:
-    return list(t.split(size)) if size and size < t.shape[0] else [t]
+def _split(t: torch.Tensor, size: int | None, count: int | None) -> list[torch.Tensor]:
+    """Micro-batches of at most ``size`` rows; exactly ``count`` of them when it is given."""
+    if count is None:
+        return list(t.split(size)) if size and size < t.shape[0] else [t]
+    if count <= 1:
+        return [t]
+    parts = list(t.split(size)) if size and -(-t.shape[0] // size) == count else list(t.tensor_split(count))
+    if any(part.shape[0] == 0 for part in parts):
+        raise RuntimeError(f"cannot split a local batch of {t.shape[0]} rows into {count} micro-batches: "
+                           "another rank has many more rows (FSDP needs the same number of forwards on every rank)")
+    return parts
 
 
 def contrastive_step(model, pixels: torch.Tensor, input_ids: torch.Tensor, loss_fn: Callable,
-                     micro_batch: int | None = None, autocast=None) -> torch.Tensor:
+                     micro_batch: int | None = None, autocast=None, sync: Callable | None = None,
+                     num_chunks: int | None = None) -> torch.Tensor:
     """Forward and backward of ``loss_fn(image_emb, text_emb, scale, bias)`` on the full batch.
 
     ``micro_batch=None`` (or >= the batch) is the plain step. Returns the detached loss;
     gradients are left in ``.grad`` as after ``loss.backward()``.
+
+    For data-parallel wrappers: ``sync(last)`` is a context entered around every forward+backward
+    of the cached step (DDP passes ``no_sync()`` unless ``last``, so gradients are reduced once,
+    after the final micro-batch); ``num_chunks`` fixes the number of micro-batches (FSDP: every
+    rank must run as many forwards as the others). ``model`` may instead of ``scale()`` and
+    ``logit_bias`` offer ``scalars() -> (scale, bias)`` (DDP routes them through its forward).
     """
     autocast = autocast or _no_autocast
-    n = pixels.shape[0]
-    if not micro_batch or micro_batch >= n:
+    sync = sync or _always
+    image_parts = _split(pixels, micro_batch, num_chunks)
+    text_parts = _split(input_ids, micro_batch, num_chunks)
+    if len(image_parts) == 1:
         with autocast():
             out = model(pixels, input_ids)
             loss = loss_fn(out.image_embeds.float(), out.text_embeds.float(), out.logit_scale, out.logit_bias)
@@ -67,25 +85,34 @@ def contrastive_step(model, pixels: torch.Tensor, input_ids: torch.Tensor, loss_
         return loss.detach()
     image_states, text_states, image_embs, text_embs = [], [], [], []
     with torch.no_grad(), autocast():
-        for chunk in _chunks(pixels, micro_batch):
+        for chunk in image_parts:
             image_states.append(RandomState(chunk.device))
             image_embs.append(model.encode_image(chunk, normalize=True).float())
-        for chunk in _chunks(input_ids, micro_batch):
+        for chunk in text_parts:
             text_states.append(RandomState(chunk.device))
             text_embs.append(model.encode_text(chunk, normalize=True).float())
     image_emb = torch.cat(image_embs).requires_grad_(True)
     text_emb = torch.cat(text_embs).requires_grad_(True)
-    with autocast():
-        loss = loss_fn(image_emb, text_emb, model.scale(), model.logit_bias)
-    loss.backward()  # embedding grads cached; scale/bias grads land on the parameters
-    for encode, inputs, grads, states in (
-            (model.encode_image, pixels, image_emb.grad, image_states),
-            (model.encode_text, input_ids, text_emb.grad, text_states)):
-        for chunk, grad, state in zip(_chunks(inputs, micro_batch), _chunks(grads, micro_batch), states):
+    with sync(False):
+        with autocast():
+            scale, bias = model.scalars() if hasattr(model, "scalars") else (model.scale(), model.logit_bias)
+            loss = loss_fn(image_emb, text_emb, scale, bias)
+        loss.backward()  # embedding grads cached; scale/bias grads land on the parameters
+    passes = [(model.encode_image, chunk, grad, state) for chunk, grad, state in
+              zip(image_parts, image_emb.grad.split([c.shape[0] for c in image_parts]), image_states)]
+    passes += [(model.encode_text, chunk, grad, state) for chunk, grad, state in
+               zip(text_parts, text_emb.grad.split([c.shape[0] for c in text_parts]), text_states)]
+    for i, (encode, chunk, grad, state) in enumerate(passes):
+        with sync(i == len(passes) - 1):
             with state.replay(), autocast():
                 emb = encode(chunk, normalize=True).float()
             emb.backward(grad)
     return loss.detach()
+
+
+@contextmanager
+def _always(last: bool):
+    yield
 
 
 @contextmanager

@@ -72,8 +72,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                                   cfg.eval_templates or getattr(val_source, "templates", None))
     trainer = Trainer(cfg, model, data, evaluate, dist=dist, progress=progress)
     final = trainer.fit()
+    trainer.save_model(out / "model")  # every rank: FSDP gathers the sharded weights to rank 0
     if trainer.dist.is_main:
-        model.save(out / "model")
         from .state import write_json
         write_json(out / "final.json", final)
     return final

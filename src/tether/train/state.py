@@ -40,13 +40,20 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def save_checkpoint(run_dir: Path, step: int, model, optimizer, extra: dict[str, Any], keep: int = 2) -> Path:
     """Write ``run_dir/checkpoints/step_XXXXXXXX`` atomically and point ``latest`` at it."""
+    return save_checkpoint_state(run_dir, step, model.state_dict(), optimizer.state_dict(), extra, keep)
+
+
+def save_checkpoint_state(run_dir: Path, step: int, weights: dict[str, torch.Tensor], optimizer_state: dict,
+                          extra: dict[str, Any], keep: int = 2) -> Path:
+    """:func:`save_checkpoint` from state dicts already gathered (a sharded model has no full
+    ``state_dict()`` on any one rank)."""
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     name = f"step_{step:08d}"
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}."))
     try:
-        save_weights_atomic(model.state_dict(), tmp / "model.safetensors")
-        torch.save({"optimizer": optimizer.state_dict(), "rng": rng_state(), "step": step, **extra},
+        save_weights_atomic(weights, tmp / "model.safetensors")
+        torch.save({"optimizer": optimizer_state, "rng": rng_state(), "step": step, **extra},
                    tmp / "train_state.pt")
         final = root / name
         shutil.rmtree(final, ignore_errors=True)
@@ -69,11 +76,17 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 def load_checkpoint(path: Path, model, optimizer) -> dict[str, Any]:
     """Restore weights, optimizer and random state; return the saved extras (step, ...)."""
-    model.load_state_dict(read_weights(path / "model.safetensors"))
-    state = torch.load(path / "train_state.pt", map_location="cpu", weights_only=False)
+    weights, state = read_checkpoint(path)
+    model.load_state_dict(weights)
     optimizer.load_state_dict(state.pop("optimizer"))
     set_rng_state(state.pop("rng"))
     return state
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(weights, training state) of a checkpoint directory, on the CPU."""
+    state = torch.load(path / "train_state.pt", map_location="cpu", weights_only=False)
+    return read_weights(path / "model.safetensors"), state
 
 
 def write_json(path: Path, data: Any) -> None:

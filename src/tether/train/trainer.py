@@ -17,10 +17,10 @@ from typing import Callable
 import torch
 
 from .config import TrainConfig
-from .gradcache import contrastive_step
 from .optim import build_optimizer
+from .parallel import build_strategy
 from .schedule import lr_at
-from .state import latest_checkpoint, load_checkpoint, save_checkpoint, write_json
+from .state import latest_checkpoint, read_checkpoint, save_checkpoint_state, set_rng_state, write_json
 
 
 def pick_device(name: str) -> torch.device:
@@ -43,7 +43,8 @@ class Trainer:
         self.cfg, self.data, self.evaluate = cfg, data, evaluate
         self.dist = dist or DistributedContext.from_env()
         self.device = self.dist.device if self.dist.enabled else pick_device(cfg.device)
-        self.model = model.to(self.device)
+        self.strategy = build_strategy(cfg, self.dist, self.device)  # ddp / fsdp / manual under torchrun
+        self.model = self.strategy.setup(model)  # FSDP shards in place: build the optimizer after
         self.optimizer = build_optimizer(self.model, cfg.optim.lr, cfg.optim.weight_decay,
                                          tuple(cfg.optim.betas), cfg.optim.eps)
         self.loss_fn = self.dist.wrap_loss(loss_function(cfg), cfg)
@@ -51,7 +52,6 @@ class Trainer:
         self.progress = progress and self.dist.is_main
         self.step = 0
         self.history: list[dict] = []
-        self._encoder = torch.compile(self.model) if cfg.compile else self.model
 
     # ------------------------------------------------------------------ public
     def fit(self) -> dict:
@@ -108,13 +108,8 @@ class Trainer:
         self.model.train()
         pixels = pixels.to(self.device, non_blocking=True)
         input_ids = input_ids.to(self.device, non_blocking=True)
-        loss = contrastive_step(self._encoder, pixels, input_ids, self.loss_fn,
-                                micro_batch=cfg.micro_batch_size, autocast=self._autocast)
-        self.dist.average_gradients(self.model)
-        norm = None
-        if cfg.optim.grad_clip:
-            params = [p for p in self.model.parameters() if p.grad is not None]
-            norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip))
+        loss = self.strategy.backward(pixels, input_ids, self.loss_fn, self._autocast)  # gradients averaged
+        norm = self.strategy.clip_grad_norm_(cfg.optim.grad_clip) if cfg.optim.grad_clip else None
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.model.clamp_logit_scale_()
@@ -133,27 +128,40 @@ class Trainer:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return nullcontext()
 
+    def save_model(self, path) -> None:
+        """Write the trained model in tether's format (rank 0; every rank must call: FSDP gathers)."""
+        with self.strategy.full_model(on_device=False) as model:
+            if model is not None:
+                model.save(path)
+
     def _evaluate(self) -> dict:
-        if self.evaluate is None or not self.dist.is_main:
+        if self.evaluate is None:
             return {}
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            return self.evaluate(self.model)
-        finally:
-            self.model.train(was_training)
+        with self.strategy.full_model() as model:  # rank 0 only; FSDP gathers the weights on every rank
+            if model is None:
+                return {}
+            was_training = model.training
+            model.eval()
+            try:
+                return self.evaluate(model)
+            finally:
+                model.train(was_training)
 
     def _checkpoint(self) -> None:
-        if self.dist.is_main:
-            save_checkpoint(self.run_dir, self.step, self.model, self.optimizer, {"config": self.cfg.to_dict()},
-                            keep=self.cfg.keep_checkpoints)
+        state = self.strategy.checkpoint_state(self.optimizer)  # collective; None except on rank 0
+        if state is not None:
+            weights, optim_state, names = state
+            save_checkpoint_state(self.run_dir, self.step, weights, optim_state,
+                                  {"config": self.cfg.to_dict(), "param_names": names}, keep=self.cfg.keep_checkpoints)
         self.dist.barrier()
 
     def _resume(self) -> None:
         path = latest_checkpoint(self.run_dir)
         if path is None:
             return
-        extra = load_checkpoint(path, self.model, self.optimizer)
+        weights, extra = read_checkpoint(path)
+        self.strategy.load_checkpoint_state(self.optimizer, weights, extra.pop("optimizer"), extra.pop("param_names", None))
+        set_rng_state(extra.pop("rng"))
         self.step = int(extra["step"])
         if self.dist.is_main:
             print(f"resumed from {path} at step {self.step}")
