@@ -32,7 +32,9 @@ CASES = {
     "fsdp-siglip-gradcache-unequal": ("fsdp", {"loss": "siglip", "micro_batch_size": 2}, (6, 4)),
     "fsdp-clip-gradcache-lit-ckpt": ("fsdp", {"loss": "clip", "micro_batch_size": 3, "lock_text": True,
                                               "grad_checkpointing": True, "optim": {"grad_clip": 0.5}}, (4, 4)),
-    # Each rank draws its own patch-dropout masks: no single-process twin, but ranks must agree.
+    # Each rank draws its own patch-dropout masks: no single-process twin, but ranks must agree
+    # (plain: DDP without find_unused_parameters; gradient cache: with it, masks replayed).
+    "ddp-patch-dropout": ("ddp", {"loss": "clip", "patch_dropout": 0.5}, (4, 4)),
     "ddp-patch-dropout-gradcache": ("ddp", {"loss": "clip", "patch_dropout": 0.5, "micro_batch_size": 2}, (4, 4)),
 }
 

@@ -37,7 +37,8 @@ def results(tmp_path_factory):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(WORKER), str(out)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(WORKER), str(out)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"torchrun failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
     return out, torch.load(out / "results.pt", weights_only=False)
@@ -78,9 +79,10 @@ def test_strategy_matches_one_process_on_the_whole_batch(results, tmp_path, name
 
 
 @needs_gloo
-def test_ddp_ranks_agree_with_their_own_patch_dropout(results):
+@pytest.mark.parametrize("name", ["ddp-patch-dropout", "ddp-patch-dropout-gradcache"])
+def test_ddp_ranks_agree_with_their_own_patch_dropout(results, name):
     _, res = results
-    ranks = res["ddp-patch-dropout-gradcache"]["ranks"]
+    ranks = res[name]["ranks"]
     assert len(ranks) == 2
     for key in ranks[0]:
         assert torch.equal(ranks[0][key], ranks[1][key]), key

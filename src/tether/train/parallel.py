@@ -277,7 +277,8 @@ class FSDPStrategy(LocalStrategy):
                                          options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         if not self.ctx.is_main:
             return None
-        return weights, indexed_optimizer_state(named, self.model, optimizer), optimizer_param_names(self.model, optimizer)
+        names = optimizer_param_names(self.model, optimizer)
+        return weights, indexed_optimizer_state(named, self.model, optimizer), names
 
     def load_checkpoint_state(self, optimizer, weights, optim_state, names) -> None:
         from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,

@@ -160,7 +160,8 @@ class Trainer:
         if path is None:
             return
         weights, extra = read_checkpoint(path)
-        self.strategy.load_checkpoint_state(self.optimizer, weights, extra.pop("optimizer"), extra.pop("param_names", None))
+        names = extra.pop("param_names", None)  # absent in checkpoints written before strategies
+        self.strategy.load_checkpoint_state(self.optimizer, weights, extra.pop("optimizer"), names)
         set_rng_state(extra.pop("rng"))
         self.step = int(extra["step"])
         if self.dist.is_main:
