@@ -1,6 +1,7 @@
 """Input validation and small shared helpers for the loss functions."""
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 
@@ -56,22 +57,24 @@ def check_pair(name_a: str, a, name_b: str, b, *, same_rows: bool, allow_empty_r
         raise ValueError(f"{name_a} is on {a.device} but {name_b} is on {b.device}")
 
 
-def as_scalar(name: str, value, like: torch.Tensor) -> torch.Tensor:
-    """A Python number or one-element tensor as a 0-d tensor (autograd kept) of like's dtype/device."""
+def as_scalar(name: str, value, like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A Python number or one-element tensor as a 0-d tensor (autograd kept) on like's device, of
+    ``dtype`` (default: like's dtype)."""
+    dtype = dtype or like.dtype
     if isinstance(value, bool):
         raise TypeError(f"{name} must be a number or a 0-d tensor, got bool")
     if isinstance(value, numbers.Real):
-        out = torch.tensor(float(value), dtype=like.dtype, device=like.device)
+        out = torch.tensor(float(value), dtype=dtype, device=like.device)
     elif isinstance(value, torch.Tensor):
         if value.numel() != 1:
             raise ValueError(f"{name} must be a scalar (0-d tensor); got shape {shape(value)}")
         if not value.is_floating_point():
-            value = value.to(like.dtype)
+            value = value.to(dtype)
         if value.device != like.device:
             if value.device.type != "cpu":
                 raise ValueError(f"{name} is on {value.device} but the embeddings are on {like.device}")
             value = value.to(like.device)           # a CPU scalar is fine, as in torch ops
-        out = value.reshape(()).to(like.dtype)
+        out = value.reshape(()).to(dtype)
     else:
         raise TypeError(f"{name} must be a number or a 0-d tensor, got {type(value).__name__}")
     check_finite(name, out.detach())
@@ -94,8 +97,21 @@ def resolve_chunk(chunk_size) -> int | None:
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Tiled kernels accumulate in at least float32 (half inputs are upcast)."""
+    """Losses compute in at least float32 (half inputs are upcast)."""
     return dtype if dtype in (torch.float32, torch.float64) else torch.float32
+
+
+def full_precision(device: torch.device):
+    """A context with autocast off on ``device`` (a no-op when autocast is not on there).
+
+    Under ``torch.autocast`` the N x N similarity GEMMs would otherwise run in bf16/fp16 even for
+    float32 inputs, and the loss would only be good to ~3 significant digits.
+    """
+    try:
+        on = torch.is_autocast_enabled(device.type)
+    except (TypeError, RuntimeError):  # a device type autocast does not know
+        on = False
+    return torch.autocast(device.type, enabled=False) if on else contextlib.nullcontext()
 
 
 def exp_range(dtype: torch.dtype) -> float:

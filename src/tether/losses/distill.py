@@ -1,7 +1,8 @@
 """Distillation losses: match a student's embeddings (or similarity structure) to a teacher's.
 
 The teacher tensors are used as given: compute them under ``torch.no_grad()`` (or detach them)
-unless you really want gradients to reach the teacher.
+unless you really want gradients to reach the teacher. Like the contrastive losses, these compute
+in at least float32 with autocast off and return the student's dtype.
 """
 from __future__ import annotations
 
@@ -17,7 +18,10 @@ from . import _checks as C
 def cosine_distill_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """``mean_i (1 - cos(student_i, teacher_i))``, in [0, 2]. Inputs need not be normalised."""
     _check_same("student", student, "teacher", teacher)
-    return (1 - F.cosine_similarity(student, teacher, dim=1, eps=1e-12)).mean()
+    s, t = _upcast(student, teacher)
+    with C.full_precision(student.device):
+        loss = (1 - F.cosine_similarity(s, t, dim=1, eps=1e-12)).mean()
+    return loss.to(student.dtype)
 
 
 def l2_distill_loss(student: torch.Tensor, teacher: torch.Tensor, normalize: bool = True) -> torch.Tensor:
@@ -29,10 +33,12 @@ def l2_distill_loss(student: torch.Tensor, teacher: torch.Tensor, normalize: boo
     (``F.mse_loss`` would additionally divide by the width d.)
     """
     _check_same("student", student, "teacher", teacher)
-    if normalize:
-        student = F.normalize(student, dim=1, eps=1e-12)
-        teacher = F.normalize(teacher, dim=1, eps=1e-12)
-    return (student - teacher).pow(2).sum(1).mean()
+    s, t = _upcast(student, teacher)
+    with C.full_precision(student.device):
+        if normalize:
+            s, t = F.normalize(s, dim=1, eps=1e-12), F.normalize(t, dim=1, eps=1e-12)
+        loss = (s - t).pow(2).sum(1).mean()
+    return loss.to(student.dtype)
 
 
 def similarity_kl_loss(student_a: torch.Tensor, student_b: torch.Tensor, teacher_a: torch.Tensor,
@@ -63,29 +69,38 @@ def similarity_kl_loss(student_a: torch.Tensor, student_b: torch.Tensor, teacher
                              f"student and teacher must embed the same items (same row count)")
     if isinstance(temperature, bool) or not isinstance(temperature, (numbers.Real, torch.Tensor)):
         raise TypeError(f"temperature must be a positive number, got {type(temperature).__name__}")
+    dtype = C.compute_dtype(student_a.dtype)
     if isinstance(temperature, torch.Tensor):
-        temperature = C.as_scalar("temperature", temperature, student_a)
+        temperature = C.as_scalar("temperature", temperature, student_a, dtype)
         if not bool(temperature.detach() > 0):
             raise ValueError(f"temperature must be > 0, got {float(temperature)}")
     elif not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     chunk = C.resolve_chunk(chunk_size)
     n = student_a.shape[0]
-    if chunk is None or chunk >= n:
-        return _kl_rows(student_a, student_b, teacher_a, teacher_b, temperature).sum() / n
-    total = 0
-    for i0 in range(0, n, chunk):
-        i1 = min(i0 + chunk, n)
-        rows = checkpoint(_kl_rows, student_a[i0:i1], student_b, teacher_a[i0:i1], teacher_b, temperature,
-                          use_reentrant=False)
-        total = total + rows.sum()
-    return total / n
+    out_dtype = student_a.dtype
+    student_a, student_b, teacher_a, teacher_b = _upcast(student_a, student_b, teacher_a, teacher_b)
+    with C.full_precision(student_a.device):
+        if chunk is None or chunk >= n:
+            return (_kl_rows(student_a, student_b, teacher_a, teacher_b, temperature).sum() / n).to(out_dtype)
+        total = 0
+        for i0 in range(0, n, chunk):
+            i1 = min(i0 + chunk, n)
+            rows = checkpoint(_kl_rows, student_a[i0:i1], student_b, teacher_a[i0:i1], teacher_b, temperature,
+                              use_reentrant=False)
+            total = total + rows.sum()
+        return (total / n).to(out_dtype)
 
 
 def _kl_rows(sa, sb, ta, tb, temperature) -> torch.Tensor:
     log_q = F.log_softmax((sa @ sb.T) / temperature, dim=1)
     log_p = F.log_softmax((ta @ tb.T) / temperature, dim=1)
     return F.kl_div(log_q, log_p, reduction="none", log_target=True).sum(1)
+
+
+def _upcast(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Half-precision inputs computed in float32 (each keeps its own float32/float64 otherwise)."""
+    return tuple(t.to(C.compute_dtype(t.dtype)) for t in tensors)
 
 
 def _check_same(name_a: str, a, name_b: str, b) -> None:

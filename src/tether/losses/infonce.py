@@ -35,16 +35,18 @@ def clip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale, chun
         chunk_size: None for the plain computation; an int (or ``"auto"``) for the exact tiled
             one that never holds the N x N matrix.
 
-    Returns a 0-d tensor (mean over the batch of both directions' cross-entropy).
+    Returns a 0-d tensor (mean over the batch of both directions' cross-entropy) of the inputs'
+    dtype. Computed in at least float32 with autocast off, so bf16/fp16 embeddings (or a call
+    inside ``torch.autocast``) lose no precision beyond the final rounding.
     """
     C.check_pair("image_emb", image_emb, "text_emb", text_emb, same_rows=True)
-    scale = C.as_scalar("logit_scale", logit_scale, image_emb)
-    chunk = C.resolve_chunk(chunk_size)
-    if chunk is None:
-        return _clip_loss_plain(image_emb, text_emb, scale)
     dtype = C.compute_dtype(image_emb.dtype)
-    x, y, t = image_emb.to(dtype), text_emb.to(dtype), scale.to(dtype)
-    return _SymmetricInfoNCE.apply(x, y, t, chunk).to(image_emb.dtype)
+    t = C.as_scalar("logit_scale", logit_scale, image_emb, dtype)
+    chunk = C.resolve_chunk(chunk_size)
+    x, y = image_emb.to(dtype), text_emb.to(dtype)
+    with C.full_precision(image_emb.device):
+        loss = _clip_loss_plain(x, y, t) if chunk is None else _SymmetricInfoNCE.apply(x, y, t, chunk)
+    return loss.to(image_emb.dtype)
 
 
 def infonce_rows(query: torch.Tensor, keys: torch.Tensor, logit_scale, targets, chunk_size=None) -> torch.Tensor:
@@ -58,14 +60,17 @@ def infonce_rows(query: torch.Tensor, keys: torch.Tensor, logit_scale, targets, 
     ``(infonce_rows(x, y, t, 0).mean() + infonce_rows(y, x, t, 0).mean()) / 2``.
     """
     C.check_pair("query", query, "keys", keys, same_rows=False, allow_empty_rows=True)
-    scale = C.as_scalar("logit_scale", logit_scale, query)
+    dtype = C.compute_dtype(query.dtype)
+    t = C.as_scalar("logit_scale", logit_scale, query, dtype)
     targets = _resolve_targets(targets, query.shape[0], keys.shape[0], query.device)
     chunk = C.resolve_chunk(chunk_size)
-    if chunk is None or query.shape[0] == 0:
-        logits = scale * (query @ keys.T)
-        return F.cross_entropy(logits, targets, reduction="none")
-    dtype = C.compute_dtype(query.dtype)
-    return _InfoNCERows.apply(query.to(dtype), keys.to(dtype), scale.to(dtype), targets, chunk).to(query.dtype)
+    q, k = query.to(dtype), keys.to(dtype)
+    with C.full_precision(query.device):
+        if chunk is None or query.shape[0] == 0:
+            out = F.cross_entropy(t * (q @ k.T), targets, reduction="none")
+        else:
+            out = _InfoNCERows.apply(q, k, t, targets, chunk)
+    return out.to(query.dtype)
 
 
 # --------------------------------------------------------------------------------------------

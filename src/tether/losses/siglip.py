@@ -28,6 +28,8 @@ def siglip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale, lo
         image_emb, text_emb: (N, d) embeddings; row i of each is a positive pair.
         logit_scale: t, already exponentiated (0-d tensor or number). logit_bias: b (same).
         chunk_size: None (plain), an int or ``"auto"`` (exact tiled computation).
+
+    Returns a 0-d tensor of the inputs' dtype, computed in at least float32 with autocast off.
     """
     C.check_pair("image_emb", image_emb, "text_emb", text_emb, same_rows=True)
     total = siglip_block(image_emb, text_emb, logit_scale, logit_bias, positives=True,
@@ -51,18 +53,20 @@ def siglip_block(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale, l
     if not _checked:
         C.check_pair("image_emb", image_emb, "text_emb", text_emb, same_rows=positives,
                      allow_empty_rows=not positives)
-    scale = C.as_scalar("logit_scale", logit_scale, image_emb)
-    bias = C.as_scalar("logit_bias", logit_bias, image_emb)
+    dtype = C.compute_dtype(image_emb.dtype)   # at least float32, with autocast off
+    t = C.as_scalar("logit_scale", logit_scale, image_emb, dtype)
+    b = C.as_scalar("logit_bias", logit_bias, image_emb, dtype)
     chunk = C.resolve_chunk(chunk_size)
-    if chunk is None or image_emb.shape[0] == 0 or text_emb.shape[0] == 0:   # (an empty block sums to 0)
-        return _siglip_block_plain(image_emb, text_emb, scale, bias, positives)
-    dtype = C.compute_dtype(image_emb.dtype)
-    x, y, t, b = image_emb.to(dtype), text_emb.to(dtype), scale.to(dtype), bias.to(dtype)
-    grad_on = torch.is_grad_enabled()
-    grad_rows = grad_on and (x.requires_grad or t.requires_grad)
-    grad_cols = grad_on and y.requires_grad
-    grad_bias = grad_on and b.requires_grad
-    out = _SigLIPBlock.apply(x, y, t, b, positives, chunk, (grad_rows, grad_cols, grad_bias))
+    x, y = image_emb.to(dtype), text_emb.to(dtype)
+    with C.full_precision(image_emb.device):
+        if chunk is None or image_emb.shape[0] == 0 or text_emb.shape[0] == 0:   # (an empty block sums to 0)
+            out = _siglip_block_plain(x, y, t, b, positives)
+        else:
+            grad_on = torch.is_grad_enabled()
+            grad_rows = grad_on and (x.requires_grad or t.requires_grad)
+            grad_cols = grad_on and y.requires_grad
+            grad_bias = grad_on and b.requires_grad
+            out = _SigLIPBlock.apply(x, y, t, b, positives, chunk, (grad_rows, grad_cols, grad_bias))
     return out.to(image_emb.dtype)
 
 
