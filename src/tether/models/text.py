@@ -38,9 +38,11 @@ class TextTransformer(nn.Module):
         if n > self.cfg.context_length:
             raise ValueError(f"input_ids has {n} positions, the text tower's context is {self.cfg.context_length}")
         index = self.pool_index(input_ids)
-        if index is not None and self.cfg.causal:
+        if index is not None and self.cfg.causal and not torch.compiler.is_compiling():
             # Causal attention: tokens after the pooled one cannot change it, so drop
             # them. Captions are short and contexts are padded, so this is most of the work.
+            # Not under torch.compile: a length read from the data breaks the graph and
+            # recompiles for every new caption length; the full context gives the same result.
             n = int(index.max()) + 1
             input_ids = input_ids[:, :n]
         x = self.token_embedding(input_ids) + self.positional_embedding[:n].to(self.token_embedding.weight.dtype)
