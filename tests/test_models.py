@@ -41,6 +41,18 @@ def test_tiny_models_embed_to_unit_vectors(name):
     assert out.logits_per_image().shape == (3, 4)
 
 
+
+@pytest.mark.parametrize("name", [n for n in list_models() if n.startswith("tiny")])
+def test_tiny_models_take_empty_batches(name):
+    """A data-parallel rank whose every local sample was corrupt still runs its towers (0 rows)."""
+    model = create_model(name)
+    cfg = model.config
+    pixels = torch.zeros(0, 3, cfg.vision.image_size, cfg.vision.image_size, requires_grad=True)
+    ids = torch.zeros(0, cfg.text.context_length, dtype=torch.long)
+    img, txt = model.encode_image(pixels), model.encode_text(ids)
+    assert img.shape == (0, cfg.embed_dim) and txt.shape == (0, cfg.embed_dim)
+    (img.sum() + txt.sum()).backward()  # an empty graph still back-propagates (zeros)
+
 def test_logit_scale_init_and_cap():
     clip = create_model("tiny-vit-28")
     assert float(clip.scale().detach()) == pytest.approx(1 / 0.07, rel=1e-5)

@@ -428,8 +428,7 @@ def test_compile_combinations_train_like_eager(tmp_path, counting_compile, preci
     eager = run("eager", False)
     compiled = run("compiled", True)
     assert not torch._dynamo.utils.counters["graph_break"]
-    if micro is None:                       # (with the gradient cache: see the xfail test below)
-        assert counting_compile.runs >= 4
+    assert counting_compile.runs >= 4
     tol = 1e-4 if precision == "fp32" else 5e-3        # aot_eager moves bf16 roundings: 1e-3 here
     assert compiled == pytest.approx(eager, rel=tol)
 
@@ -445,11 +444,6 @@ def test_compiled_checkpointed_gradients_equal_plain_eager(counting_compile):
     assert_same_grads(got, want, 1e-5)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "trainer bug (LocalStrategy.setup in train/parallel.py): with micro_batch_size the gradient cache "
-    "calls encode_image/encode_text on the torch.compile wrapper (OptimizedModule), which forwards "
-    "attribute access to the eager module, so compile: true silently trains uncompiled; fix: route "
-    "every use through one compiled forward, _Routed(torch.compile(_Modes(model))), as DDP does"))
 def test_compile_with_the_gradient_cache_runs_compiled_code(tmp_path, counting_compile):
     fit(tiny(layers=1), tmp_path / "run", steps=1, compile=True, micro_batch_size=12)
     assert counting_compile.runs >= 1

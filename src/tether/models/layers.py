@@ -57,10 +57,10 @@ class Attention(nn.Module):
         h, hd = self.heads, d // self.heads
         w_q, w_kv = self.in_proj.weight.split([d, 2 * d])
         b_q, b_kv = self.in_proj.bias.split([d, 2 * d])
-        q = F.linear(query, w_q, b_q).view(b, -1, h, hd).transpose(1, 2)
+        q = F.linear(query, w_q, b_q).view(b, query.shape[1], h, hd).transpose(1, 2)
         k, v = F.linear(x, w_kv, b_kv).view(b, n, 2, h, hd).permute(2, 0, 3, 1, 4).unbind(0)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.out_proj(out.transpose(1, 2).reshape(b, -1, d))
+        return self.out_proj(out.transpose(1, 2).reshape(b, query.shape[1], d))
 
 
 class MLP(nn.Module):

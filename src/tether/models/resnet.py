@@ -68,8 +68,8 @@ class AttentionPool2d(nn.Module):
         x = x + pos.to(x.dtype)
         hd = c // self.heads
         q = self.q_proj(x[:, :1]).view(b, 1, self.heads, hd).transpose(1, 2)
-        k = self.k_proj(x).view(b, -1, self.heads, hd).transpose(1, 2)
-        v = self.v_proj(x).view(b, -1, self.heads, hd).transpose(1, 2)
+        k = self.k_proj(x).view(b, h * w + 1, self.heads, hd).transpose(1, 2)
+        v = self.v_proj(x).view(b, h * w + 1, self.heads, hd).transpose(1, 2)
         out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, c)
         return self.c_proj(out)
 

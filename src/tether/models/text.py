@@ -43,7 +43,7 @@ class TextTransformer(nn.Module):
             # them. Captions are short and contexts are padded, so this is most of the work.
             # Not under torch.compile: a length read from the data breaks the graph and
             # recompiles for every new caption length; the full context gives the same result.
-            n = int(index.max()) + 1
+            n = int(index.max()) + 1 if index.numel() else 1
             input_ids = input_ids[:, :n]
         x = self.token_embedding(input_ids) + self.positional_embedding[:n].to(self.token_embedding.weight.dtype)
         if index is None:  # mean pooling: normalise every token, then average the real ones

@@ -255,7 +255,7 @@ class SigLIPRing(torch.autograd.Function):
         current = y.detach().contiguous()
         grad_works, grad_in, grad_out = [], None, None
         for k in range(world):
-            owner, coming = (rank - k) % world, (rank - k - 1) % world
+            coming = (rank - k - 1) % world  # whose texts arrive for the next hop
             text_works, incoming = [], None
             if k < world - 1:
                 incoming = x.new_empty((sizes[coming], d)) if sizes[coming] else None

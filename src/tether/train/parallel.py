@@ -47,7 +47,10 @@ class LocalStrategy:
     def setup(self, model: nn.Module) -> nn.Module:
         """Move (and wrap or shard) the model; returns the module whose parameters to optimise."""
         self.model = model.to(self.device)
-        self.encoder = torch.compile(self.model) if self.cfg.compile else self.model
+        # contrastive_step calls encode_image/encode_text (gradient cache) as well as forward; on a
+        # torch.compile wrapper those are the eager methods, so route every use through one
+        # compiled forward (one graph per use), as DDP and FSDP do
+        self.encoder = _Routed(torch.compile(_Modes(self.model))) if self.cfg.compile else self.model
         return self.model
 
     def backward(self, pixels: torch.Tensor, input_ids: torch.Tensor, loss_fn: Callable, autocast) -> torch.Tensor:
