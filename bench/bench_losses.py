@@ -8,7 +8,7 @@ inputs, i.e. the growth of the process's peak RSS (``ru_maxrss``) from just afte
 were made to the end (so it includes the input gradients). Rounds alternate the
 configurations so all of them see the same machine state.
 
-    python bench/bench_losses.py                              # N=16,384 and 32,768, d=512
+    python bench/bench_losses.py                              # N=16,384 (t=14.3 and 100) and 32,768, d=512
     python bench/bench_losses.py --n 4096 --rounds 1          # quick look
     python bench/bench_losses.py --chunks 1024 2048 4096      # tile sweep for the default
     python bench/bench_losses.py --with-reference-32k         # also the plain loss at 32k (~20 GB)
@@ -37,7 +37,7 @@ def child(args) -> None:
     y /= y.norm(dim=1, keepdim=True)
     x.requires_grad_()
     y.requires_grad_()
-    t = torch.tensor(14.3, requires_grad=True)                 # CLIP's init, 1/0.07
+    t = torch.tensor(args.scale, requires_grad=True)           # 14.3: CLIP's init (1/0.07); 100: its cap
     b = torch.tensor(-10.0, requires_grad=True)                # SigLIP's init
     chunk = None if args.chunk == 0 else args.chunk
 
@@ -64,15 +64,15 @@ def child(args) -> None:
     print(json.dumps({"times": times, "cpu": cpu, "extra_mib": (peak_kib - base_kib) / 1024, "loss": value}))
 
 
-def run_config(loss: str, n: int, d: int, chunk: int, repeats: int) -> dict:
+def run_config(loss: str, n: int, d: int, chunk: int, scale: float, repeats: int) -> dict:
     cmd = [sys.executable, __file__, "--child", "--loss", loss, "--n", str(n), "--d", str(d),
-           "--chunk", str(chunk), "--repeats", str(repeats)]
+           "--chunk", str(chunk), "--scale", str(scale), "--repeats", str(repeats)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
-def label(loss: str, n: int, chunk: int) -> str:
-    return f"{loss:6s} N={n:<6d} " + ("plain" if chunk == 0 else f"chunk={chunk}")
+def label(loss: str, n: int, chunk: int, scale: float) -> str:
+    return f"{loss:6s} N={n:<6d} t={scale:<5g} " + ("plain" if chunk == 0 else f"chunk={chunk}")
 
 
 def main() -> None:
@@ -84,11 +84,14 @@ def main() -> None:
     p.add_argument("--losses", nargs="+", default=["clip", "siglip"], choices=["clip", "siglip"])
     p.add_argument("--rounds", type=int, default=2, help="alternating rounds (one subprocess each)")
     p.add_argument("--repeats", type=int, default=1, help="timed steps per subprocess after one warm-up")
+    p.add_argument("--scales", type=float, nargs="+", default=[14.3, 100.0],
+                   help="logit scales t: 14.3 is CLIP's init; 100 its cap, where trained models sit")
     p.add_argument("--with-reference-32k", action="store_true", help="also run the plain loss at --n-large")
     # child mode
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--loss", default="clip", help=argparse.SUPPRESS)
     p.add_argument("--chunk", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--scale", type=float, default=14.3, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         child(args)
@@ -100,16 +103,17 @@ def main() -> None:
     large_chunk = max(args.chunks)
     configs = []
     for loss in args.losses:
-        configs.append((loss, args.n, 0))
-        configs += [(loss, args.n, c) for c in args.chunks]
-        if args.n_large:
-            configs.append((loss, args.n_large, large_chunk))
+        for scale in args.scales:
+            configs.append((loss, args.n, 0, scale))
+            configs += [(loss, args.n, c, scale) for c in args.chunks]
+        if args.n_large:  # memory: the first scale only (memory does not depend on it)
+            configs.append((loss, args.n_large, large_chunk, args.scales[0]))
             if args.with_reference_32k:
-                configs.append((loss, args.n_large, 0))
+                configs.append((loss, args.n_large, 0, args.scales[0]))
     results: dict = {c: {"times": [], "cpu": [], "extra_mib": [], "loss": None} for c in configs}
     for r in range(args.rounds):
         for c in configs:
-            res = run_config(c[0], c[1], args.d, c[2], args.repeats)
+            res = run_config(c[0], c[1], args.d, c[2], c[3], args.repeats)
             results[c]["times"] += res["times"]
             results[c]["cpu"] += res["cpu"]
             results[c]["extra_mib"].append(res["extra_mib"])
@@ -119,12 +123,12 @@ def main() -> None:
                   f"loss {res['loss']:.6f}  load {os.getloadavg()[0]:.1f}", flush=True)
 
     print(f"\nload average at end {os.getloadavg()[0]:.2f}\n")
-    print("| loss | N | computation | fwd+bwd wall s | CPU s | peak MiB beyond inputs | wall vs plain | CPU vs plain | memory vs plain |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| loss | N | t | computation | fwd+bwd wall s | CPU s | peak MiB beyond inputs | wall vs plain | CPU vs plain | memory vs plain |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for loss in args.losses:
-        for n in sorted({c[1] for c in configs if c[0] == loss}):
-            plain = results.get((loss, n, 0))
-            for c in [c for c in configs if c[0] == loss and c[1] == n]:
+        for n, scale in sorted({(c[1], c[3]) for c in configs if c[0] == loss}):
+            plain = results.get((loss, n, 0, scale))
+            for c in [c for c in configs if c[0] == loss and c[1] == n and c[3] == scale]:
                 res = results[c]
                 sec, cpu, mib = statistics.median(res["times"]), statistics.median(res["cpu"]), max(res["extra_mib"])
                 ratios = ["", "", ""]
@@ -133,7 +137,7 @@ def main() -> None:
                               f"{statistics.median(plain['cpu']) / cpu:.2f}x less",
                               f"{max(plain['extra_mib']) / mib:.0f}x less"]
                 what = "plain" if c[2] == 0 else f"tiled, chunk {c[2]}"
-                print(f"| {loss} | {n} | {what} | {sec:.2f} | {cpu:.2f} | {mib:.0f} | " + " | ".join(ratios) + " |")
+                print(f"| {loss} | {n} | {scale:g} | {what} | {sec:.2f} | {cpu:.2f} | {mib:.0f} | " + " | ".join(ratios) + " |")
 
 
 if __name__ == "__main__":

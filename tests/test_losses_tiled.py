@@ -141,3 +141,28 @@ def test_exact_fallback_path_alone_equals_plain(monkeypatch, force):
         assert_grads_close(
             loss_and_grads(lambda a, c, s: (infonce_rows(a, c, s, 0, chunk_size=7) * w).sum(), x, y, t),
             loss_and_grads(lambda a, c, s: (infonce_rows(a, c, s, 0) * w).sum(), x, y, t), 1e-11)
+
+
+def test_exp_floor_engages_at_a_trained_scale_and_changes_nothing():
+    """At CLIP's capped scale (t = 100) most exponents lie below float32's normal range, where
+    torch's CPU exp is 20-40x slower; the tiled kernels raise them to the floor first. The
+    losses and gradients still equal the plain float64 computation to float32 precision."""
+    from tether.losses._tiles import lse_floor
+    x64, y64 = unit(300, 8, torch.float64, seed=5), unit(300, 8, torch.float64, seed=6)
+    x, y = x64.float(), y64.float()
+    t, b = torch.tensor(100.0), torch.tensor(-10.0)
+    assert lse_floor(x * 14.3, y) is None                       # CLIP's initial scale: never engaged
+    assert lse_floor(x * 100.0, y) is not None
+    logits = 100.0 * x64 @ y64.T
+    assert (logits - logits.max(1, keepdim=True).values < -88).float().mean() > 0.3   # the slow zone
+    cases = [
+        (lambda a, c, s: clip_loss(a, c, s), lambda a, c, s: clip_loss(a, c, s, chunk_size=64), (x, y, t)),
+        (lambda a, c, s, bb: siglip_loss(a, c, s, bb), lambda a, c, s, bb: siglip_loss(a, c, s, bb, chunk_size=64),
+         (x, y, t, b)),
+        (lambda a, c, s: infonce_rows(a, c, s, 0).sum(), lambda a, c, s: infonce_rows(a, c, s, 0, chunk_size=64).sum(),
+         (x, y, t)),
+    ]
+    for plain, tiled, inputs in cases:
+        want = loss_and_grads(plain, *[v.double() for v in inputs])
+        got = loss_and_grads(tiled, *inputs)
+        assert_grads_close(got, want, 1e-5, names=("loss", "d_image", "d_text", "d_scale", "d_bias"))

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import exp_range, overflow_limit
+import math
+
+from ._checks import exp_floor, exp_range, logit_bound, needs_exp_floor, overflow_limit
 
 
 class TileBuffers:
@@ -44,9 +46,25 @@ def _online_update(shift: torch.Tensor, total: torch.Tensor, tile: torch.Tensor,
         torch.sub(tile, new_shift.unsqueeze(1), out=scratch)
     else:
         torch.sub(tile, new_shift.unsqueeze(0), out=scratch)
-    scratch.exp_()
+    scratch.clamp_min_(exp_floor(tile.dtype)).exp_()
     total.mul_(torch.exp(shift - new_shift)).add_(scratch.sum(dim=dim))
     shift.copy_(new_shift)
+
+
+def shifted_exp_(tile: torch.Tensor, floor: float | None) -> torch.Tensor:
+    """exp_ of already-shifted logits, raised to ``floor`` first when one is given (see
+    ``exp_floor``: keeps torch's CPU exp off its slow path for far-negative arguments)."""
+    if floor is not None:
+        tile.clamp_min_(floor)
+    return tile.exp_()
+
+
+def lse_floor(xs: torch.Tensor, ys: torch.Tensor) -> float | None:
+    """The exp floor for exponents L_ij - s with L = xs @ ys.T and s a shift or log-sum-exp of
+    logits of the same matrix (plus log N): None when no exponent can fall below it."""
+    bound = logit_bound(xs, ys)
+    most_negative = -2 * bound - math.log(max(xs.shape[0], ys.shape[0], 1)) - 1
+    return exp_floor(xs.dtype) if needs_exp_floor(most_negative, xs.dtype) else None
 
 
 def fast_path_fits(row_shift: torch.Tensor, col_shift: torch.Tensor, k: torch.Tensor, dtype) -> torch.Tensor:
@@ -83,13 +101,13 @@ def symmetric_lse(xs: torch.Tensor, ys: torch.Tensor, chunk: int) -> tuple[torch
     diag = (xs * ys).sum(1)
     row_shift, row_sum = diag.clone(), torch.zeros_like(diag)
     col_shift, col_sum = diag.clone(), torch.zeros_like(diag)
-    big = overflow_limit(xs.dtype)
+    big, floor = overflow_limit(xs.dtype), lse_floor(xs, ys)
     buf = TileBuffers(2, min(chunk, n), min(chunk, n), xs)
     for i0, i1 in blocks(n, chunk):
         xi, m = xs[i0:i1], row_shift[i0:i1]
         for j0, j1 in blocks(n, chunk):
             yj, nj = ys[j0:j1], col_shift[j0:j1]
-            e = torch.mm(xi, yj.T, out=buf.get(0, i1 - i0, j1 - j0)).sub_(m.unsqueeze(1)).exp_()
+            e = shifted_exp_(torch.mm(xi, yj.T, out=buf.get(0, i1 - i0, j1 - j0)).sub_(m.unsqueeze(1)), floor)
             k = m.max()
             new_rows = row_sum[i0:i1] + e.sum(1)
             new_cols = col_sum[j0:j1] + torch.mv(e.T, torch.exp(m - k)).mul_(torch.exp(k - nj))
@@ -117,13 +135,14 @@ def symmetric_grad(xs: torch.Tensor, ys: torch.Tensor, row_lse: torch.Tensor, co
     acc_a = torch.zeros_like(ys) if want_a else None
     acc_b = torch.zeros_like(xs) if want_b else None
     buf = TileBuffers(2, min(chunk, n), min(chunk, n), xs)
+    floor = lse_floor(xs, ys)
     for i0, i1 in blocks(n, chunk):
         xi, ri = xs[i0:i1], row_lse[i0:i1].unsqueeze(1)
         for j0, j1 in blocks(n, chunk):
             yj = ys[j0:j1]
             tile = torch.mm(xi, yj.T, out=buf.get(0, i1 - i0, j1 - j0))
-            w = torch.sub(tile, ri, out=buf.get(1, i1 - i0, j1 - j0)).exp_()    # row softmax
-            w.add_(tile.sub_(col_lse[j0:j1].unsqueeze(0)).exp_())              # + column softmax
+            w = shifted_exp_(torch.sub(tile, ri, out=buf.get(1, i1 - i0, j1 - j0)), floor)  # row softmax
+            w.add_(shifted_exp_(tile.sub_(col_lse[j0:j1].unsqueeze(0)), floor))          # + column softmax
             if want_a:
                 acc_a[i0:i1].addmm_(w, yj)
             if want_b:
@@ -141,13 +160,13 @@ def rows_lse(xs: torch.Tensor, keys: torch.Tensor, start: torch.Tensor, chunk: i
     exceed ``overflow_limit`` (then that tile is redone with the online update)."""
     nq, nk = xs.shape[0], keys.shape[0]
     shift, total = start.clone(), torch.zeros_like(start)
-    big = overflow_limit(xs.dtype)
+    big, floor = overflow_limit(xs.dtype), lse_floor(xs, keys)
     buf = TileBuffers(2, min(chunk, nq), min(chunk, nk), xs)
     for i0, i1 in blocks(nq, chunk):
         xi, m = xs[i0:i1], shift[i0:i1]
         for j0, j1 in blocks(nk, chunk):
             kj = keys[j0:j1]
-            e = torch.mm(xi, kj.T, out=buf.get(0, i1 - i0, j1 - j0)).sub_(m.unsqueeze(1)).exp_()
+            e = shifted_exp_(torch.mm(xi, kj.T, out=buf.get(0, i1 - i0, j1 - j0)).sub_(m.unsqueeze(1)), floor)
             new = total[i0:i1] + e.sum(1)
             if bool(new.max() < big):
                 total[i0:i1] = new
@@ -165,11 +184,12 @@ def rows_grad(xs: torch.Tensor, keys: torch.Tensor, lse: torch.Tensor, xs_weight
     acc_a = torch.zeros_like(xs) if want_a else None
     acc_b = torch.zeros_like(keys) if want_b else None
     buf = TileBuffers(1, min(chunk, nq), min(chunk, nk), xs)
+    floor = lse_floor(xs, keys)
     for i0, i1 in blocks(nq, chunk):
         xi, ri, wi = xs[i0:i1], lse[i0:i1].unsqueeze(1), xs_weighted[i0:i1]
         for j0, j1 in blocks(nk, chunk):
             kj = keys[j0:j1]
-            p = torch.mm(xi, kj.T, out=buf.get(0, i1 - i0, j1 - j0)).sub_(ri).exp_()
+            p = shifted_exp_(torch.mm(xi, kj.T, out=buf.get(0, i1 - i0, j1 - j0)).sub_(ri), floor)
             if want_a:
                 acc_a[i0:i1].addmm_(p, kj)
             if want_b:
@@ -201,6 +221,11 @@ def siglip_sweep(xs: torch.Tensor, ys: torch.Tensor, bias: torch.Tensor, positiv
     buf = TileBuffers(3 if with_grad else 2, min(chunk, n), min(chunk, m), xs)
     # softplus(x) is taken as x above the threshold; e^-x must be below half an ulp of x there.
     threshold = 20.0 if xs.dtype == torch.float32 else 40.0
+    # |x| beyond -exp_floor sends torch's CPU exp/sigmoid down a slow path; clamp such tiles first
+    # (exp(floor) and sigmoid(-floor) = 1 are what fp32 holds there anyway; see exp_floor).
+    floor, reach, b = exp_floor(xs.dtype), logit_bound(xs, ys), float(bias)
+    clamp_exp = needs_exp_floor(b - reach, xs.dtype)
+    clamp_sigmoid = needs_exp_floor(-(reach + abs(b)), xs.dtype)
     for i0, i1 in blocks(n, chunk):
         xi = xs[i0:i1]
         for j0, j1 in blocks(m, chunk):
@@ -209,7 +234,9 @@ def siglip_sweep(xs: torch.Tensor, ys: torch.Tensor, bias: torch.Tensor, positiv
             # Negatives: -log sigmoid(-x) = softplus(x) = log1p(exp(x)). Two vectorised ops are
             # ~4x faster than torch's softplus on CPU and exact (log1p keeps the tiny terms
             # of x << 0); only exp overflow (x > 88 in fp32) needs softplus's linear branch.
-            terms = torch.exp(logits, out=buf.get(1, i1 - i0, j1 - j0)).log1p_()
+            terms = buf.get(1, i1 - i0, j1 - j0)
+            terms = torch.clamp(logits, min=floor, out=terms).exp_() if clamp_exp else torch.exp(logits, out=terms)
+            terms.log1p_()
             # Positives sit on the main diagonal of the tiles with i0 == j0 (square blocking).
             diag = logits.diagonal() if positives and i0 == j0 else None
             if diag is not None:
@@ -223,7 +250,8 @@ def siglip_sweep(xs: torch.Tensor, ys: torch.Tensor, bias: torch.Tensor, positiv
             loss += tile_loss
             if not with_grad:
                 continue
-            g = torch.sigmoid(logits, out=buf.get(2, i1 - i0, j1 - j0))
+            g = buf.get(2, i1 - i0, j1 - j0)
+            g = torch.clamp(logits, floor, -floor, out=g).sigmoid_() if clamp_sigmoid else torch.sigmoid(logits, out=g)
             if diag is not None:
                 g.diagonal().copy_(-torch.sigmoid(-diag))
             grad_sum += g.sum()
