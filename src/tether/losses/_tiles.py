@@ -14,7 +14,7 @@ import torch
 
 import math
 
-from ._checks import exp_floor, exp_range, logit_bound, needs_exp_floor, overflow_limit
+from ._checks import exp_floor, exp_range, grad_floor, logit_bound, needs_exp_floor, overflow_limit
 
 
 class TileBuffers:
@@ -59,12 +59,14 @@ def shifted_exp_(tile: torch.Tensor, floor: float | None) -> torch.Tensor:
     return tile.exp_()
 
 
-def lse_floor(xs: torch.Tensor, ys: torch.Tensor) -> float | None:
+def lse_floor(xs: torch.Tensor, ys: torch.Tensor, for_grad: bool = False) -> float | None:
     """The exp floor for exponents L_ij - s with L = xs @ ys.T and s a shift or log-sum-exp of
-    logits of the same matrix (plus log N): None when no exponent can fall below it."""
+    logits of the same matrix (plus log N): None when no exponent can fall below it.
+    ``for_grad``: the exps are gradient weights for a GEMM (``grad_floor``)."""
     bound = logit_bound(xs, ys)
     most_negative = -2 * bound - math.log(max(xs.shape[0], ys.shape[0], 1)) - 1
-    return exp_floor(xs.dtype) if needs_exp_floor(most_negative, xs.dtype) else None
+    floor = grad_floor(xs.dtype) if for_grad else exp_floor(xs.dtype)
+    return floor if most_negative < floor else None
 
 
 def fast_path_fits(row_shift: torch.Tensor, col_shift: torch.Tensor, k: torch.Tensor, dtype) -> torch.Tensor:
@@ -135,7 +137,7 @@ def symmetric_grad(xs: torch.Tensor, ys: torch.Tensor, row_lse: torch.Tensor, co
     acc_a = torch.zeros_like(ys) if want_a else None
     acc_b = torch.zeros_like(xs) if want_b else None
     buf = TileBuffers(2, min(chunk, n), min(chunk, n), xs)
-    floor = lse_floor(xs, ys)
+    floor = lse_floor(xs, ys, for_grad=True)
     for i0, i1 in blocks(n, chunk):
         xi, ri = xs[i0:i1], row_lse[i0:i1].unsqueeze(1)
         for j0, j1 in blocks(n, chunk):
@@ -184,7 +186,7 @@ def rows_grad(xs: torch.Tensor, keys: torch.Tensor, lse: torch.Tensor, xs_weight
     acc_a = torch.zeros_like(xs) if want_a else None
     acc_b = torch.zeros_like(keys) if want_b else None
     buf = TileBuffers(1, min(chunk, nq), min(chunk, nk), xs)
-    floor = lse_floor(xs, keys)
+    floor = lse_floor(xs, keys, for_grad=True)
     for i0, i1 in blocks(nq, chunk):
         xi, ri, wi = xs[i0:i1], lse[i0:i1].unsqueeze(1), xs_weighted[i0:i1]
         for j0, j1 in blocks(nk, chunk):
@@ -225,7 +227,8 @@ def siglip_sweep(xs: torch.Tensor, ys: torch.Tensor, bias: torch.Tensor, positiv
     # (exp(floor) and sigmoid(-floor) = 1 are what fp32 holds there anyway; see exp_floor).
     floor, reach, b = exp_floor(xs.dtype), logit_bound(xs, ys), float(bias)
     clamp_exp = needs_exp_floor(b - reach, xs.dtype)
-    clamp_sigmoid = needs_exp_floor(-(reach + abs(b)), xs.dtype)
+    g_floor = grad_floor(xs.dtype)   # sigmoid(x) is a GEMM weight: keep it and its products normal
+    clamp_sigmoid = -(reach + abs(b)) < g_floor
     for i0, i1 in blocks(n, chunk):
         xi = xs[i0:i1]
         for j0, j1 in blocks(m, chunk):
@@ -251,7 +254,7 @@ def siglip_sweep(xs: torch.Tensor, ys: torch.Tensor, bias: torch.Tensor, positiv
             if not with_grad:
                 continue
             g = buf.get(2, i1 - i0, j1 - j0)
-            g = torch.clamp(logits, floor, -floor, out=g).sigmoid_() if clamp_sigmoid else torch.sigmoid(logits, out=g)
+            g = torch.clamp(logits, g_floor, -g_floor, out=g).sigmoid_() if clamp_sigmoid else torch.sigmoid(logits, out=g)
             if diag is not None:
                 g.diagonal().copy_(-torch.sigmoid(-diag))
             grad_sum += g.sum()
