@@ -12,6 +12,7 @@ configurations so all of them see the same machine state.
     python bench/bench_losses.py --n 4096 --rounds 1          # quick look
     python bench/bench_losses.py --chunks 1024 2048 4096      # tile sweep for the default
     python bench/bench_losses.py --with-reference-32k         # also the plain loss at 32k (~20 GB)
+    python bench/bench_losses.py --data clustered --scales 100  # a trained model's geometry
 """
 from __future__ import annotations
 
@@ -31,9 +32,14 @@ def child(args) -> None:
     torch.manual_seed(0)
     n, d = args.n, args.d
     # normalised in place: no transient copy may raise the peak-RSS baseline
-    x = torch.randn(n, d)
+    if args.data == "clustered":  # like a trained model on a 10-class dataset: pairs share a class centre
+        centres, labels = torch.randn(10, d) * 3, torch.randint(10, (n,))
+        x = centres[labels] + torch.randn(n, d) * 0.5
+        y = centres[labels] + torch.randn(n, d) * 0.5
+    else:
+        x = torch.randn(n, d)
+        y = torch.randn(n, d)
     x /= x.norm(dim=1, keepdim=True)
-    y = torch.randn(n, d)
     y /= y.norm(dim=1, keepdim=True)
     x.requires_grad_()
     y.requires_grad_()
@@ -64,9 +70,12 @@ def child(args) -> None:
     print(json.dumps({"times": times, "cpu": cpu, "extra_mib": (peak_kib - base_kib) / 1024, "loss": value}))
 
 
+DATA = ["random"]  # set from --data in main()
+
+
 def run_config(loss: str, n: int, d: int, chunk: int, scale: float, repeats: int) -> dict:
     cmd = [sys.executable, __file__, "--child", "--loss", loss, "--n", str(n), "--d", str(d),
-           "--chunk", str(chunk), "--scale", str(scale), "--repeats", str(repeats)]
+           "--chunk", str(chunk), "--scale", str(scale), "--repeats", str(repeats), "--data", DATA[0]]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -86,6 +95,9 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=1, help="timed steps per subprocess after one warm-up")
     p.add_argument("--scales", type=float, nargs="+", default=[14.3, 100.0],
                    help="logit scales t: 14.3 is CLIP's init; 100 its cap, where trained models sit")
+    p.add_argument("--data", choices=["random", "clustered"], default="random",
+                   help="random unit vectors, or 10 tight clusters (a trained model's geometry: at t=100 "
+                        "most logits lie far below their row's maximum)")
     p.add_argument("--with-reference-32k", action="store_true", help="also run the plain loss at --n-large")
     # child mode
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -96,6 +108,7 @@ def main() -> None:
     if args.child:
         child(args)
         return
+    DATA[0] = args.data
 
     import torch
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
