@@ -10,6 +10,8 @@ least 1.2x its training samples/s.
     python bench/bench_train_vs_open_clip.py --loss clip --steps 300 # quick look
     python bench/bench_train_vs_open_clip.py --tether-python bench/.venv-openclip/bin/python
         # control: tether on the peer's torch 2.14.1 as well (tether imported from src/)
+    python bench/bench_train_vs_open_clip.py --loss siglip --tether-decay-split open_clip
+        # control: tether's model with OpenCLIP's weight-decay split (it also decays embeddings)
 
 What happens, per loss:
 
@@ -111,6 +113,7 @@ def prepare_inputs(path: Path, args, loss: str) -> dict:
     scale_init, bias_init = (args.siglip_init if loss == "siglip" else (mc.logit_scale_init, mc.logit_bias_init))
     cfg = {
         "loss": loss, "steps": steps, "batch_size": b, "lr": args.lr, "weight_decay": args.weight_decay,
+        "tether_decay_split": args.tether_decay_split,
         "warmup": args.warmup, "betas": list(optim.betas), "eps": optim.eps, "grad_clip": optim.grad_clip,
         "seed": args.seed, "threads": args.threads, "logit_scale_init": scale_init, "logit_bias_init": bias_init,
         "mean": list(mc.preprocess["mean"]), "std": list(mc.preprocess["std"]), "classes": classes,
@@ -130,6 +133,17 @@ def prepare_inputs(path: Path, args, loss: str) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- tether worker
+
+def open_clip_style_optimizer(model, cfg: dict):
+    """AdamW with open_clip_train's split (no decay where ndim < 2 or the name has bn/ln/bias/logit_scale)."""
+    import torch
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    plain = [p for n, p in named if p.ndim < 2 or any(k in n for k in ("bn", "ln", "bias", "logit_scale"))]
+    decayed = [p for n, p in named if not (p.ndim < 2 or any(k in n for k in ("bn", "ln", "bias", "logit_scale")))]
+    return torch.optim.AdamW([{"params": decayed, "weight_decay": cfg["weight_decay"]},
+                              {"params": plain, "weight_decay": 0.0}],
+                             lr=cfg["lr"], betas=tuple(cfg["betas"]), eps=cfg["eps"])
+
 
 class TetherWorker:
     """tether's side: the same pieces Trainer._train_step composes, on the prepared batches."""
@@ -151,7 +165,10 @@ class TetherWorker:
         mc.text.vocab_size = cfg["model"]["vocab_size"]
         torch.manual_seed(cfg["seed"])
         self.model = create_model(mc)
-        self.optimizer = build_optimizer(self.model, cfg["lr"], cfg["weight_decay"], tuple(cfg["betas"]), cfg["eps"])
+        if cfg["tether_decay_split"] == "open_clip":  # control: OpenCLIP's rule also decays the embeddings
+            self.optimizer = open_clip_style_optimizer(self.model, cfg)
+        else:
+            self.optimizer = build_optimizer(self.model, cfg["lr"], cfg["weight_decay"], tuple(cfg["betas"]), cfg["eps"])
         from tether import losses
         if cfg["loss"] == "clip":
             self.loss_fn = lambda img, txt, scale, bias: losses.clip_loss(img, txt, scale)
@@ -376,6 +393,8 @@ def main() -> None:
     ap.add_argument("--omp-wait-policy", choices=["inherit", "PASSIVE", "ACTIVE"], default="inherit",
                     help="OMP_WAIT_POLICY for both workers; PASSIVE keeps 2-thread timings sane on a loaded machine")
     ap.add_argument("--window", type=int, default=100, help="steps per timing window (workers alternate)")
+    ap.add_argument("--tether-decay-split", choices=["tether", "open_clip"], default="tether",
+                    help="control: give tether's model OpenCLIP's weight-decay split (decays embeddings too)")
     ap.add_argument("--siglip-init", type=float, nargs=2, default=[10.0, -10.0], metavar=("SCALE", "BIAS"))
     ap.add_argument("--tether-python", default=sys.executable, help="interpreter for the tether worker")
     ap.add_argument("--peer-python", default=str(VENV_PYTHON), help="the OpenCLIP venv's interpreter")

@@ -47,6 +47,8 @@ def test_python_number_scale_and_auto_chunk():
     x, y = unit(30, 8, seed=53), unit(30, 8, seed=54)
     torch.testing.assert_close(clip_loss(x, y, 10.0, chunk_size="auto"), clip_loss(x, y, 10.0))
     torch.testing.assert_close(siglip_loss(x, y, 10.0, -10, chunk_size="auto"), siglip_loss(x, y, 10.0, -10.0))
+    from tether.losses._checks import resolve_chunk
+    assert resolve_chunk("auto") == DEFAULT_CHUNK_SIZE and resolve_chunk("auto", auto=123) == 123
     assert DEFAULT_CHUNK_SIZE >= 256
 
 

@@ -56,7 +56,7 @@ def siglip_block(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale, l
     dtype = C.compute_dtype(image_emb.dtype)   # at least float32, with autocast off
     t = C.as_scalar("logit_scale", logit_scale, image_emb, dtype)
     b = C.as_scalar("logit_bias", logit_bias, image_emb, dtype)
-    chunk = C.resolve_chunk(chunk_size)
+    chunk = C.resolve_chunk(chunk_size, auto=C.SIGLIP_DEFAULT_CHUNK_SIZE)
     x, y = image_emb.to(dtype), text_emb.to(dtype)
     with C.full_precision(image_emb.device):
         if chunk is None or image_emb.shape[0] == 0 or text_emb.shape[0] == 0:   # (an empty block sums to 0)
