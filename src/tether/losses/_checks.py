@@ -146,11 +146,6 @@ def grad_floor(dtype: torch.dtype) -> float:
     return exp_floor(dtype) + 26.0
 
 
-def needs_exp_floor(most_negative: float, dtype: torch.dtype) -> bool:
-    """Whether exponents can go below ``exp_floor``, given a bound on how negative they get."""
-    return most_negative < exp_floor(dtype)
-
-
 def logit_bound(xs: torch.Tensor, ys: torch.Tensor) -> float:
     """max |xs_i . ys_j| by Cauchy-Schwarz (O(N d)): bounds every logit of xs @ ys.T."""
     if xs.numel() == 0 or ys.numel() == 0:

@@ -10,11 +10,11 @@ Conventions: I is a row block [i0, i1), J a column block [j0, j1).
 """
 from __future__ import annotations
 
-import torch
-
 import math
 
-from ._checks import exp_floor, exp_range, grad_floor, logit_bound, needs_exp_floor, overflow_limit
+import torch
+
+from ._checks import exp_floor, exp_range, grad_floor, logit_bound, overflow_limit
 
 
 class TileBuffers:
@@ -226,7 +226,7 @@ def siglip_sweep(xs: torch.Tensor, ys: torch.Tensor, bias: torch.Tensor, positiv
     # |x| beyond -exp_floor sends torch's CPU exp/sigmoid down a slow path; clamp such tiles first
     # (exp(floor) and sigmoid(-floor) = 1 are what fp32 holds there anyway; see exp_floor).
     floor, reach, b = exp_floor(xs.dtype), logit_bound(xs, ys), float(bias)
-    clamp_exp = needs_exp_floor(b - reach, xs.dtype)
+    clamp_exp = b - reach < floor
     g_floor = grad_floor(xs.dtype)   # sigmoid(x) is a GEMM weight: keep it and its products normal
     clamp_sigmoid = -(reach + abs(b)) < g_floor
     for i0, i1 in blocks(n, chunk):
