@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from . import _checks as C
-from ._tiles import siglip_sweep
+from ._siglip_sweep import siglip_sweep
 
 
 def siglip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale, logit_bias,
