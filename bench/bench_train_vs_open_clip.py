@@ -12,6 +12,9 @@ least 1.2x its training samples/s.
         # control: tether on the peer's torch 2.14.1 as well (tether imported from src/)
     python bench/bench_train_vs_open_clip.py --loss siglip --tether-decay-split open_clip
         # control: tether's model with OpenCLIP's weight-decay split (it also decays embeddings)
+    python bench/bench_train_vs_open_clip.py --loss siglip --tether-init open_clip
+        # control: tether starts from OpenCLIP's initial weights for the seed (--peer-init tether:
+        # the reverse, OpenCLIP starts from tether's)
 
 What happens, per loss:
 
@@ -114,6 +117,8 @@ def prepare_inputs(path: Path, args, loss: str) -> dict:
     cfg = {
         "loss": loss, "steps": steps, "batch_size": b, "lr": args.lr, "weight_decay": args.weight_decay,
         "tether_decay_split": args.tether_decay_split,
+        "tether_init_state": str(path.parent / "open_clip_init.pt") if args.tether_init == "open_clip" else None,
+        "peer_init_state": str(path.parent / "tether_init.pt") if args.peer_init == "tether" else None,
         "warmup": args.warmup, "betas": list(optim.betas), "eps": optim.eps, "grad_clip": optim.grad_clip,
         "seed": args.seed, "threads": args.threads, "logit_scale_init": scale_init, "logit_bias_init": bias_init,
         "mean": list(mc.preprocess["mean"]), "std": list(mc.preprocess["std"]), "classes": classes,
@@ -145,12 +150,37 @@ def open_clip_style_optimizer(model, cfg: dict):
                              lr=cfg["lr"], betas=tuple(cfg["betas"]), eps=cfg["eps"])
 
 
+def build_tether_model(cfg: dict):
+    """tether's model for the config, initialised under the seed (or from OpenCLIP's initial weights)."""
+    import torch
+    from tether import create_model, get_model_config
+    mc = get_model_config(cfg["model"]["name"], logit_scale_init=cfg["logit_scale_init"],
+                          logit_bias_init=cfg["logit_bias_init"])
+    mc.text.vocab_size = cfg["model"]["vocab_size"]
+    torch.manual_seed(cfg["seed"])
+    model = create_model(mc)
+    if cfg.get("tether_init_state"):  # control: OpenCLIP's init, renamed by tether's checkpoint loader
+        from tether.checkpoints.open_clip import _load_state
+        from tether.checkpoints.open_clip_layout import canonical
+        source = cfg["tether_init_state"]
+        state, _ = canonical(torch.load(source, map_location="cpu", weights_only=True), source)
+        _load_state(model, state, model.config, source)
+    return model
+
+
+def dump_tether_init(data_path: str, out: str) -> None:
+    """Save tether's seeded initial weights under OpenCLIP's names (for --peer-init tether)."""
+    import torch
+    from tether.checkpoints.open_clip import open_clip_state
+    cfg = json.loads(str(np.load(data_path)["config"]))
+    torch.save(open_clip_state(build_tether_model(cfg)), out)
+
+
 class TetherWorker:
     """tether's side: the same pieces Trainer._train_step composes, on the prepared batches."""
 
     def __init__(self, data_path: str) -> None:
         import torch
-        from tether import create_model, get_model_config
         from tether.train.optim import build_optimizer
         started = time.perf_counter()
         d = np.load(data_path)
@@ -160,11 +190,7 @@ class TetherWorker:
         self.test_images, self.test_labels, self.prompt_ids = d["test_images"], d["test_labels"], d["prompt_ids"]
         self.mean = torch.tensor(cfg["mean"], dtype=torch.float32).view(1, 3, 1, 1)
         self.std = torch.tensor(cfg["std"], dtype=torch.float32).view(1, 3, 1, 1)
-        mc = get_model_config(cfg["model"]["name"], logit_scale_init=cfg["logit_scale_init"],
-                              logit_bias_init=cfg["logit_bias_init"])
-        mc.text.vocab_size = cfg["model"]["vocab_size"]
-        torch.manual_seed(cfg["seed"])
-        self.model = create_model(mc)
+        self.model = build_tether_model(cfg)
         if cfg["tether_decay_split"] == "open_clip":  # control: OpenCLIP's rule also decays the embeddings
             self.optimizer = open_clip_style_optimizer(self.model, cfg)
         else:
@@ -304,6 +330,12 @@ def run_loss(loss: str, args) -> dict:
         if args.omp_wait_policy != "inherit":
             env["OMP_WAIT_POLICY"] = args.omp_wait_policy
         env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")  # tether for any python
+        if cfg["tether_init_state"]:
+            subprocess.run([args.peer_python, str(PEER), "--data", str(data), "--dump-init",
+                            cfg["tether_init_state"]], env=env, cwd=str(REPO), check=True)
+        if cfg["peer_init_state"]:
+            subprocess.run([args.tether_python, str(Path(__file__).resolve()), "--dump-tether-init", str(data),
+                            cfg["peer_init_state"]], env=env, cwd=str(REPO), check=True)
         workers = {"tether": Proc("tether", [args.tether_python, str(Path(__file__).resolve()),
                                              "--tether-worker", str(data)], env)}
         try:
@@ -395,14 +427,22 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=100, help="steps per timing window (workers alternate)")
     ap.add_argument("--tether-decay-split", choices=["tether", "open_clip"], default="tether",
                     help="control: give tether's model OpenCLIP's weight-decay split (decays embeddings too)")
+    ap.add_argument("--tether-init", choices=["tether", "open_clip"], default="tether",
+                    help="control: tether's model starts from OpenCLIP's initial weights for the seed")
+    ap.add_argument("--peer-init", choices=["open_clip", "tether"], default="open_clip",
+                    help="control: OpenCLIP's model starts from tether's initial weights for the seed")
     ap.add_argument("--siglip-init", type=float, nargs=2, default=[10.0, -10.0], metavar=("SCALE", "BIAS"))
     ap.add_argument("--tether-python", default=sys.executable, help="interpreter for the tether worker")
     ap.add_argument("--peer-python", default=str(VENV_PYTHON), help="the OpenCLIP venv's interpreter")
     ap.add_argument("--json", help="also write all results here")
     ap.add_argument("--tether-worker", metavar="DATA", help=argparse.SUPPRESS)
+    ap.add_argument("--dump-tether-init", nargs=2, metavar=("DATA", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.tether_worker:
         serve(TetherWorker, args.tether_worker)
+        return
+    if args.dump_tether_init:
+        dump_tether_init(*args.dump_tether_init)
         return
     if not Path(args.peer_python).exists():
         raise SystemExit(f"{args.peer_python} not found: create the OpenCLIP venv (see bench/open_clip_fixtures.py)")

@@ -76,6 +76,21 @@ def build_optimizer(model, cfg: dict):
                              lr=cfg["lr"], betas=tuple(cfg["betas"]), eps=cfg["eps"])
 
 
+def load_initial_state(model, path: str) -> None:
+    """Load a full state dict (written by the tether side under OpenCLIP names) strictly."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise SystemExit(f"{path}: missing {missing}, unexpected {unexpected}")
+
+
+def dump_initial_state(data_path: str, out: str) -> None:
+    """Build the model as Peer does (same seed) and save its initial state dict."""
+    cfg = json.loads(str(np.load(data_path)["config"]))
+    torch.manual_seed(cfg["seed"])
+    torch.save({k: v.detach().clone() for k, v in build_model(cfg).state_dict().items()}, out)
+
+
 class Peer:
     def __init__(self, data_path: str) -> None:
         from open_clip.loss import ClipLoss, SigLipLoss
@@ -93,6 +108,8 @@ class Peer:
         self.std = torch.tensor(cfg["std"], dtype=torch.float32).view(1, 3, 1, 1)
         torch.manual_seed(cfg["seed"])
         self.model = build_model(cfg)
+        if cfg.get("peer_init_state"):  # control: start from tether's initial weights (OpenCLIP names)
+            load_initial_state(self.model, cfg["peer_init_state"])
         self.optimizer = build_optimizer(self.model, cfg)
         self.scheduler = cosine_lr(self.optimizer, cfg["lr"], cfg["warmup"], cfg["steps"])
         self.loss = ClipLoss() if cfg["loss"] == "clip" else SigLipLoss()
@@ -161,7 +178,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True, help="the .npz written by bench_train_vs_open_clip.py")
     ap.add_argument("--out", help="write the final results here as JSON")
+    ap.add_argument("--dump-init", metavar="PATH", help="only save the seeded initial state dict to PATH")
     args = ap.parse_args()
+    if args.dump_init:
+        dump_initial_state(args.data, args.dump_init)
+        return
     channel = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)  # protocol only
     sys.stdout = sys.stderr  # anything else printed goes to stderr
     peer = Peer(args.data)
