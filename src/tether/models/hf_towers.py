@@ -44,6 +44,9 @@ from ..config import TextConfig, VisionConfig
 logger = logging.getLogger(__name__)
 
 TEXT_POOLS = ("mean", "cls", "pooler")
+# Text models whose pooler_output reads a real token (BERT-likes: [CLS]; CLIP: the eos), so
+# trailing padding can be cut off. SigLIP's reads the last position, a pad: never trimmed.
+POOLER_READS_REAL_TOKEN = frozenset({"bert", "roberta", "xlm-roberta", "electra", "mpnet", "clip_text_model"})
 VISION_POOLS = ("pooler", "cls", "mean")
 
 
@@ -175,6 +178,8 @@ class HFTextTower(nn.Module):
         self.pad_token_id = cfg.pad_token_id
         self.keep_first_pad = cfg.eot_token_id is not None and cfg.eot_token_id == cfg.pad_token_id
         self.output_dim = _output_dim(self.model, self.pool, cfg.output_dim, "text")
+        model_type = getattr(self.model.config, "model_type", "")
+        self.trims_padding = self.pool != "pooler" or model_type in POOLER_READS_REAL_TOKEN
 
     def attention_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
         is_pad = input_ids == self.pad_token_id
@@ -185,6 +190,8 @@ class HFTextTower(nn.Module):
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         mask = self.attention_mask(input_ids)
+        if self.trims_padding:
+            input_ids, mask = self.trim_padding(input_ids, mask)
         out = self.model(input_ids=input_ids, attention_mask=mask)
         if self.pool == "pooler":
             pooled = getattr(out, "pooler_output", None)
@@ -196,6 +203,21 @@ class HFTextTower(nn.Module):
             return hidden[:, 0]
         m = mask.unsqueeze(-1).to(hidden.dtype)  # sentence-transformers' mean pooling
         return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+
+    @staticmethod
+    def trim_padding(input_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Drop the trailing columns no row attends to. Masked positions cannot change the
+        real tokens' outputs, and every pool reads real tokens only (mean over the mask, the
+        first token, or HF CLIP's eos, which the mask keeps), so the result is the same;
+        captions are short and contexts padded, so this is most of the work. Not under
+        torch.compile: a length read from the data would recompile for every caption length."""
+        if torch.compiler.is_compiling() or mask.numel() == 0:
+            return input_ids, mask
+        used = mask.any(dim=0).nonzero()
+        n = int(used.max()) + 1 if used.numel() else 1
+        if n == input_ids.shape[1]:
+            return input_ids, mask
+        return input_ids[:, :n], mask[:, :n]
 
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
         _set_hf_grad_checkpointing(self.model, enabled)
