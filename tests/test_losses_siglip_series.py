@@ -25,7 +25,7 @@ def test_series_route_and_accuracy(bias, spread, order):
     """Far negatives: g + g^2/2 suffices; moderate ones need g^3/3; hard negatives are refused."""
     x = tile_logits(bias, spread)
     g = torch.sigmoid(x)
-    value, g_sum, used = sweep._negatives_sum_series(g, torch.empty_like(g), EPS32)
+    value, g_sum, used = sweep._negatives_sum_series(g, float(g.max()), torch.empty_like(g), EPS32)
     assert used == order
     torch.testing.assert_close(g_sum, g.sum())
     if order:
@@ -48,8 +48,8 @@ def routes(monkeypatch):
     seen = []
     real = sweep._negatives_sum_series
 
-    def spy(g, scratch, eps):
-        out = real(g, scratch, eps)
+    def spy(g, gmax, scratch, eps):
+        out = real(g, gmax, scratch, eps)
         seen.append(out[2])
         return out
     monkeypatch.setattr(sweep, "_negatives_sum_series", spy)

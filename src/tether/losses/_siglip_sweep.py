@@ -19,26 +19,28 @@ holding hard negatives take the exact route, so the result is exact either way.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
-from ._checks import grad_floor, logit_bound
+from ._checks import grad_floor
 from ._tiles import TileBuffers, blocks
 
 _SERIES_GMAX = 0.05        # beyond this the series needs more terms than it saves
 
 
-def _negatives_sum_series(g: torch.Tensor, scratch: torch.Tensor, eps: float):
+def _negatives_sum_series(g: torch.Tensor, gmax: float, scratch: torch.Tensor, eps: float):
     """sum(-log(1 - g)) over the tile from a truncated series, or None when the truncation
     error could exceed ``eps`` relative (then the caller takes the exact route).
 
+    ``gmax`` is max g or any bound above it (the sweep has it from the tile's largest logit).
     Returns (loss, sum_g, order). Remainder bounds, with g_max = max g < 1:
     after g^2/2: sum_k>=3 g^k/k <= g_max * sum g^2 / (3 (1 - g_max));
     after g^3/3: sum_k>=4 g^k/k <= g_max * sum g^3 / (4 (1 - g_max)).
     """
     flat = g.view(-1)
     s1 = flat.sum()
-    gmax = float(flat.max())
     if not gmax <= _SERIES_GMAX:           # (NaN falls through to the exact route too)
         return None, s1, 0
     s2 = torch.dot(flat, flat)
@@ -87,33 +89,37 @@ class _Sweep:
         # softplus(x) is taken as x above the threshold; e^-x must be below half an ulp of x there.
         self.threshold = 20.0 if xs.dtype == torch.float32 else 40.0
         # Far-negative x sends torch's CPU exp and sigmoid down a slow path, and tiny sigmoid
-        # weights would make the gradient GEMMs' products subnormal: when any logit can fall
-        # below grad_floor (-60 in fp32), the tile's logits are raised to it in place first
-        # (exp(-60) and sigmoid(-60) are below anything their sums can notice). Far-positive x
-        # slows sigmoid the same way; its weights are clamped to the same range (sigmoid = 1).
-        reach, b = logit_bound(xs, ys), float(bias)
+        # weights would make the gradient GEMMs' products subnormal: a tile with logits below
+        # grad_floor (-60 in fp32) has them raised to it in place first (exp(-60) and
+        # sigmoid(-60) are below anything their sums can notice). Far-positive x slows sigmoid
+        # the same way; its weights are clamped to the same range (sigmoid = 1 there).
         self.g_floor = grad_floor(xs.dtype)
-        self.raise_low = b - reach < self.g_floor
-        self.clamp_high = b + reach > -self.g_floor
 
     def tile(self, i0: int, i1: int, j0: int, j1: int) -> None:
         xi, yj = self.xs[i0:i1], self.ys[j0:j1]
         rows, cols = i1 - i0, j1 - j0
         logits = torch.mm(xi, yj.T, out=self.buf.get(0, rows, cols)).add_(self.bias)
-        # Positives sit on the main diagonal of the tiles with i0 == j0 (square blocking); keep
-        # them before the floor: a positive's loss grows without bound as its logit falls.
+        # Positives sit on the main diagonal of the tiles with i0 == j0 (square blocking). Keep
+        # them aside and put x = b in their place, a value every tile's range already spans,
+        # so the range below is the negatives' (their diagonal terms are zeroed later anyway).
         diag = logits.diagonal().clone() if self.positives and i0 == j0 else None
-        if self.raise_low:
+        if diag is not None:
+            logits.diagonal().fill_(self.bias)
+        # The tile's actual range decides the clamps (the Cauchy-Schwarz bound is loose at a
+        # large scale) and bounds max g for the series, in one read.
+        low, high = (float(v) for v in torch.aminmax(logits))
+        if low < self.g_floor:
             logits.clamp_min_(self.g_floor)
         g = self.buf.get(1, rows, cols)
-        if self.clamp_high:
+        if high > -self.g_floor:
             torch.clamp(logits, max=-self.g_floor, out=g).sigmoid_()
         else:
             torch.sigmoid(logits, out=g)
         if diag is not None:
             g.diagonal().zero_()
             self.loss += F.softplus(-diag, threshold=self.threshold).sum()
-        negatives, g_sum, _ = _negatives_sum_series(g, self.buf.get(2, rows, cols), self.eps)
+        gmax = 0.0 if high <= -700 else 1.0 / (1.0 + math.exp(min(-high, 700.0)))   # (NaN stays NaN)
+        negatives, g_sum, _ = _negatives_sum_series(g, gmax, self.buf.get(2, rows, cols), self.eps)
         if negatives is None:
             negatives = _negatives_sum_exact(logits, self.buf.get(2, rows, cols), diag is not None,
                                              self.threshold)
