@@ -83,6 +83,39 @@ def test_attention_matches_torch_multihead_attention():
     assert torch.allclose(ours.cross(q, x), ref(q, x, x, need_weights=False)[0], atol=1e-6)
 
 
+def _std(params) -> float:
+    return float(torch.cat([p.detach().flatten() for p in params]).std())
+
+
+def test_init_follows_open_clip():
+    """OpenCLIP's scheme: attention as nn.MultiheadAttention (Xavier q/k/v, zero biases) in every
+    tower; the text tower's blocks then get CLIP's normal init; the projections std width**-0.5."""
+    torch.manual_seed(0)
+    model = create_model("tiny-vit-28")
+    vision, text = list(model.visual.transformer.blocks), list(model.text.transformer.blocks)
+    w, layers = model.text.cfg.width, len(text)
+    for block in vision + text:
+        for bias in (block.attn.in_proj.bias, block.attn.out_proj.bias):
+            assert torch.count_nonzero(bias) == 0
+    vw = model.visual.cfg.width
+    qkv = torch.cat([b.attn.in_proj.weight.detach().flatten() for b in vision])
+    assert float(qkv.abs().max()) <= (6 / (4 * vw)) ** 0.5  # Xavier-uniform bound, fan_in + fan_out = 4w
+    assert float(qkv.std()) == pytest.approx((2 / (4 * vw)) ** 0.5, rel=0.03)
+    assert _std(b.attn.out_proj.weight for b in vision) == pytest.approx((3 * vw) ** -0.5, rel=0.03)
+    assert _std(b.mlp.fc1.weight for b in vision) == pytest.approx((3 * vw) ** -0.5, rel=0.03)
+    proj = w**-0.5 * (2 * layers) ** -0.5
+    assert _std(b.attn.in_proj.weight for b in text) == pytest.approx(w**-0.5, rel=0.03)
+    assert _std(b.attn.out_proj.weight for b in text) == pytest.approx(proj, rel=0.03)
+    assert _std(b.mlp.fc1.weight for b in text) == pytest.approx((2 * w) ** -0.5, rel=0.03)
+    assert _std(b.mlp.fc2.weight for b in text) == pytest.approx(proj, rel=0.03)
+    assert _std([model.text.token_embedding.weight]) == pytest.approx(0.02, rel=0.03)
+    assert _std([model.text.positional_embedding]) == pytest.approx(0.01, rel=0.1)
+    assert _std([model.image_proj.weight]) == pytest.approx(vw**-0.5, rel=0.05)
+    assert _std([model.text_proj.weight]) == pytest.approx(w**-0.5, rel=0.05)
+    head = create_model("tiny-siglip-28").visual.head.attn  # SigLIP's attention-pool head: the same attention init
+    assert torch.count_nonzero(head.in_proj.bias) == 0 and torch.count_nonzero(head.out_proj.bias) == 0
+
+
 def test_causal_text_ignores_tokens_after_eot():
     torch.manual_seed(0)
     model = create_model("tiny-vit-28").eval()

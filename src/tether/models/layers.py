@@ -42,6 +42,15 @@ class Attention(nn.Module):
         self.heads = heads
         self.in_proj = nn.Linear(width, 3 * width)
         self.out_proj = nn.Linear(width, width)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """torch's ``nn.MultiheadAttention`` init (OpenCLIP's image tower keeps it): Xavier-uniform
+        q/k/v weights (std ``(2 / (4 * width))**0.5``), zero biases; the output weight keeps
+        ``nn.Linear``'s default."""
+        nn.init.xavier_uniform_(self.in_proj.weight)
+        nn.init.zeros_(self.in_proj.bias)
+        nn.init.zeros_(self.out_proj.bias)
 
     def forward(self, x: torch.Tensor, causal: bool = False,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -147,6 +156,27 @@ class Transformer(nn.Module):
         if pool_index is not None:
             return x[torch.arange(x.shape[0], device=x.device), pool_index]
         return x
+
+
+def clip_text_init_(transformer: Transformer) -> None:
+    """OpenAI CLIP's text-transformer init (OpenCLIP's ``TextTransformer.init_parameters``).
+
+    Normal weights: q/k/v with std ``width**-0.5``, the MLP input with ``(2 * width)**-0.5``,
+    and the two projections back into the residual stream (attention output, MLP output)
+    with ``width**-0.5 * (2 * layers)**-0.5``, so the residual stream's variance grows less
+    with depth. Biases are left as they are (zero for attention, ``nn.Linear``'s for the MLP).
+    """
+    blocks = list(transformer.blocks)
+    if not blocks:
+        return
+    width = blocks[0].ln_1.normalized_shape[0]
+    attn_std, fc_std = width**-0.5, (2 * width) ** -0.5
+    proj_std = attn_std * (2 * len(blocks)) ** -0.5
+    for block in blocks:
+        nn.init.normal_(block.attn.in_proj.weight, std=attn_std)
+        nn.init.normal_(block.attn.out_proj.weight, std=proj_std)
+        nn.init.normal_(block.mlp.fc1.weight, std=fc_std)
+        nn.init.normal_(block.mlp.fc2.weight, std=proj_std)
 
 
 class AttentionPoolHead(nn.Module):

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..config import TextConfig
-from .layers import Transformer
+from .layers import Transformer, clip_text_init_
 
 POOLS = ("argmax", "eot", "last", "first", "mean")
 
@@ -32,6 +32,7 @@ class TextTransformer(nn.Module):
         self.ln_final = nn.LayerNorm(cfg.width, eps=cfg.ln_eps)
         self.output_dim = cfg.width
         nn.init.normal_(self.token_embedding.weight, std=0.02)
+        clip_text_init_(self.transformer)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         n = input_ids.shape[1]
