@@ -29,7 +29,8 @@ What happens, per loss:
    ``--tether-worker``) and OpenCLIP (``bench/open_clip_train_peer.py`` in the venv). Same
    architecture (tether's ``tiny-vit-28`` with ``text.vocab_size`` set to the tokenizer's; the
    OpenCLIP ``CLIP`` built from the same numbers, text pooled at the tokenizer's end-of-text id
-   with ``pool_type='eos'``), same init seed (the init schemes are each library's own), AdamW with
+   with ``pool_type='eos'``), same init seed, each library drawing its own initial weights (since
+   2026-11-29 from the same distributions: tether's default init is OpenCLIP's), AdamW with
    each library's own decay/no-decay split, linear warmup then cosine, grad-norm clip 1.0,
    logit-scale clamp to log(100). tether's step is ``tether.train.gradcache.contrastive_step``
    with ``tether.losses.clip_loss``/``siglip_loss``, ``tether.train.optim.build_optimizer``,
