@@ -118,7 +118,7 @@ class _Sweep:
         if diag is not None:
             g.diagonal().zero_()
             self.loss += F.softplus(-diag, threshold=self.threshold).sum()
-        gmax = 0.0 if high <= -700 else 1.0 / (1.0 + math.exp(min(-high, 700.0)))   # (NaN stays NaN)
+        gmax = 1.0 / (1.0 + math.exp(min(-high, 700.0)))   # sigmoid(high), no overflow; NaN stays NaN
         negatives, g_sum, _ = _negatives_sum_series(g, gmax, self.buf.get(2, rows, cols), self.eps)
         if negatives is None:
             negatives = _negatives_sum_exact(logits, self.buf.get(2, rows, cols), diag is not None,
