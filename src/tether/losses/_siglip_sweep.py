@@ -1,7 +1,7 @@
 """Tiled SigLIP kernel: the block's loss and, optionally, its gradient in one sweep.
 
-Per tile of logits x = L + b (L = xs @ ys.T) the loss terms are softplus(x) for a negative and
-softplus(-x) for a positive (the diagonal of a local block), and the gradient weight is
+Per tile of logits x = t L + b (L = xs @ ys.T, the embeddings as given) the loss terms are
+softplus(x) for a negative and softplus(-x) for a positive (the diagonal of a local block), and the gradient weight is
 G = sigmoid(x) for a negative, -sigmoid(-x) for a positive. SigLIP needs no normaliser, so the
 gradient needs no second pass: three GEMMs per tile in all (L, G @ ys, G.T @ xs).
 
@@ -75,9 +75,9 @@ def _negatives_sum_exact(logits: torch.Tensor, terms: torch.Tensor, diag_zero: b
 class _Sweep:
     """State of one sweep: thresholds fixed from the inputs, accumulators, tile buffers."""
 
-    def __init__(self, xs, ys, bias, positives, chunk, grad_rows, grad_cols, grad_bias):
+    def __init__(self, xs, ys, scale, bias, positives, chunk, grad_rows, grad_cols, grad_bias):
         n, m = xs.shape[0], ys.shape[0]
-        self.xs, self.ys, self.bias, self.positives = xs, ys, bias, positives
+        self.xs, self.ys, self.scale, self.bias, self.positives = xs, ys, scale, bias, positives
         self.with_grad = grad_rows or grad_cols or grad_bias
         acc_dtype = torch.float32 if xs.device.type == "mps" else torch.float64   # MPS has no float64
         self.loss = torch.zeros((), dtype=acc_dtype, device=xs.device)
@@ -98,7 +98,9 @@ class _Sweep:
     def tile(self, i0: int, i1: int, j0: int, j1: int) -> None:
         xi, yj = self.xs[i0:i1], self.ys[j0:j1]
         rows, cols = i1 - i0, j1 - j0
-        logits = torch.mm(xi, yj.T, out=self.buf.get(0, rows, cols)).add_(self.bias)
+        # x = t L + b straight from the GEMM (alpha = t, beta = 1 on a bias-filled tile): no
+        # scaled copy of the rows and no separate pass to add the bias.
+        logits = self.buf.get(0, rows, cols).fill_(self.bias).addmm_(xi, yj.T, alpha=self.scale)
         # Positives sit on the main diagonal of the tiles with i0 == j0 (square blocking). Keep
         # them aside and put x = b in their place, a value every tile's range already spans,
         # so the range below is the negatives' (their diagonal terms are zeroed later anyway).
@@ -134,17 +136,18 @@ class _Sweep:
         if self.acc_a is not None:
             self.acc_a[i0:i1].addmm_(g, yj)
         if self.acc_b is not None:
-            self.acc_b[j0:j1].addmm_(g.T, xi)
+            self.acc_b[j0:j1].addmm_(g.T, xi, alpha=self.scale)
 
 
-def siglip_sweep(xs: torch.Tensor, ys: torch.Tensor, bias: torch.Tensor, positives: bool, chunk: int,
-                 grad_rows: bool, grad_cols: bool, grad_bias: bool):
-    """Sum of the block's loss terms and, if asked, its gradient in the same sweep.
+def siglip_sweep(xs: torch.Tensor, ys: torch.Tensor, scale: float, bias: float, positives: bool,
+                 chunk: int, grad_rows: bool, grad_cols: bool, grad_bias: bool):
+    """Sum of the block's loss terms and, if asked, its gradient in the same sweep, for the
+    logits x = scale * xs @ ys.T + bias.
 
-    Returns (loss, A = G @ ys if grad_rows, B = G.T @ xs if grad_cols, sum(G) if any gradient
-    is asked for), with G = d loss / d x as in the module docstring.
+    Returns (loss, A = G @ ys if grad_rows, B = scale * G.T @ xs if grad_cols, sum(G) if any
+    gradient is asked for), with G = d loss / d x as in the module docstring.
     """
-    sweep = _Sweep(xs, ys, bias, positives, chunk, grad_rows, grad_cols, grad_bias)
+    sweep = _Sweep(xs, ys, scale, bias, positives, chunk, grad_rows, grad_cols, grad_bias)
     for i0, i1 in blocks(xs.shape[0], chunk):
         for j0, j1 in blocks(ys.shape[0], chunk):
             sweep.tile(i0, i1, j0, j1)

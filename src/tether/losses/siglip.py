@@ -80,17 +80,18 @@ def _siglip_block_plain(x, y, scale, bias, positives: bool) -> torch.Tensor:
 
 class _SigLIPBlock(torch.autograd.Function):
     """Forward computes the loss and, when asked, G = dloss/dlogits contracted on the fly:
-    A = G @ Y, B = G.T @ (tX). dX = t A, dY = B, dt = sum(X * A), db = sum(G)."""
+    A = G @ Y, B = G.T @ (tX). dX = t A, dY = B, dt = sum(X * A), db = sum(G). The scale
+    enters the GEMMs as their alpha, so no scaled copy of X is made."""
 
     @staticmethod
     def forward(ctx, x, y, scale, bias, positives, chunk, wanted):
         grad_rows, grad_cols, grad_bias = wanted
-        xs = x * scale
         loss, acc_a, acc_b, grad_sum = siglip_sweep(
-            xs, y, bias, positives, chunk, grad_rows=grad_rows, grad_cols=grad_cols, grad_bias=grad_bias)
+            x, y, float(scale), float(bias), positives, chunk, grad_rows=grad_rows, grad_cols=grad_cols,
+            grad_bias=grad_bias)
         dx = dy = dt = db = None
         if acc_a is not None:
-            dt = (x * acc_a).sum()
+            dt = torch.dot(x.reshape(-1), acc_a.view(-1))
             dx = acc_a.mul_(scale)
         if grad_cols:
             dy = acc_b
