@@ -13,6 +13,12 @@ configurations so all of them see the same machine state.
     python bench/bench_losses.py --chunks 1024 2048 4096      # tile sweep for the default
     python bench/bench_losses.py --with-reference-32k         # also the plain loss at 32k (~20 GB)
     python bench/bench_losses.py --data clustered --scales 100  # a trained model's geometry
+    python bench/bench_losses.py --losses siglip --with-gemm-floor  # also time the GEMMs alone
+
+The GEMM floor is the tiled sweep with all its elementwise work removed: per tile one GEMM for
+the logits and two for the gradients, the same 3 x 2 N^2 d flops the plain loss spends in its
+GEMMs. No exact float32 method can beat it, so plain / floor is the ceiling of the speed-up on
+the machine at hand.
 """
 from __future__ import annotations
 
@@ -47,12 +53,14 @@ def child(args) -> None:
     b = torch.tensor(-10.0, requires_grad=True)                # SigLIP's init
     chunk = None if args.chunk == 0 else args.chunk
 
-    def step():
+    def loss_step():
         for p in (x, y, t, b):
             p.grad = None
         loss = clip_loss(x, y, t, chunk) if args.loss == "clip" else siglip_loss(x, y, t, b, chunk)
         loss.backward()
         return float(loss)
+
+    step = gemm_floor_step(x.detach(), y.detach(), chunk) if args.loss == "gemms" else loss_step
 
     def cpu_seconds():
         use = resource.getrusage(resource.RUSAGE_SELF)
@@ -68,6 +76,25 @@ def child(args) -> None:
             cpu.append(cpu_seconds() - start_cpu)
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"times": times, "cpu": cpu, "extra_mib": (peak_kib - base_kib) / 1024, "loss": value}))
+
+
+def gemm_floor_step(x, y, chunk: int):
+    """One sweep's GEMMs and nothing else: logits tile, then G @ y and G.T @ x into
+    accumulators (the tile itself stands in for G)."""
+    import torch
+    n = x.shape[0]
+    tile = torch.empty(chunk, chunk)
+
+    def step():
+        acc_a, acc_b = torch.zeros_like(x), torch.zeros_like(y)
+        for i0 in range(0, n, chunk):
+            for j0 in range(0, n, chunk):
+                xi, yj = x[i0:i0 + chunk], y[j0:j0 + chunk]
+                g = torch.mm(xi, yj.T, out=tile[: xi.shape[0], : yj.shape[0]])
+                acc_a[i0:i0 + chunk].addmm_(g, yj)
+                acc_b[j0:j0 + chunk].addmm_(g.T, xi)
+        return float("nan")
+    return step
 
 
 DATA = ["random"]  # set from --data in main()
@@ -99,6 +126,8 @@ def main() -> None:
                    help="random unit vectors, or 10 tight clusters (a trained model's geometry: at t=100 "
                         "most logits lie far below their row's maximum)")
     p.add_argument("--with-reference-32k", action="store_true", help="also run the plain loss at --n-large")
+    p.add_argument("--with-gemm-floor", action="store_true",
+                   help="also time the three GEMMs per tile alone (the ceiling of any exact speed-up)")
     # child mode
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--loss", default="clip", help=argparse.SUPPRESS)
@@ -119,6 +148,9 @@ def main() -> None:
         for scale in args.scales:
             configs.append((loss, args.n, 0, scale))
             configs += [(loss, args.n, c, scale) for c in args.chunks]
+            if args.with_gemm_floor:
+                configs += [("gemms", args.n, c, scale) for c in args.chunks
+                            if ("gemms", args.n, c, scale) not in configs]
         if args.n_large:  # memory: the first scale only (memory does not depend on it)
             configs.append((loss, args.n_large, large_chunk, args.scales[0]))
             if args.with_reference_32k:
@@ -141,7 +173,8 @@ def main() -> None:
     for loss in args.losses:
         for n, scale in sorted({(c[1], c[3]) for c in configs if c[0] == loss}):
             plain = results.get((loss, n, 0, scale))
-            for c in [c for c in configs if c[0] == loss and c[1] == n and c[3] == scale]:
+            rows = [c for c in configs if c[0] in (loss, "gemms") and c[1] == n and c[3] == scale]
+            for c in rows:
                 res = results[c]
                 sec, cpu, mib = statistics.median(res["times"]), statistics.median(res["cpu"]), max(res["extra_mib"])
                 ratios = ["", "", ""]
@@ -150,6 +183,9 @@ def main() -> None:
                               f"{statistics.median(plain['cpu']) / cpu:.2f}x less",
                               f"{max(plain['extra_mib']) / mib:.0f}x less"]
                 what = "plain" if c[2] == 0 else f"tiled, chunk {c[2]}"
+                if c[0] == "gemms":
+                    what = f"GEMMs alone (floor), chunk {c[2]}"
+                    ratios[0] = ratios[0].replace("faster", "= ceiling")
                 print(f"| {loss} | {n} | {scale:g} | {what} | {sec:.2f} | {cpu:.2f} | {mib:.0f} | " + " | ".join(ratios) + " |")
 
 
