@@ -15,10 +15,11 @@ configurations so all of them see the same machine state.
     python bench/bench_losses.py --data clustered --scales 100  # a trained model's geometry
     python bench/bench_losses.py --losses siglip --with-gemm-floor  # also time the GEMMs alone
 
-The GEMM floor is the tiled sweep with all its elementwise work removed: per tile one GEMM for
-the logits and two for the gradients, the same 3 x 2 N^2 d flops the plain loss spends in its
-GEMMs. No exact float32 method can beat it, so plain / floor is the ceiling of the speed-up on
-the machine at hand.
+The GEMM floor (``--with-gemm-floor``) is a sweep with all elementwise work removed: per tile one
+GEMM for the logits and two for the gradients, the same 3 x 2 N^2 d flops the plain loss spends
+in its GEMMs. No exact float32 method can beat it, so plain / floor is the ceiling of the
+speed-up on the machine at hand. Each tiled child times it interleaved with its own steps
+(loss, floor, loss, floor, ...), so both see the same machine state.
 """
 from __future__ import annotations
 
@@ -60,22 +61,28 @@ def child(args) -> None:
         loss.backward()
         return float(loss)
 
-    step = gemm_floor_step(x.detach(), y.detach(), chunk) if args.loss == "gemms" else loss_step
+    floor_step = gemm_floor_step(x.detach(), y.detach(), chunk) if args.gemm_floor and chunk else None
 
     def cpu_seconds():
         use = resource.getrusage(resource.RUSAGE_SELF)
         return use.ru_utime + use.ru_stime
 
     base_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    times, cpu, value = [], [], None
+    times, cpu, floor, value = [], [], [], None
     for k in range(args.repeats + 1):
         start, start_cpu = time.perf_counter(), cpu_seconds()
-        value = step()
+        value = loss_step()
         if k:                                                  # k == 0 is the warm-up
             times.append(time.perf_counter() - start)
             cpu.append(cpu_seconds() - start_cpu)
+        if floor_step is not None:                             # (its peak stays below the loss's)
+            start = time.perf_counter()
+            floor_step()
+            if k:
+                floor.append(time.perf_counter() - start)
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"times": times, "cpu": cpu, "extra_mib": (peak_kib - base_kib) / 1024, "loss": value}))
+    print(json.dumps({"times": times, "cpu": cpu, "floor": floor, "extra_mib": (peak_kib - base_kib) / 1024,
+                      "loss": value}))
 
 
 def gemm_floor_step(x, y, chunk: int):
@@ -83,9 +90,9 @@ def gemm_floor_step(x, y, chunk: int):
     accumulators (the tile itself stands in for G)."""
     import torch
     n = x.shape[0]
-    tile = torch.empty(chunk, chunk)
 
     def step():
+        tile = torch.empty(chunk, chunk)
         acc_a, acc_b = torch.zeros_like(x), torch.zeros_like(y)
         for i0 in range(0, n, chunk):
             for j0 in range(0, n, chunk):
@@ -93,16 +100,18 @@ def gemm_floor_step(x, y, chunk: int):
                 g = torch.mm(xi, yj.T, out=tile[: xi.shape[0], : yj.shape[0]])
                 acc_a[i0:i0 + chunk].addmm_(g, yj)
                 acc_b[j0:j0 + chunk].addmm_(g.T, xi)
-        return float("nan")
     return step
 
 
 DATA = ["random"]  # set from --data in main()
+FLOOR = [False]    # set from --with-gemm-floor in main()
 
 
 def run_config(loss: str, n: int, d: int, chunk: int, scale: float, repeats: int) -> dict:
     cmd = [sys.executable, __file__, "--child", "--loss", loss, "--n", str(n), "--d", str(d),
            "--chunk", str(chunk), "--scale", str(scale), "--repeats", str(repeats), "--data", DATA[0]]
+    if FLOOR[0] and chunk:
+        cmd.append("--gemm-floor")
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -133,11 +142,12 @@ def main() -> None:
     p.add_argument("--loss", default="clip", help=argparse.SUPPRESS)
     p.add_argument("--chunk", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--scale", type=float, default=14.3, help=argparse.SUPPRESS)
+    p.add_argument("--gemm-floor", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         child(args)
         return
-    DATA[0] = args.data
+    DATA[0], FLOOR[0] = args.data, args.with_gemm_floor
 
     import torch
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
@@ -148,45 +158,50 @@ def main() -> None:
         for scale in args.scales:
             configs.append((loss, args.n, 0, scale))
             configs += [(loss, args.n, c, scale) for c in args.chunks]
-            if args.with_gemm_floor:
-                configs += [("gemms", args.n, c, scale) for c in args.chunks
-                            if ("gemms", args.n, c, scale) not in configs]
         if args.n_large:  # memory: the first scale only (memory does not depend on it)
             configs.append((loss, args.n_large, large_chunk, args.scales[0]))
             if args.with_reference_32k:
                 configs.append((loss, args.n_large, 0, args.scales[0]))
-    results: dict = {c: {"times": [], "cpu": [], "extra_mib": [], "loss": None} for c in configs}
+    results: dict = {c: {"times": [], "cpu": [], "floor": [], "extra_mib": [], "loss": None} for c in configs}
     for r in range(args.rounds):
         for c in configs:
             res = run_config(c[0], c[1], args.d, c[2], c[3], args.repeats)
             results[c]["times"] += res["times"]
             results[c]["cpu"] += res["cpu"]
+            results[c]["floor"] += res["floor"]
             results[c]["extra_mib"].append(res["extra_mib"])
             results[c]["loss"] = res["loss"]
             print(f"  round {r + 1}: {label(*c)}  {statistics.median(res['times']):7.2f} s  "
                   f"cpu {statistics.median(res['cpu']):7.2f} s  {res['extra_mib']:8.0f} MiB  "
-                  f"loss {res['loss']:.6f}  load {os.getloadavg()[0]:.1f}", flush=True)
+                  f"loss {res['loss']:.6f}  load {os.getloadavg()[0]:.1f}"
+                  + (f"  GEMM floor {statistics.median(res['floor']):.2f} s" if res["floor"] else ""), flush=True)
 
     print(f"\nload average at end {os.getloadavg()[0]:.2f}\n")
-    print("| loss | N | t | computation | fwd+bwd wall s | CPU s | peak MiB beyond inputs | wall vs plain | CPU vs plain | memory vs plain |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for loss in args.losses:
+    print_table(args.losses, configs, results, args.with_gemm_floor)
+
+
+def print_table(losses, configs, results: dict, with_floor: bool) -> None:
+    """Markdown table of medians; with the floor, its time and the ceiling plain / floor."""
+    extra = " GEMM floor s | ceiling (plain / floor) |" if with_floor else ""
+    print("| loss | N | t | computation | fwd+bwd wall s | CPU s | peak MiB beyond inputs | wall vs plain "
+          "| CPU vs plain | memory vs plain |" + extra)
+    print("|---" * (10 + 2 * with_floor) + "|")
+    for loss in losses:
         for n, scale in sorted({(c[1], c[3]) for c in configs if c[0] == loss}):
             plain = results.get((loss, n, 0, scale))
-            rows = [c for c in configs if c[0] in (loss, "gemms") and c[1] == n and c[3] == scale]
-            for c in rows:
+            for c in [c for c in configs if c[0] == loss and c[1] == n and c[3] == scale]:
                 res = results[c]
                 sec, cpu, mib = statistics.median(res["times"]), statistics.median(res["cpu"]), max(res["extra_mib"])
-                ratios = ["", "", ""]
+                cells = ["", "", ""] + (["", ""] if with_floor else [])
                 if plain and c[2]:
-                    ratios = [f"{statistics.median(plain['times']) / sec:.2f}x faster",
-                              f"{statistics.median(plain['cpu']) / cpu:.2f}x less",
-                              f"{max(plain['extra_mib']) / mib:.0f}x less"]
+                    cells[:3] = [f"{statistics.median(plain['times']) / sec:.2f}x faster",
+                                 f"{statistics.median(plain['cpu']) / cpu:.2f}x less",
+                                 f"{max(plain['extra_mib']) / mib:.0f}x less"]
+                    if with_floor and res["floor"]:
+                        floor = statistics.median(res["floor"])
+                        cells[3:] = [f"{floor:.2f}", f"{statistics.median(plain['times']) / floor:.2f}x"]
                 what = "plain" if c[2] == 0 else f"tiled, chunk {c[2]}"
-                if c[0] == "gemms":
-                    what = f"GEMMs alone (floor), chunk {c[2]}"
-                    ratios[0] = ratios[0].replace("faster", "= ceiling")
-                print(f"| {loss} | {n} | {scale:g} | {what} | {sec:.2f} | {cpu:.2f} | {mib:.0f} | " + " | ".join(ratios) + " |")
+                print(f"| {loss} | {n} | {scale:g} | {what} | {sec:.2f} | {cpu:.2f} | {mib:.0f} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
