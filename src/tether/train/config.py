@@ -43,6 +43,7 @@ class TrainConfig:
     patch_dropout: float = 0.0
     lock_image: bool = False  # LiT: freeze the image tower, train text + projections
     lock_text: bool = False
+    locked_feature_cache_mib: float = 1024.0  # LiT: serve the locked tower's outputs from RAM (0: off)
     train_data: dict[str, Any] = field(default_factory=dict)  # a data source spec
     val_data: dict[str, Any] = field(default_factory=dict)
     eval_templates: list[str] | None = None  # zero-shot prompts for val_data (default: its own templates)
@@ -80,6 +81,7 @@ class TrainConfig:
              f"expected 'ddp', 'fsdp' or 'manual', got {self.strategy!r}")
         need(0 <= self.patch_dropout < 1, "patch_dropout", "must be in [0, 1)")
         need(not (self.lock_image and self.lock_text), "lock_text", "locking both towers leaves nothing to align")
+        need(self.locked_feature_cache_mib >= 0, "locked_feature_cache_mib", "must be >= 0 (0 turns the cache off)")
         need(self.optim.lr > 0, "optim.lr", "must be positive")
         need(len(self.optim.betas) == 2, "optim.betas", "needs two values")
         need(self.checkpoint_every > 0, "checkpoint_every", "must be positive")

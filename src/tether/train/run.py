@@ -9,6 +9,7 @@ from ..checkpoints.attach import attach_processors
 from .config import TrainConfig
 from .data import LoaderTrainData, build_loader, ensure_tokenizer
 from .evaluation import make_evaluator
+from .feature_cache import install_feature_cache, remove_feature_cache
 from .optim import lock_tower
 from .trainer import Trainer
 
@@ -44,6 +45,18 @@ def prepare_model(cfg: TrainConfig):
     return model
 
 
+def _locked_feature_cache(model, cfg: TrainConfig, dist):
+    """The LiT feature cache on the locked tower, where it is exact and safe (see feature_cache)."""
+    if not (cfg.lock_image or cfg.lock_text) or cfg.locked_feature_cache_mib == 0:
+        return None
+    if dist.enabled and cfg.strategy == "fsdp":
+        if dist.is_main:
+            print("locked_feature_cache_mib: off under FSDP (every forward is a collective)")
+        return None
+    tower = model.visual if cfg.lock_image else model.text
+    return install_feature_cache(tower, cfg.locked_feature_cache_mib)
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
     """Train, evaluate and save ``out_dir/model`` (tether format); resumes if ``out_dir`` has checkpoints."""
     from ..data import build_source
@@ -70,8 +83,15 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         val_loader = build_loader(cfg.val_data, model, cfg, train=False, batch_size=256, source=val_source)
         evaluate = make_evaluator(val_loader, getattr(val_source, "class_names", None),
                                   cfg.eval_templates or getattr(val_source, "templates", None))
+    cache = _locked_feature_cache(model, cfg, dist)
     trainer = Trainer(cfg, model, data, evaluate, dist=dist, progress=progress)
-    final = trainer.fit()
+    try:
+        final = trainer.fit()
+    finally:
+        if cache is not None:
+            remove_feature_cache(cache.tower)
+    if cache is not None:
+        final["locked_feature_cache"] = cache.stats.as_dict()
     trainer.save_model(out / "model")  # every rank: FSDP gathers the sharded weights to rank 0
     if trainer.dist.is_main:
         from .state import write_json

@@ -1,0 +1,92 @@
+"""LiT feature cache: a locked tower's outputs served from RAM, exactly as the tower computes them."""
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from tether.models import AlignedModel, get_model_config
+from tether.train.config import load_train_config
+from tether.train.feature_cache import install_feature_cache, remove_feature_cache
+from tether.train.optim import lock_tower
+from tether.train.run import train
+
+
+def _locked_tower():
+    torch.manual_seed(0)
+    model = AlignedModel(get_model_config("tiny-vit-28"))
+    lock_tower(model, "image")
+    return model.visual
+
+
+def test_hits_equal_the_tower_and_misses_are_computed():
+    tower = _locked_tower()
+    pixels = torch.randn(12, 3, 28, 28)
+    with torch.no_grad():
+        expected = tower(pixels)
+        cache = install_feature_cache(tower, max_mib=64)
+        first = tower(pixels[:8])                          # all miss: one call of the real forward
+        mixed = tower(pixels[4:])                          # rows 4-7 hit, 8-11 miss
+        again = tower(pixels.flip(0))                      # all hit, in another order
+    assert torch.equal(first, expected[:8])
+    assert torch.allclose(mixed, expected[4:], rtol=1e-5, atol=1e-6)
+    assert torch.equal(mixed[:4], expected[4:8])           # the hits are the stored rows
+    assert torch.allclose(again, expected.flip(0), rtol=1e-5, atol=1e-6)
+    assert cache.stats.as_dict()["hits"] == 4 + 12 and cache.stats.misses == 8 + 4
+    assert cache.stats.entries == 12
+
+
+def test_one_changed_bit_misses_and_a_full_cache_stores_nothing_more():
+    tower = _locked_tower()
+    pixels = torch.randn(4, 3, 28, 28)
+    row_bytes = tower(pixels[:1]).numel() * 4
+    cache = install_feature_cache(tower, max_mib=2.5 * row_bytes / 2**20)   # room for two rows
+    with torch.no_grad():
+        tower(pixels)
+        nudged = pixels.clone()
+        nudged.view(-1)[0] = torch.nextafter(nudged.view(-1)[0], torch.tensor(1e9))
+        out = tower(nudged[:1])
+    assert cache.stats.entries == 2 and cache.stats.misses == 5 and cache.stats.hits == 0
+    remove_feature_cache(tower)
+    with torch.no_grad():
+        assert torch.equal(out, tower(nudged[:1]))
+    assert "forward" not in vars(tower)                    # the class's forward is back
+
+
+def test_cache_refuses_a_trainable_tower():
+    torch.manual_seed(0)
+    model = AlignedModel(get_model_config("tiny-vit-28"))
+    with pytest.raises(ValueError, match="locked tower"):
+        install_feature_cache(model.visual, 64)
+
+
+def _folder_dataset(root, n=24):
+    torch.manual_seed(1)
+    root.mkdir()
+    words = ["red", "green", "blue", "round", "square", "small", "large", "dark"]
+    for i in range(n):
+        pixels = (torch.rand(28, 28, 3) * 255).to(torch.uint8).numpy()
+        Image.fromarray(pixels).save(root / f"img{i:03d}.png")
+        (root / f"img{i:03d}.txt").write_text(f"a {words[i % 8]} {words[(i // 8) % 8]} thing")
+    return root
+
+
+def _lit_run(tmp_path, data, name, cache_mib):
+    cfg = load_train_config(None, [
+        "model=tiny-vit-28", "lock_image=true", "steps=6", "batch_size=8", "workers=0", "tensorboard=false",
+        "checkpoint_every=100", "log_every=100", f"out_dir={tmp_path / name}", "optim.warmup_steps=1",
+        f"locked_feature_cache_mib={cache_mib}", "tokenizer.train_vocab_size=560",
+        f'train_data={{"type": "folder", "path": "{data}"}}'])
+    final = train(cfg, progress=False)
+    return final, load_file(str(tmp_path / name / "model" / "model.safetensors"))
+
+
+def test_lit_training_with_the_cache_matches_training_without(tmp_path):
+    data = _folder_dataset(tmp_path / "pairs")              # 24 pairs, 6 steps of 8: two epochs
+    cached, with_cache = _lit_run(tmp_path, data, "cached", 64)
+    plain, without = _lit_run(tmp_path, data, "plain", 0)
+    stats = cached["locked_feature_cache"]
+    assert stats["misses"] == 24 and stats["hits"] == 6 * 8 - 24 and stats["entries"] == 24
+    assert "locked_feature_cache" not in plain
+    assert with_cache.keys() == without.keys()
+    for key in with_cache:
+        assert torch.equal(with_cache[key], without[key]), key
