@@ -167,9 +167,12 @@ def main(argv: list[str] | None = None) -> int:
     if log:
         print(f"loss {log[0]['loss']:.3f} (step {log[0]['step']}) -> {log[-1]['loss']:.3f} (step {log[-1]['step']}); "
               f"logit scale {log[-1]['logit_scale']:.1f}")
-    image_share = trainer_sps / (n_val / image_seconds)
-    print(f"image tower share of a training step (estimate: samples/s / image-tower images/s): "
-          f"{100 * min(image_share, 1):.0f}%")
+    cache = final.get("locked_feature_cache")
+    if cache:
+        print(f"locked feature cache: {cache['hits']} hits, {cache['misses']} misses (hit rate "
+              f"{100 * cache['hit_rate']:.0f}%), {cache['entries']} entries, {cache['stored_mib']} MiB")
+    else:
+        print("locked feature cache: off (every step re-encodes its images through the locked tower)")
     if tower_diff is not None:
         print("locked image tower after training: bit-identical to the untrained one (max |diff| = 0)")
 
