@@ -9,14 +9,13 @@ import importlib.util
 import json
 import math
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from tether.losses import clip_loss, siglip_loss
+from torchrun_launch import run_torchrun
 from tether.train.distributed import DistributedContext, distributed_clip_loss, distributed_siglip_loss
 
 HERE = Path(__file__).resolve().parent
@@ -32,14 +31,7 @@ REL = 1e-5
 
 
 def torchrun(*args, nproc=2, timeout=240):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(key, None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-           str(WORKER), *map(str, args)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"torchrun failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
-    return proc
+    return run_torchrun(WORKER, *args, nproc=nproc, timeout=timeout)
 
 
 def rel_err(got: torch.Tensor, want: torch.Tensor) -> float:

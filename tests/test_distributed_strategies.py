@@ -8,13 +8,11 @@ local batches), CLIP and SigLIP, clipping, LiT, gradient checkpointing, evaluati
 (FSDP) checkpoint, crash, resume and the saved model.
 """
 import importlib.util
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from torchrun_launch import run_torchrun
 
 from tether.config import ConfigError
 from tether.train.config import load_train_config
@@ -34,13 +32,7 @@ REL = 1e-5
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("strategies")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(key, None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(WORKER), str(out)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, f"torchrun failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+    run_torchrun(WORKER, out, timeout=300)
     return out, torch.load(out / "results.pt", weights_only=False)
 
 
