@@ -70,12 +70,12 @@ def _folder_dataset(root, n=24):
     return root
 
 
-def _lit_run(tmp_path, data, name, cache_mib):
+def _lit_run(tmp_path, data, name, cache_mib, extra=()):
     cfg = load_train_config(None, [
         "model=tiny-vit-28", "lock_image=true", "steps=6", "batch_size=8", "workers=0", "tensorboard=false",
         "checkpoint_every=100", "log_every=100", f"out_dir={tmp_path / name}", "optim.warmup_steps=1",
         f"locked_feature_cache_mib={cache_mib}", "tokenizer.train_vocab_size=560",
-        f'train_data={{"type": "folder", "path": "{data}"}}'])
+        f'train_data={{"type": "folder", "path": "{data}"}}', *extra])
     final = train(cfg, progress=False)
     return final, load_file(str(tmp_path / name / "model" / "model.safetensors"))
 
@@ -88,5 +88,16 @@ def test_lit_training_with_the_cache_matches_training_without(tmp_path):
     assert stats["misses"] == 24 and stats["hits"] == 6 * 8 - 24 and stats["entries"] == 24
     assert "locked_feature_cache" not in plain
     assert with_cache.keys() == without.keys()
+    for key in with_cache:
+        assert torch.equal(with_cache[key], without[key]), key
+
+
+def test_gradient_cache_reencodes_from_the_feature_cache(tmp_path):
+    data = _folder_dataset(tmp_path / "pairs")
+    extra = ["micro_batch_size=4", "steps=3"]               # one epoch; each batch encoded twice
+    cached, with_cache = _lit_run(tmp_path, data, "cached", 64, extra)
+    _, without = _lit_run(tmp_path, data, "plain", 0, extra)
+    stats = cached["locked_feature_cache"]
+    assert stats["misses"] == 24 and stats["hits"] == 24  # the re-encoding pass hits every row
     for key in with_cache:
         assert torch.equal(with_cache[key], without[key]), key
