@@ -101,3 +101,10 @@ def test_gradient_cache_reencodes_from_the_feature_cache(tmp_path):
     assert stats["misses"] == 24 and stats["hits"] == 24  # the re-encoding pass hits every row
     for key in with_cache:
         assert torch.equal(with_cache[key], without[key]), key
+
+
+def test_no_cache_for_augmented_locked_images(tmp_path, capsys):
+    data = _folder_dataset(tmp_path / "pairs")
+    final, _ = _lit_run(tmp_path, data, "augmented", 64, ["augment=true", "steps=1"])
+    assert "locked_feature_cache" not in final
+    assert "off with augment=true" in capsys.readouterr().out

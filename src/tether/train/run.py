@@ -49,9 +49,14 @@ def _locked_feature_cache(model, cfg: TrainConfig, dist):
     """The LiT feature cache on the locked tower, where it is exact and safe (see feature_cache)."""
     if not (cfg.lock_image or cfg.lock_text) or cfg.locked_feature_cache_mib == 0:
         return None
+    why_off = None
     if dist.enabled and cfg.strategy == "fsdp":
+        why_off = "under FSDP (every forward is a collective)"
+    elif cfg.lock_image and cfg.augment:
+        why_off = "with augment=true (random crops never repeat, so every lookup would miss)"
+    if why_off:
         if dist.is_main:
-            print("locked_feature_cache_mib: off under FSDP (every forward is a collective)")
+            print(f"locked_feature_cache_mib: off {why_off}")
         return None
     tower = model.visual if cfg.lock_image else model.text
     return install_feature_cache(tower, cfg.locked_feature_cache_mib)
