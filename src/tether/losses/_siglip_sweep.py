@@ -1,9 +1,10 @@
 """Tiled SigLIP kernel: the block's loss and, optionally, its gradient in one sweep.
 
 Per tile of logits x = t L + b (L = xs @ ys.T, the embeddings as given) the loss terms are
-softplus(x) for a negative and softplus(-x) for a positive (the diagonal of a local block), and the gradient weight is
-G = sigmoid(x) for a negative, -sigmoid(-x) for a positive. SigLIP needs no normaliser, so the
-gradient needs no second pass: three GEMMs per tile in all (L, G @ ys, G.T @ xs).
+softplus(x) for a negative and softplus(-x) for a positive (the diagonal of a local block), and
+the gradient weight is G = sigmoid(x) for a negative, -sigmoid(-x) for a positive. SigLIP needs
+no normaliser, so the gradient needs no second pass: three GEMMs per tile in all (L, G @ ys,
+G.T @ xs).
 
 The elementwise work is the part worth saving: exact per-element ``log1p(exp(x))`` costs about as
 much as the rest of the tile's elementwise work together. But the gradient already needs

@@ -83,6 +83,9 @@ class LockedFeatureCache:
     def _remember(self, keys: list[tuple], out) -> None:
         if not isinstance(out, torch.Tensor) or out.shape[0] != len(keys):
             return                                          # a tower returning something else: pass through
+        row_bytes = out[0].numel() * out.element_size() if len(keys) else 0
+        if self.stats.stored_bytes + row_bytes > self.max_bytes:
+            return                                          # full: no copy to the CPU for nothing
         rows = out.detach().to("cpu")
         for key, row in zip(keys, rows):
             size = row.numel() * row.element_size()
