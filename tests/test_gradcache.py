@@ -1,10 +1,12 @@
-"""The gradient cache gives exactly the gradients of one full-batch step."""
+"""The gradient cache gives the gradients of one full-batch step (up to float32 rounding)."""
 import pytest
 import torch
 import torch.nn.functional as F
 
 from tether.models import AlignedModel, get_model_config
 from tether.train.gradcache import contrastive_step
+
+from tolerances import assert_within_rounding
 
 
 def naive_clip_loss(img, txt, scale, bias=None):
@@ -44,8 +46,12 @@ def test_micro_batched_step_equals_full_batch(name, loss, micro):
 
     assert cached_loss.item() == pytest.approx(full_loss.item(), rel=1e-6)
     assert full.keys() == cached.keys() and "logit_scale" in full
+    # Equal up to float32 rounding, not bitwise: micro-batches change the GEMM shapes and the
+    # order of the batch sums. Judged against each tensor's largest gradient, since small entries
+    # (padded or barely used positions) carry errors on that scale: see tests/tolerances.py. The
+    # longest sum is the MLP's 384 hidden units (batch x tokens is 11 x 24 = 264).
     for key in full:
-        assert torch.allclose(full[key], cached[key], rtol=1e-4, atol=1e-6), key
+        assert_within_rounding(cached[key], full[key], terms=384, what=key)
 
 
 def test_plain_accumulation_would_differ():

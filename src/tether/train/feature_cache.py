@@ -8,7 +8,9 @@ and the gradient cache encodes every batch twice. The cache sits in the tower's 
 - Keys are content digests (BLAKE2b, 128 bits) of each input row's bytes, with the row's
   dtype and shape and the autocast state. An augmented or re-decoded input that differs by one
   bit misses and is encoded, so the cache never serves a feature the tower would not compute
-  for that exact input: training with it gives bit-identical weights (tested).
+  for that exact input. Served rows are the bits of the batch that first encoded them; a fresh
+  forward in another batch shape may round differently (BLAS blocking), so training with the
+  cache matches training without bit for bit only when the shapes match, else to float32 rounding.
 - Misses of a batch are encoded together, in one call of the real forward; hits are copied.
 - Features are kept on the CPU up to ``max_mib``; after that new inputs are encoded but not
   stored (with cyclic epochs, evicting would only turn later hits into misses).
