@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .io import atomic_write_json
+
 ACTIVATIONS = ("quick_gelu", "gelu", "gelu_tanh", "relu")
 
 
@@ -106,7 +108,7 @@ class ModelConfig:
         return _build(cls, data, "config")
 
     def to_json(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        atomic_write_json(path, self.to_dict())
 
     @classmethod
     def from_json(cls, path: str | Path) -> "ModelConfig":

@@ -7,14 +7,13 @@ writes embeddings with an index that says which input each row belongs to.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import torch
 
-from .checkpoints.common import save_weights_atomic, write_text_atomic
+from .io import atomic_save_safetensors, atomic_write_json
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
@@ -81,10 +80,10 @@ def embed_text_lines(model, texts: Sequence[str], batch_size: int = 256, progres
 def write_embeddings(result: EmbeddingResult, out_dir: str | Path, name: str) -> Path:
     """``<name>.safetensors`` (key 'embeddings') + ``<name>.json`` (items and failures)."""
     out_dir = Path(out_dir)
-    save_weights_atomic({"embeddings": result.embeddings}, out_dir / f"{name}.safetensors")
+    atomic_save_safetensors({"embeddings": result.embeddings}, out_dir / f"{name}.safetensors")
     index = {"count": len(result.items), "dim": int(result.embeddings.shape[1]) if result.embeddings.ndim == 2 else 0,
              "items": result.items, "failures": [{"item": i, "reason": r} for i, r in result.failures]}
-    write_text_atomic(out_dir / f"{name}.json", json.dumps(index, indent=1) + "\n")
+    atomic_write_json(out_dir / f"{name}.json", index, indent=1)
     return out_dir / f"{name}.safetensors"
 
 

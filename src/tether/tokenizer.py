@@ -30,6 +30,7 @@ from tokenizers import Regex, decoders, normalizers, pre_tokenizers
 from tokenizers.models import BPE, Unigram
 
 from .bpe import learn_bpe
+from .io import atomic_file, atomic_write_json
 
 __all__ = ["Tokenizer", "clip_style_bpe", "spm_unigram"]
 
@@ -298,8 +299,9 @@ class Tokenizer:
         """Write directory/tokenizer.json (the backend) and directory/tokenizer_config.json (our settings)."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        self.backend.save(str(d / "tokenizer.json"))
-        (d / "tokenizer_config.json").write_text(json.dumps(self.config(), indent=2) + "\n", encoding="utf-8")
+        with atomic_file(d / "tokenizer.json") as tmp:
+            self.backend.save(str(tmp))
+        atomic_write_json(d / "tokenizer_config.json", self.config())
 
     @classmethod
     def load(cls, directory: str | Path) -> Tokenizer:

@@ -1,15 +1,11 @@
 """Reading, checking and writing weights: shared by every checkpoint format."""
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Mapping
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 
@@ -68,50 +64,3 @@ def load_into(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) 
             raise CheckpointError(
                 f"{source}: key {key!r} expected shape {tuple(own[key].shape)}, found {tuple(value.shape)}")
     model.load_state_dict(state, strict=True)
-
-
-def save_weights_atomic(state: Mapping[str, torch.Tensor], path: str | Path,
-                        metadata: dict[str, str] | None = None) -> None:
-    """Write safetensors via a temporary file and rename, so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-@contextmanager
-def atomic_directory(path: str | Path):
-    """Yield a temporary directory beside ``path``; on success it replaces ``path`` whole.
-
-    Readers see either the old directory or the complete new one, never a mix;
-    an exception leaves ``path`` as it was.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp"))
-    try:
-        yield tmp
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

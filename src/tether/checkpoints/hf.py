@@ -22,8 +22,9 @@ from typing import Any
 import torch
 
 from ..config import ConfigError, ModelConfig
+from ..io import atomic_directory, atomic_save_safetensors
 from . import hf_clip, hf_siglip
-from .common import CheckpointError, atomic_directory, load_into, read_weights, save_weights_atomic
+from .common import CheckpointError, load_into, read_weights
 
 FAMILIES = {"clip": hf_clip, "siglip": hf_siglip}
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
@@ -354,7 +355,7 @@ def save(model, path: Path) -> None:
 
     with atomic_directory(path) as tmp:
         (tmp / "config.json").write_text(json.dumps(hf_cfg, indent=2) + "\n")
-        save_weights_atomic(state, tmp / "model.safetensors", metadata={"format": "pt"})
+        atomic_save_safetensors(state, tmp / "model.safetensors", metadata={"format": "pt"})
         (tmp / "preprocessor_config.json").write_text(json.dumps(_preprocess_to_hf(pre, family), indent=2) + "\n")
         if tok is not None:
             _save_tokenizer(tok, tmp)

@@ -23,8 +23,9 @@ from pathlib import Path
 import torch
 
 from ..config import ModelConfig
+from ..io import atomic_directory, atomic_save_safetensors
 from . import open_clip_layout as L
-from .common import CheckpointError, atomic_directory, load_into, read_weights, save_weights_atomic
+from .common import CheckpointError, load_into, read_weights
 from .open_clip_convert import cannot_save, merge, open_clip_model_cfg, tether_config
 
 CONFIG_NAME = "open_clip_config.json"
@@ -221,7 +222,7 @@ def save(model, path: Path, custom_text: bool = False) -> None:
     with atomic_directory(path) as tmp:
         text = json.dumps({"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg}, indent=2) + "\n"
         (tmp / CONFIG_NAME).write_text(text)
-        save_weights_atomic(state, tmp / WEIGHTS_NAME, metadata={"format": "pt"})
+        atomic_save_safetensors(state, tmp / WEIGHTS_NAME, metadata={"format": "pt"})
         if model.tokenizer is not None:
             model.tokenizer.save(tmp / "tokenizer")
 

@@ -13,7 +13,8 @@ import json
 from pathlib import Path
 
 from ..config import ModelConfig
-from .common import CheckpointError, atomic_directory, load_into, read_weights, save_weights_atomic
+from ..io import atomic_directory, atomic_save_safetensors
+from .common import CheckpointError, load_into, read_weights
 
 FORMAT_VERSION = 1
 
@@ -35,7 +36,7 @@ def save(model, path: Path) -> None:
         if model.preprocessor is not None:
             data["preprocess"] = model.preprocessor.config.to_dict()
         (tmp / "config.json").write_text(json.dumps(data, indent=2) + "\n")
-        save_weights_atomic(model.state_dict(), tmp / "model.safetensors", metadata={"format": "pt"})
+        atomic_save_safetensors(model.state_dict(), tmp / "model.safetensors", metadata={"format": "pt"})
         if model.tokenizer is not None:
             model.tokenizer.save(tmp / "tokenizer")
 

@@ -23,7 +23,6 @@ import gzip
 import hashlib
 import os
 import struct
-import tempfile
 import urllib.request
 from functools import lru_cache
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from PIL import Image
 
+from ..io import atomic_file
 from .sample import Sample, key_fraction
 from .shards import ShardWriteResult, write_shards
 from .sources import ArraySource, format_caption
@@ -163,19 +163,14 @@ def fashion_mnist_captions(templates: str | Sequence[str] = "heldout") -> list[l
 
 
 def _download(url: str, dest: Path, md5: str | None) -> None:
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
+    with atomic_file(dest) as tmp:                     # a failed or wrong download leaves no file
         digest = hashlib.md5()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
+        with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
             while chunk := resp.read(1 << 20):
                 digest.update(chunk)
                 out.write(chunk)
         if md5 is not None and digest.hexdigest() != md5:
             raise OSError(f"{url}: MD5 {digest.hexdigest()} != expected {md5}")
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def download_fashion_mnist(dest: str | Path, *, base_url: str = FASHION_MNIST_BASE_URL,

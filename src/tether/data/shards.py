@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import tarfile
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +30,7 @@ from typing import Any, Iterable, Sequence
 
 from PIL import Image
 
+from ..io import PendingFile, atomic_write_json
 from .sample import Sample, sniff_image_format
 
 __all__ = ["write_shards", "ShardWriteResult", "read_index", "INDEX_NAME", "INDEX_FORMAT", "safe_key"]
@@ -117,22 +116,19 @@ def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 class _ShardFile:
     def __init__(self, path: Path) -> None:
         self.path = path
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        self.tmp = Path(tmp)
-        self.tar = tarfile.open(self.tmp, "w", format=tarfile.PAX_FORMAT)
+        self.pending = PendingFile(path)
+        self.tar = tarfile.open(self.pending.tmp, "w", format=tarfile.PAX_FORMAT)
         self.count = 0
 
     def close(self) -> None:
         self.tar.close()
-        os.chmod(self.tmp, 0o644)
-        os.replace(self.tmp, self.path)
+        self.pending.commit()
 
     def abort(self) -> None:
         try:
             self.tar.close()
         finally:
-            self.tmp.unlink(missing_ok=True)
+            self.pending.discard()
 
 
 def read_index(directory: str | Path) -> dict[str, Any] | None:
@@ -144,19 +140,6 @@ def read_index(directory: str | Path) -> dict[str, Any] | None:
     if data.get("format") != INDEX_FORMAT:
         raise ValueError(f"{p} is not a tether shard index (format {data.get('format')!r})")
     return data
-
-
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=1, ensure_ascii=False)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def write_shards(samples: Iterable[Sample], out_dir: str | Path, shard_size: int = 1000,
@@ -267,5 +250,5 @@ def _update_index(out: Path, split: str, name: str | None, class_names: Sequence
     }
     index["num_samples"] = sum(s["num_samples"] for s in index["splits"].values())
     index_path = out / INDEX_NAME
-    _write_json_atomic(index_path, index)
+    atomic_write_json(index_path, index, indent=1, ensure_ascii=False)
     return index_path

@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 
 from ..checkpoints.attach import attach_processors
+from ..io import atomic_write_json
 from .config import TrainConfig
 from .data import LoaderTrainData, build_loader, ensure_tokenizer
 from .evaluation import make_evaluator
@@ -99,6 +100,5 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         final["locked_feature_cache"] = cache.stats.as_dict()
     trainer.save_model(out / "model")  # every rank: FSDP gathers the sharded weights to rank 0
     if trainer.dist.is_main:
-        from .state import write_json
-        write_json(out / "final.json", final)
+        atomic_write_json(out / "final.json", final)
     return final

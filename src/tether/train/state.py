@@ -9,18 +9,16 @@ stopped. Checkpoints are written to a temporary directory and renamed into place
 """
 from __future__ import annotations
 
-import json
-import os
 import random
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..checkpoints.common import read_weights, save_weights_atomic, write_text_atomic
+from ..checkpoints.common import read_weights
+from ..io import atomic_directory, atomic_save_safetensors, atomic_write_text
 
 
 def rng_state() -> dict[str, Any]:
@@ -48,19 +46,12 @@ def save_checkpoint_state(run_dir: Path, step: int, weights: dict[str, torch.Ten
     """:func:`save_checkpoint` from state dicts already gathered (a sharded model has no full
     ``state_dict()`` on any one rank)."""
     root = Path(run_dir) / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
     name = f"step_{step:08d}"
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}."))
-    try:
-        save_weights_atomic(weights, tmp / "model.safetensors")
-        torch.save({"optimizer": optimizer_state, "rng": rng_state(), "step": step, **extra},
-                   tmp / "train_state.pt")
-        final = root / name
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    write_text_atomic(root / "latest", name + "\n")
+    final = root / name
+    with atomic_directory(final) as tmp:
+        atomic_save_safetensors(weights, tmp / "model.safetensors")
+        torch.save({"optimizer": optimizer_state, "rng": rng_state(), "step": step, **extra}, tmp / "train_state.pt")
+    atomic_write_text(root / "latest", name + "\n")
     for old in sorted(p for p in root.glob("step_*") if p.name != name)[:-max(keep - 1, 0) or None]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -88,6 +79,3 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     state = torch.load(path / "train_state.pt", map_location="cpu", weights_only=False)
     return read_weights(path / "model.safetensors"), state
 
-
-def write_json(path: Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2) + "\n")

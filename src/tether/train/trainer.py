@@ -16,11 +16,12 @@ from typing import Callable
 
 import torch
 
+from ..io import atomic_write_json
 from .config import TrainConfig
 from .optim import build_optimizer
 from .parallel import build_strategy
 from .schedule import lr_at
-from .state import latest_checkpoint, read_checkpoint, save_checkpoint_state, set_rng_state, write_json
+from .state import latest_checkpoint, read_checkpoint, save_checkpoint_state, set_rng_state
 
 
 def pick_device(name: str) -> torch.device:
@@ -183,7 +184,7 @@ class RunLogger:
         if not enabled:
             return
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / "config.json", cfg.to_dict())
+        atomic_write_json(run_dir / "config.json", cfg.to_dict())
         self.file = open(run_dir / "log.jsonl", "a", encoding="utf-8")
         if cfg.tensorboard:
             try:
