@@ -1,4 +1,4 @@
-"""CIDEr-D: tether.metrics.cider.cider_d vs pycocoevalcap's Cider on the same corpus.
+"""CIDEr-D: tether.metrics.cider_d vs pycocoevalcap's Cider on the same corpus.
 
 A seeded synthetic corpus of captions with realistic lengths (1-25 tokens, mostly 8-12) and
 COCO-like phrasing, already tokenised (lower case, space separated), is scored by both in
@@ -83,7 +83,7 @@ def main() -> None:
 
     from pycocoevalcap.cider.cider import Cider
 
-    from tether.metrics.cider import cider_d
+    from tether.metrics import cider_d
 
     cands, refs = make_corpus(args.items, args.refs, args.seed)
     res = {k: [v] for k, v in cands.items()}

@@ -14,7 +14,8 @@ import pytest
 pytest.importorskip("pycocoevalcap")
 from pycocoevalcap.cider.cider import Cider  # noqa: E402
 
-from tether.metrics.cider import CiderWarning, caption_by_retrieval, cider, cider_d  # noqa: E402
+from tether.metrics import caption_by_retrieval, cider, cider_d  # noqa: E402
+from tether.metrics.captioning import CiderWarning  # noqa: E402
 from tether.metrics.text_tokenize import ptb_tokenize, ptb_tokenize_many  # noqa: E402
 
 # ------------------------------------------------------------------------------ corpora
@@ -151,7 +152,7 @@ def test_input_errors_name_the_id():
 
 
 def test_unique_keys_fallback_matches_single_key():
-    from tether.metrics.cider import _unique_keys
+    from tether.metrics.captioning import _unique_keys
 
     rng = np.random.default_rng(0)
     cols = [rng.integers(0, 7, 500), rng.integers(0, 5, 500), rng.integers(0, 3, 500)]

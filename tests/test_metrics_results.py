@@ -19,7 +19,7 @@ def test_record_layout_and_json_safety(tmp_path):
     path = write_result(tmp_path / "r" / "cifar10.json", rec)
     assert json.loads(path.read_text()) == rec
     assert read_result(path) == rec
-    assert not list(tmp_path.glob("**/*.tmp"))
+    assert not list(tmp_path.glob("**/.*"))                     # no temporary left behind
     with pytest.raises(ValueError, match="dataset"):
         result_record("", "m", "t", {})
     with pytest.raises(TypeError, match="not JSON-serialisable"):
@@ -55,3 +55,14 @@ def test_merge_and_csv(tmp_path):
         merge_results([tmp_path / "junk.json"])
     with pytest.raises(FileNotFoundError):
         merge_results([tmp_path / "missing.json"])
+
+
+def test_metrics_package_exports_the_caption_metrics():
+    import tether.metrics
+    from tether.metrics import caption_by_retrieval, cider, cider_d
+    from tether.metrics import captioning
+    assert (cider_d, cider, caption_by_retrieval) == (captioning.cider_d, captioning.cider,
+                                                      captioning.caption_by_retrieval)
+    assert {"cider_d", "cider", "caption_by_retrieval"} <= set(tether.metrics.__all__)
+    _, per_image = cider_d(["a red bus", "a cat"], [["a red bus on a road"], ["a dog on a sofa"]])
+    assert per_image.shape == (2,) and per_image[0] > per_image[1]

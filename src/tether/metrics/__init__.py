@@ -1,28 +1,21 @@
 """Evaluation metrics of alignment quality, computed as CLIP_benchmark computes them.
 
-* :func:`retrieval_recall` -- image<->text Recall@K, mean/median rank (blocked; any number of
-  captions per image).
-* :class:`ZeroShotClassifier`, :func:`zero_shot_eval` -- prompt-ensemble zero-shot classification
-  (templates in :mod:`tether.metrics.templates`).
-* :func:`linear_probe` -- logistic regression on frozen features with a validated L2 sweep.
-* :func:`pair_scores`, :func:`summarize_scores`, :func:`summarize_by_group`,
-  :func:`plot_score_histograms` -- CLIP-score distributions.
-* :func:`result_record`, :func:`write_result`, :func:`merge_results`, :func:`write_csv` --
-  results in CLIP_benchmark's JSON layout and a merged CSV.
+* retrieval: image<->text Recall@K, mean/median rank (:mod:`.retrieval`);
+* zero-shot classification with prompt ensembles (:mod:`.zeroshot`, templates in :mod:`.templates`);
+* linear probe on frozen features (:mod:`.linear_probe`);
+* CLIP-score distributions and histograms (:mod:`.scores`);
+* captioning: CIDEr-D / CIDEr and caption-by-retrieval (:mod:`.captioning`);
+* result files in CLIP_benchmark's JSON layout and a merged CSV (:mod:`.results`).
 
 See docs/metrics.md for the exact definitions.
 """
-from __future__ import annotations
-
-import csv
-import importlib
-import io
-import json
-import math
-import os
-import tempfile
-from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from .captioning import caption_by_retrieval, cider, cider_d
+from .linear_probe import LogisticProbe, linear_probe
+from .results import merge_results, read_result, result_record, write_csv, write_result
+from .retrieval import retrieval_ranks, retrieval_recall
+from .scores import DEFAULT_THRESHOLDS, pair_scores, plot_score_histograms, summarize_by_group, summarize_scores
+from .templates import TEMPLATE_SETS, get_templates, load_templates
+from .zeroshot import ZeroShotClassifier, classification_metrics, zero_shot_eval
 
 __all__ = [
     "retrieval_recall", "retrieval_ranks",
@@ -30,179 +23,6 @@ __all__ = [
     "TEMPLATE_SETS", "get_templates", "load_templates",
     "linear_probe", "LogisticProbe",
     "pair_scores", "summarize_scores", "summarize_by_group", "plot_score_histograms", "DEFAULT_THRESHOLDS",
+    "cider_d", "cider", "caption_by_retrieval",
     "result_record", "write_result", "read_result", "merge_results", "write_csv",
 ]
-
-
-# ---- atomic file writes (used by the submodules too) ----------------------------------------
-def _atomic_write(path: str | Path, write: Callable[[str], Any]) -> None:
-    """Call ``write(tmp_path)`` on a temporary file next to ``path``, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _write_text_atomic(path: str | Path, text: str) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-    _atomic_write(path, write)
-
-
-# ---- results in CLIP_benchmark's JSON layout -------------------------------------------------
-ID_FIELDS = ("dataset", "model", "pretrained", "task", "language")
-
-
-def _jsonable(value: Any, where: str) -> Any:
-    """Plain JSON types: numpy/torch scalars and arrays become numbers/lists, NaN/inf become None."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v, f"{where}.{k}") for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, Path):
-        return str(value)
-    tolist = getattr(value, "tolist", None)          # numpy / torch scalars and arrays
-    if callable(tolist):
-        return _jsonable(tolist(), where)
-    raise TypeError(f"{where}: {type(value).__name__} is not JSON-serialisable")
-
-
-def result_record(dataset: str, model: str, task: str, metrics: Mapping[str, Any], language: str = "en",
-                  pretrained: str = "") -> dict[str, Any]:
-    """One evaluation result as CLIP_benchmark writes it.
-
-    ``{"dataset", "model", "pretrained", "task", "metrics", "language"}``; ``task`` is e.g.
-    ``zeroshot_classification``, ``zeroshot_retrieval`` or ``linear_probe``.  ``pretrained`` is
-    CLIP_benchmark's checkpoint tag (empty when ``model`` already names the checkpoint).  Metric
-    values are made JSON-safe (numpy/torch -> Python, NaN -> null).
-    """
-    for name, value in (("dataset", dataset), ("model", model), ("task", task), ("language", language)):
-        if not isinstance(value, str) or not value:
-            raise ValueError(f"{name} must be a non-empty string, got {value!r}")
-    if not isinstance(pretrained, str):
-        raise ValueError(f"pretrained must be a string, got {pretrained!r}")
-    if not isinstance(metrics, Mapping):
-        raise TypeError(f"metrics must be a mapping, got {type(metrics).__name__}")
-    return {"dataset": dataset, "model": model, "pretrained": pretrained, "task": task,
-            "metrics": _jsonable(dict(metrics), "metrics"), "language": language}
-
-
-def write_result(path: str | Path, record: Mapping[str, Any]) -> Path:
-    """Write a :func:`result_record` as JSON, atomically (a crash never leaves half a file)."""
-    missing = [k for k in ("dataset", "model", "task", "metrics") if k not in record]
-    if missing:
-        raise ValueError(f"result record lacks {missing}; build it with result_record()")
-    text = json.dumps(_jsonable(dict(record), "record"), indent=2, ensure_ascii=False, allow_nan=False)
-    path = Path(path)
-    _write_text_atomic(path, text + "\n")
-    return path
-
-
-def read_result(path: str | Path) -> dict[str, Any]:
-    """Read and check one result JSON file."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object")
-    missing = [k for k in ("dataset", "model", "task", "metrics") if k not in data]
-    if missing:
-        raise ValueError(f"{path}: not a CLIP_benchmark-style result (missing {missing})")
-    if not isinstance(data["metrics"], dict):
-        raise ValueError(f"{path}: 'metrics' must be an object")
-    return data
-
-
-def _expand(paths: Iterable[str | Path]) -> list[Path]:
-    out: list[Path] = []
-    for p in [paths] if isinstance(paths, (str, Path)) else paths:
-        p = Path(p)
-        if p.is_dir():
-            out.extend(sorted(p.glob("*.json")))
-        elif p.is_file():
-            out.append(p)
-        else:
-            raise FileNotFoundError(f"no result file or directory: {p}")
-    return out
-
-
-def merge_results(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
-    """Rows for a table: one per (dataset, model, pretrained, task, language).
-
-    ``paths``: result JSON files and/or directories (their ``*.json``).  Each row holds the id
-    fields, ``model_fullname`` (``model`` + " " + ``pretrained``, as CLIP_benchmark's ``build``)
-    and every scalar metric; list/dict metrics (per-class accuracy, confusion matrix, sweep table)
-    stay in the JSON files.  The same key in two files is an error naming both.
-    """
-    rows: list[dict[str, Any]] = []
-    seen: dict[tuple, Path] = {}
-    for path in _expand(paths):
-        data = read_result(path)
-        row: dict[str, Any] = {k: data.get(k, "en" if k == "language" else "") for k in ID_FIELDS}
-        row["model_fullname"] = f"{row['model']} {row['pretrained']}".strip()
-        key = tuple(row[k] for k in ID_FIELDS)
-        if key in seen:
-            raise ValueError(f"{path} and {seen[key]} both hold {dict(zip(ID_FIELDS, key))}")
-        seen[key] = path
-        for name, value in data["metrics"].items():
-            if value is None or isinstance(value, (bool, int, float, str)):
-                if name in row:
-                    raise ValueError(f"{path}: metric {name!r} clashes with an id column")
-                row[name] = value
-        rows.append(row)
-    return rows
-
-
-def write_csv(rows: Iterable[Mapping[str, Any]], path: str | Path) -> Path:
-    """Write rows as CSV (atomically): id columns first, then every metric column seen, in order
-    of first appearance; a row without a column leaves the cell empty."""
-    rows = list(rows)
-    columns: list[str] = [c for c in (*ID_FIELDS, "model_fullname") if any(c in r for r in rows)]
-    for r in rows:
-        for c in r:
-            if c not in columns:
-                columns.append(c)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, restval="", lineterminator="\n")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: ("" if v is None else v) for k, v in r.items()})
-    path = Path(path)
-    _write_text_atomic(path, buf.getvalue())
-    return path
-
-
-# ---- the metric modules ---------------------------------------------------------------------
-from .linear_probe import LogisticProbe, linear_probe  # noqa: E402
-from .retrieval import retrieval_ranks, retrieval_recall  # noqa: E402
-from .scores import (DEFAULT_THRESHOLDS, pair_scores, plot_score_histograms,  # noqa: E402
-                     summarize_by_group, summarize_scores)
-from .templates import TEMPLATE_SETS, get_templates, load_templates  # noqa: E402
-from .zeroshot import ZeroShotClassifier, classification_metrics, zero_shot_eval  # noqa: E402
-
-# CIDEr (src/tether/metrics/cider.py) is written separately; it is imported lazily, on first
-# use of ``tether.metrics.cider``, so this package works whether or not that module is present.
-_LAZY_SUBMODULES = ("cider",)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY_SUBMODULES:
-        return importlib.import_module(f".{name}", __name__)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

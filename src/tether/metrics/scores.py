@@ -22,6 +22,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
+from ..io import atomic_file
 from .retrieval import as_embeddings
 
 __all__ = ["pair_scores", "summarize_scores", "summarize_by_group", "plot_score_histograms",
@@ -170,10 +171,9 @@ def plot_score_histograms(scores: Any, path: str | Path, groups: Any = None, *,
     fig.suptitle((title + "\n" if title else "") + subtitle, fontsize="medium")
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    from . import _atomic_write
     FigureCanvasAgg(fig)
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format="png")
     return path
 
 

@@ -57,7 +57,7 @@ def resolve_dataset(spec: str, train_spec: str | None = None) -> EvalDataset:
 def run_tasks(model, model_name: str, dataset: EvalDataset, tasks: list[str], out_dir: str | Path,
               templates: Any = None, batch_size: int = 256, workers: int = 0) -> list[Path]:
     """Run ``tasks`` on ``dataset``; returns the result files written."""
-    from . import result_record, write_result
+    from .results import result_record, write_result
     for task in tasks:
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
@@ -136,7 +136,7 @@ def _linear_probe(model, test: _Split, train, templates, stem: Path) -> dict:
 
 
 def _captioning(model, test: _Split, train, templates, stem: Path) -> dict:
-    from .cider import caption_by_retrieval, cider_d
+    from .captioning import caption_by_retrieval, cider_d
     if train is None:
         raise ValueError(f"{test.source.name}: captioning by retrieval needs a training split as caption pool")
     images, texts, _, extras = test.embedded()

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..io import atomic_save_safetensors, atomic_write_json
 from .retrieval import as_embeddings
 from .templates import fill_template, resolve_templates
 
@@ -250,16 +251,13 @@ class ZeroShotClassifier:
     # ---- files ------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write ``path/classifier.safetensors`` (key ``weights``) and ``path/classifier.json``."""
-        from . import _atomic_write, _write_text_atomic
-        from safetensors.torch import save_file
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path / WEIGHTS_FILE, lambda tmp: save_file({"weights": self.weights.contiguous()}, tmp,
-                                                                 metadata={"format": FORMAT}))
+        atomic_save_safetensors({"weights": self.weights}, path / WEIGHTS_FILE, metadata={"format": FORMAT})
         config = {"format": FORMAT, "num_classes": self.num_classes, "embed_dim": self.embed_dim,
                   "class_names": self.class_names, "templates": self.templates,
                   "logit_scale": self.logit_scale, "logit_scale_source": self.logit_scale_source}
-        _write_text_atomic(path / CONFIG_FILE, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+        atomic_write_json(path / CONFIG_FILE, config, ensure_ascii=False)
         return path
 
     @classmethod
