@@ -1,21 +1,10 @@
 """Helpers shared by the tests/test_losses_*.py files: fp64 unit embeddings, fresh leaves,
-loss + gradients of a loss function, and a relative comparison of those. The autouse
-``_one_thread`` fixture is imported by each of those files (it is a fixture of the module
-that imports it)."""
+loss + gradients of a loss function, and a relative comparison of those. (Their one-thread
+fixture is ``one_thread`` in tests/conftest.py.)"""
 from __future__ import annotations
 
-import pytest
 import torch
 import torch.nn.functional as F
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: one thread avoids OpenMP hand-offs (slow on a busy 2-core box)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def unit(n, d, dtype=torch.float64, seed=0):

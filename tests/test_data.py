@@ -34,8 +34,6 @@ from tether.data import (
 )
 from tether.preprocess import PreprocessConfig
 
-FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-TUXPAINT_DIR = Path("/usr/share/tuxpaint/stamps")
 BAD_PNG = b"\x89PNG\r\n\x1a\n" + b"not really a png" * 4
 
 
@@ -413,9 +411,7 @@ def test_build_source_errors(tmp_path):
 # -------------------------------------------------------------------- real datasets
 
 
-@pytest.mark.skipif(not (FMNIST_DIR / "train-images-idx3-ubyte.gz").is_file(),
-                    reason="dataset-fashion-mnist not installed")
-def test_fashion_mnist(tmp_path):
+def test_fashion_mnist(tmp_path, fashion_mnist):
     from tether.data import build_fashion_mnist, fashion_mnist_arrays, fashion_mnist_source
 
     for split, n in (("train", 60000), ("test", 10000)):
@@ -455,8 +451,7 @@ def test_fashion_mnist(tmp_path):
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(first.image))), fashion_mnist_arrays("train")[0][0])
 
 
-@pytest.mark.skipif(not TUXPAINT_DIR.is_dir(), reason="tuxpaint-stamps-default not installed")
-def test_tuxpaint_stamps(tmp_path):
+def test_tuxpaint_stamps(tmp_path, tuxpaint_stamps):
     from tether.data import TuxPaintSource, build_tuxpaint
 
     src = TuxPaintSource()

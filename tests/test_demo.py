@@ -1,6 +1,5 @@
 """tether demo end to end, shortened: every artefact it promises is written and loadable."""
 import json
-import os
 
 import pytest
 import torch
@@ -8,8 +7,7 @@ import torch
 import tether
 from tether.cli.main import main
 
-pytestmark = pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-mnist"),
-                                reason="needs Debian's dataset-fashion-mnist")
+pytestmark = pytest.mark.usefixtures("fashion_mnist")   # skips without the dataset (tests/conftest.py)
 
 
 def test_short_demo_writes_model_report_and_results(tmp_path, capsys):

@@ -8,7 +8,6 @@ each with ``clip_loss`` / ``siglip_loss`` on the whole batch in this process. A 
 import importlib.util
 import json
 import math
-import os
 from pathlib import Path
 
 import pytest
@@ -132,12 +131,8 @@ def test_single_process_falls_back_to_the_plain_losses():
     assert ctx.wrap_loss(fn, None) is fn
 
 
-needs_fmnist = pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-mnist"),
-                                  reason="needs Debian's dataset-fashion-mnist")
-
-
 @pytest.fixture(scope="module")
-def train_run(tmp_path_factory):
+def train_run(tmp_path_factory, fashion_mnist):
     """``tether train`` under torchrun, 2 processes, SigLIP ring with tiled blocks, 4 steps."""
     tmp = tmp_path_factory.mktemp("train")
     out, marker = tmp / "run", tmp / "spy"
@@ -150,7 +145,6 @@ def train_run(tmp_path_factory):
     return out, marker
 
 
-@needs_fmnist
 def test_tether_train_under_torchrun(train_run):
     out, marker = train_run
     # Only rank 0 saves the model and writes logs; both ranks took 4 steps.
@@ -166,7 +160,6 @@ def test_tether_train_under_torchrun(train_run):
         assert [int(line.split()[0]) for line in lines] == [0, 1, 2, 3]
 
 
-@needs_fmnist
 def test_ranks_train_on_different_samples(train_run):
     _, marker = train_run
     first = [(marker.parent / f"spy.batches_rank{rank}").read_text().splitlines()[0] for rank in range(2)]

@@ -9,7 +9,8 @@ import torch
 
 from tether.losses import cosine_distill_loss, l2_distill_loss, similarity_kl_loss
 from losses_common import assert_grads_close, leaf, loss_and_grads, unit
-from losses_common import _one_thread  # noqa: F401  (autouse fixture: one torch thread)
+
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny tensors (tests/conftest.py)
 
 
 def test_cosine_and_l2_distill_against_hand_formulas():

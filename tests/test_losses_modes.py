@@ -8,7 +8,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from tether.losses import DEFAULT_CHUNK_SIZE, clip_loss, infonce_rows, siglip_loss
 from losses_common import leaf, unit
-from losses_common import _one_thread  # noqa: F401  (autouse fixture: one torch thread)
+
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny tensors (tests/conftest.py)
 
 
 def test_no_grad_and_partial_requires_grad():

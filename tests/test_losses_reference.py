@@ -10,7 +10,8 @@ from tether.losses import clip_loss, infonce_rows, siglip_block, siglip_loss
 from tether.losses.infonce import _InfoNCERows, _SymmetricInfoNCE
 from tether.losses.siglip import _SigLIPBlock
 from losses_common import leaf, unit
-from losses_common import _one_thread  # noqa: F401  (autouse fixture: one torch thread)
+
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny tensors (tests/conftest.py)
 
 
 # --------------------------------------------------------------------------------------------

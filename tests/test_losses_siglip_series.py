@@ -10,7 +10,8 @@ import torch.nn.functional as F
 import tether.losses._siglip_sweep as sweep
 from tether.losses import siglip_block, siglip_loss
 from losses_common import assert_grads_close, loss_and_grads, unit
-from losses_common import _one_thread  # noqa: F401  (autouse fixture: one torch thread)
+
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny tensors (tests/conftest.py)
 
 EPS32 = torch.finfo(torch.float32).eps
 

@@ -7,7 +7,8 @@ import torch
 
 from tether.losses import clip_loss, infonce_rows, siglip_block, siglip_loss
 from losses_common import assert_grads_close, loss_and_grads, unit
-from losses_common import _one_thread  # noqa: F401  (autouse fixture: one torch thread)
+
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny tensors (tests/conftest.py)
 
 
 SIZES = [  # (N, d, chunk): N % chunk != 0, chunk >= N, chunk = 1, exact multiples

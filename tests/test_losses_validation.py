@@ -8,7 +8,8 @@ import torch
 from tether.losses import (clip_loss, cosine_distill_loss, infonce_rows, l2_distill_loss, siglip_block,
                            siglip_loss, similarity_kl_loss)
 from losses_common import unit
-from losses_common import _one_thread  # noqa: F401  (autouse fixture: one torch thread)
+
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny tensors (tests/conftest.py)
 
 
 def test_shape_errors_name_both_shapes():

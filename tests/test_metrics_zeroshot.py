@@ -7,10 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import tether
 from tether.metrics import ZeroShotClassifier, classification_metrics, zero_shot_eval
 from tether.metrics.templates import (TEMPLATE_SETS, get_templates, load_templates, resolve_templates)
-from tether.tokenizer import Tokenizer
 
 DIM = 16
 
@@ -48,11 +46,8 @@ def test_class_specific_prompts_are_used_verbatim():
         ZeroShotClassifier.build(fake_embedder, ["cat", "dog", "bird"], prompts)
 
 
-def test_build_with_an_aligned_model_uses_embed_texts_and_its_logit_scale():
-    torch.manual_seed(0)
-    model = tether.create_model("tiny-vit-28").eval()
-    model.tokenizer = Tokenizer.train_bpe([f"a photo of a {w}." for w in ("cat", "dog", "car")] * 4,
-                                          vocab_size=600, context_length=16)
+def test_build_with_an_aligned_model_uses_embed_texts_and_its_logit_scale(tiny_model):
+    model = tiny_model
     classes = ["cat", "dog", "car"]
     clf = ZeroShotClassifier.build(model, classes, ["a photo of a {}.", "a {}"])
     want = F.normalize(F.normalize(model.embed_texts(["a photo of a cat.", "a cat"]), dim=-1).mean(0), dim=0)

@@ -28,13 +28,7 @@ NO_FIXTURES = pytest.param(None, marks=pytest.mark.skip(
 TOL = 1e-5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: thread hand-offs cost more than the maths (and a lot on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny models (tests/conftest.py)
 
 
 def _meta(case):
@@ -175,11 +169,8 @@ def test_export_and_reload_round_trip(name, custom_text, tmp_path):
     assert reloaded.config.vision == model.config.vision and reloaded.config.text == model.config.text
 
 
-def test_save_goes_through_the_model_and_keeps_the_tokenizer(tmp_path):
-    from tether.tokenizer import Tokenizer
-    model = create_model("tiny-vit-28").eval()
-    model.tokenizer = Tokenizer.train_bpe(["a photo of a cat", "a photo of a dog"] * 20, vocab_size=600,
-                                          context_length=model.config.text.context_length)
+def test_save_goes_through_the_model_and_keeps_the_tokenizer(tmp_path, tiny_model):
+    model = tiny_model
     model.save(tmp_path / "oc", format="open_clip")
     reloaded = tether.load(tmp_path / "oc")
     assert torch.equal(reloaded.tokenizer(["a cat"]), model.tokenizer(["a cat"]))

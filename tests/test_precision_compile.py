@@ -21,7 +21,6 @@ data a learnable synthetic task in memory, so the file needs no dataset except f
 from __future__ import annotations
 
 import json
-import os
 import shutil
 
 import pytest
@@ -41,14 +40,9 @@ from tether.train.trainer import Trainer
 BF16 = torch.bfloat16
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP hand-offs (slow on a busy 2-core box) and keeps
-    the inductor kernels built for one thread."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+# Tiny tensors: one thread avoids OpenMP hand-offs (tests/conftest.py) and keeps the inductor
+# kernels built for one thread.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(autouse=True)
@@ -289,9 +283,7 @@ def test_bf16_training_runs_in_bf16_keeps_fp32_weights_and_tracks_fp32(tmp_path)
     assert sum(bf16_losses[-5:]) == pytest.approx(sum(fp32_losses[-5:]), rel=0.1)
 
 
-@pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-mnist"),
-                    reason="needs Debian's dataset-fashion-mnist")
-def test_bf16_train_api_saves_an_fp32_model_that_loads(tmp_path):
+def test_bf16_train_api_saves_an_fp32_model_that_loads(tmp_path, fashion_mnist):
     """``tether.train.train`` with precision bf16 (and the gradient cache) on Fashion-MNIST."""
     from tether.train.run import train
     out = tmp_path / "run"

@@ -7,22 +7,12 @@ from PIL import Image
 
 import tether
 from tether.checkpoints import CheckpointError, detect_format
-from tether.checkpoints.attach import attach_processors
 from tether.preprocess import ImageDecodeError
-from tether.tokenizer import Tokenizer
-
-CAPTIONS = [f"a photo of a {c} {t}" for c in ("red", "green", "blue", "small", "large")
-            for t in ("cat", "dog", "shirt", "shoe", "bag", "coat", "sneaker", "trouser")] * 4
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    m = tether.create_model("tiny-vit-28")
-    tok = Tokenizer.train_bpe(CAPTIONS, vocab_size=600, context_length=m.config.text.context_length)
-    assert tok.vocab_size <= m.config.text.vocab_size
-    attach_processors(m, tokenizer=tok)
-    return m.eval()
+def model(tiny_model):
+    return tiny_model                                       # tests/conftest.py
 
 
 def _images(tmp_path, n=3):

@@ -15,8 +15,7 @@ from tether.train.config import load_train_config
 from tether.train.run import prepare_model
 from tether.train.schedule import lr_at
 
-pytestmark = pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-mnist"),
-                                reason="needs Debian's dataset-fashion-mnist")
+pytestmark = pytest.mark.usefixtures("fashion_mnist")   # skips without the dataset (tests/conftest.py)
 
 
 def test_config_errors_name_the_key(tmp_path):

@@ -29,9 +29,19 @@ symbols and abbreviation/sentence-end heuristics that look across captions).
 from __future__ import annotations
 
 import re
-from re import _constants as _sre  # noqa: the parser is used only to find first characters
-from re import _parser as _sre_parser
 from typing import Iterable
+
+# The regex parser is used only to find the characters a rule can start with. It is
+# re._parser / re._constants from Python 3.11 on (sre_parse / sre_constants, deprecated there);
+# Python 3.10 has only the sre_* names and no possessive repeats or atomic groups.
+try:
+    from re import _constants as _sre
+    from re import _parser as _sre_parser
+except ImportError:                                   # Python 3.10
+    import sre_constants as _sre  # type: ignore[no-redef]
+    import sre_parse as _sre_parser  # type: ignore[no-redef]
+_REPEATS = tuple(getattr(_sre, name) for name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT") if hasattr(_sre, name))
+_ATOMIC_GROUP = getattr(_sre, "ATOMIC_GROUP", object())  # a sentinel no parsed op is on 3.10
 
 __all__ = ["PUNCTUATIONS", "ptb_tokenize", "ptb_tokenize_many"]
 
@@ -339,7 +349,7 @@ def _first_set(seq, icase=False):
             if not n:
                 return out, False
             continue
-        if op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT, _sre.POSSESSIVE_REPEAT):
+        if op in _REPEATS:
             lo, hi, p = av
             f, n = _first_set(p, icase)
             if f is None:
@@ -348,7 +358,7 @@ def _first_set(seq, icase=False):
             if lo > 0 and not n:
                 return out, False
             continue
-        if op is _sre.ATOMIC_GROUP:
+        if op is _ATOMIC_GROUP:
             f, n = _first_set(av, icase)
             if f is None:
                 return None, False
