@@ -19,6 +19,7 @@ This module imports nothing from tether, so any module may use it.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -52,15 +53,24 @@ def _default_mode(directory: bool = False) -> int:
     return (0o777 if directory else 0o666) & ~_umask()
 
 
+# A folder that cannot be fsynced (no read permission, a file system without directory fsync)
+# only loses the rename's durability on power loss, never atomicity: not worth failing a write.
+_NO_DIRECTORY_FSYNC = {errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EACCES, errno.EPERM, errno.EISDIR}
+
+
 def _fsync_path(path: Path, directory: bool = False) -> None:
     if directory and os.name == "nt":
         return                                            # Windows cannot open a folder for fsync
     flags = os.O_RDONLY if directory or os.name != "nt" else os.O_RDWR
-    fd = os.open(path, flags)
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fd = os.open(path, flags)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as err:
+        if not directory or err.errno not in _NO_DIRECTORY_FSYNC:
+            raise
 
 
 class PendingFile:
