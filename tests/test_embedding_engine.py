@@ -11,6 +11,7 @@ from tether.data import (DIGIT_CLASSES, DIGIT_TEMPLATES, ListSource, Sample, Ski
                          format_caption)
 from tether.data.sample import SampleRandom, mix_seed
 from tether.embedding import embed
+from tether.preprocess import ImageDecodeError
 from tether.tokenizer import Tokenizer
 
 
@@ -82,6 +83,8 @@ def test_bad_inputs_are_skipped_and_counted_by_reason(model, image_files, tmp_pa
     assert "empty text" in texts.skips.summary()
     everything_bad = embed(model, "image", [corrupt])
     assert everything_bad.vectors.shape == (0, 64) and everything_bad.skips.skipped == 1
+    with pytest.raises(ImageDecodeError, match="corrupt.jpg"):  # strict: what embed_images uses
+        embed(model, "image", inputs, strict=True)
 
 
 def test_sources_give_sample_keys_captions_and_skips(model):

@@ -48,7 +48,7 @@ class Embeddings:
 
 def embed(model: Any, modality: str, inputs: Any, *, batch_size: int | None = None, workers: int = 0,
           precision: str = "fp32", device: str | torch.device | None = None, progress: bool = False,
-          skips: SkipStats | None = None) -> Embeddings:
+          skips: SkipStats | None = None, strict: bool = False) -> Embeddings:
     """Embed ``inputs`` of ``modality`` with ``model``.
 
     ``inputs``: a list of raw inputs (paths, PIL images, bytes, strings, numpy arrays; one such
@@ -59,6 +59,8 @@ def embed(model: Any, modality: str, inputs: Any, *, batch_size: int | None = No
     :class:`SkipStats` to add to one you keep), never fatal. ``precision``: fp32, bf16 (autocast,
     CPU or GPU) or fp16 (CUDA only). ``device``: where to run; default the model's (the model is
     moved there otherwise). The model runs in eval mode and gets its mode back afterwards.
+    ``strict``: a bad input raises its own error (naming it) instead of being skipped; this is
+    what ``embed_images`` / ``embed_texts`` use, whose rows must line up with their inputs.
     """
     batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -69,7 +71,7 @@ def embed(model: Any, modality: str, inputs: Any, *, batch_size: int | None = No
     precision_context = autocast(precision, device)
     processor = model.processors.get(modality)
     prepare = functools.partial(get_modality(modality).prepare, processor)
-    batches = make_batches(inputs, modality, processor, prepare, batch_size)
+    batches = make_batches(inputs, modality, processor, prepare, batch_size, strict)
     stats = skips if skips is not None else SkipStats()
     if isinstance(inputs, torch.Tensor):
         workers = 0  # nothing to decode

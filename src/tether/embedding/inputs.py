@@ -31,7 +31,8 @@ Prepare = Callable[[Any], Any]  # one raw input -> one row (modality.prepare bou
 class _Batch:
     """Accumulates one batch: rows, ids, samples and skip records."""
 
-    def __init__(self) -> None:
+    def __init__(self, strict: bool = False) -> None:
+        self.strict = strict
         self.rows: list[Any] = []
         self.ids: list[str] = []
         self.samples: list[Sample] = []
@@ -48,6 +49,8 @@ class _Batch:
         try:
             row = prepare(item)
         except (ValueError, OSError) as exc:
+            if self.strict:
+                raise
             self.skip(key, skip_reason(exc), str(exc))
             return
         self.rows.append(row)
@@ -73,14 +76,16 @@ def item_id(index: int, item: Any) -> str:
 class ItemBatches(Dataset):
     """A list of raw inputs (paths, PIL images, bytes, strings, arrays) in batches."""
 
-    def __init__(self, items: Sequence[Any], prepare: Prepare, collate: Callable, batch_size: int) -> None:
+    def __init__(self, items: Sequence[Any], prepare: Prepare, collate: Callable, batch_size: int,
+                 strict: bool = False) -> None:
         self.items, self.prepare, self.collate, self.batch_size = items, prepare, collate, batch_size
+        self.strict = strict
 
     def __len__(self) -> int:
         return -(-len(self.items) // self.batch_size)
 
     def __getitem__(self, j: int) -> dict:
-        batch = _Batch()
+        batch = _Batch(self.strict)
         start = j * self.batch_size
         for i in range(start, min(start + self.batch_size, len(self.items))):
             batch.add(item_id(i, self.items[i]), self.items[i], self.prepare)
@@ -122,9 +127,10 @@ class SourceBatches(Dataset):
     (``processor.config``: image_size, mean, std), a batch of its images is made in one call.
     """
 
-    def __init__(self, source: Any, modality: str, processor: Any, prepare: Prepare, batch_size: int) -> None:
+    def __init__(self, source: Any, modality: str, processor: Any, prepare: Prepare, batch_size: int,
+                 strict: bool = False) -> None:
         self.source, self.modality, self.processor = source, modality, processor
-        self.prepare, self.batch_size = prepare, batch_size
+        self.prepare, self.batch_size, self.strict = prepare, batch_size, strict
         self.fast = (SAMPLE_FIELDS.get(modality) == "image" and hasattr(source, "pixel_batch")
                      and hasattr(getattr(processor, "config", None), "image_size"))
 
@@ -132,7 +138,7 @@ class SourceBatches(Dataset):
         return -(-len(self.source) // self.batch_size)
 
     def __getitem__(self, j: int) -> dict:
-        batch = _Batch()
+        batch = _Batch(self.strict)
         start = j * self.batch_size
         for i in range(start, min(start + self.batch_size, len(self.source))):
             try:
@@ -165,9 +171,9 @@ class StreamBatches(IterableDataset):
     """
 
     def __init__(self, source: WebDatasetSource, modality: str, prepare: Prepare, collate: Callable,
-                 batch_size: int) -> None:
+                 batch_size: int, strict: bool = False) -> None:
         self.source, self.modality, self.prepare = source, modality, prepare
-        self.collate, self.batch_size = collate, batch_size
+        self.collate, self.batch_size, self.strict = collate, batch_size, strict
 
     def __len__(self) -> int:
         return -(-len(self.source) // self.batch_size)
@@ -177,12 +183,12 @@ class StreamBatches(IterableDataset):
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         src = self.source
         shards = src.unit_shards(src.shard_order(0, 0, shuffle=False), worker, workers)
-        batch = _Batch()
+        batch = _Batch(self.strict)
         for record in src.unit_records(shards, mix_seed(0, 0, worker)):
             _add_sample(batch, record_to_sample(record), self.modality, self.prepare)
             if batch.positions == self.batch_size:
                 yield batch.finish(self.collate)
-                batch = _Batch()
+                batch = _Batch(self.strict)
         if batch.positions:
             yield batch.finish(self.collate)
 
@@ -192,22 +198,25 @@ def is_source(inputs: Any) -> bool:
     return isinstance(inputs, WebDatasetSource) or (hasattr(inputs, "sample") and hasattr(inputs, "__len__"))
 
 
-def make_batches(inputs: Any, modality: str, processor: Any, prepare: Prepare,
-                 batch_size: int) -> Dataset | IterableDataset:
-    """The batch dataset for ``inputs``; see :func:`tether.embedding.embed` for what is accepted."""
+def make_batches(inputs: Any, modality: str, processor: Any, prepare: Prepare, batch_size: int,
+                 strict: bool = False) -> Dataset | IterableDataset:
+    """The batch dataset for ``inputs``; see :func:`tether.embedding.embed` for what is accepted.
+
+    ``strict``: a bad input raises its error instead of being skipped.
+    """
     if isinstance(inputs, torch.Tensor):
         return TensorBatches(inputs, batch_size)
     if processor is None:
         raise RuntimeError(f"the model has no {modality} processor (model.processors[{modality!r}] is None); "
                            f"attach one to embed raw {modality} inputs")
     if isinstance(inputs, WebDatasetSource):
-        return StreamBatches(inputs, modality, prepare, processor.collate, batch_size)
+        return StreamBatches(inputs, modality, prepare, processor.collate, batch_size, strict)
     if is_source(inputs):
-        return SourceBatches(inputs, modality, processor, prepare, batch_size)
+        return SourceBatches(inputs, modality, processor, prepare, batch_size, strict)
     if isinstance(inputs, (str, os.PathLike, bytes, Image.Image)):
         inputs = [inputs]
     if isinstance(inputs, np.ndarray):
         inputs = list(inputs)
     if not isinstance(inputs, Sequence):
         inputs = list(inputs)
-    return ItemBatches(inputs, prepare, processor.collate, batch_size)
+    return ItemBatches(inputs, prepare, processor.collate, batch_size, strict)
