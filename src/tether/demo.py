@@ -16,9 +16,7 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
+from .io import atomic_file, atomic_write_json, atomic_write_text
 from .train.config import OptimConfig, TrainConfig
 
 DEMO_DEFAULTS = dict(steps=1500, batch_size=256, lr=1e-3)
@@ -49,29 +47,31 @@ def run_demo(out_dir: str | Path, loss: str = "clip", steps: int = DEMO_DEFAULTS
     metrics = evaluate_fashion_mnist(model, out, progress=progress)
     metrics.update(loss=loss, steps=steps, batch_size=batch_size, train_seconds=round(train_seconds, 1),
                    total_seconds=round(time.perf_counter() - started, 1))
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    atomic_write_json(out / "metrics.json", metrics)
     plot_training_curve(out / "log.jsonl", out / "training_loss.png")
-    (out / "report.md").write_text(report_markdown(metrics))
+    atomic_write_text(out / "report.md", report_markdown(metrics))
     return metrics
 
 
 def evaluate_fashion_mnist(model, out: Path, progress: bool = True) -> dict:
-    """Zero-shot (held-out phrasings), linear probe and score distributions on the test split."""
-    from .data import FASHION_MNIST_CLASSES, HELDOUT_TEMPLATES, fashion_mnist_source
-    from .metrics import result_record, write_result
-    from .metrics.linear_probe import linear_probe
-    from .metrics.scores import pair_scores, plot_score_histograms, summarize_scores
-    from .metrics.zeroshot import ZeroShotClassifier
+    """Zero-shot (held-out phrasings), linear probe and score distributions on the test split.
 
-    test_emb, test_labels = _embed_split(model, fashion_mnist_source("test"))
-    train_emb, train_labels = _embed_split(model, fashion_mnist_source("train"), limit=10000)
-    classes = list(FASHION_MNIST_CLASSES)
-    classifier = ZeroShotClassifier.build(model, classes, list(HELDOUT_TEMPLATES))
-    zs = classifier.evaluate(test_emb, test_labels)
-    probe = linear_probe(train_emb, train_labels, test_emb, test_labels, num_classes=10, seed=0)
-    captions = [f"an image of a {classes[i].lower()}." for i in test_labels.tolist()]
-    scores = pair_scores(test_emb, model.embed_texts(captions))
-    plot_score_histograms(scores, out / "clip_scores.png", groups=[classes[i] for i in test_labels.tolist()],
+    One call to the evaluation driver embeds the 10,000 test images and the first 10,000 training
+    images (for the probe) once each; the score distribution reuses the test embeddings.
+    """
+    from .data import FASHION_MNIST_CLASSES, HELDOUT_TEMPLATES
+    from .embedding import embed
+    from .metrics import result_record, write_result
+    from .metrics.evaluate import BUILTIN, evaluate
+    from .metrics.scores import pair_scores, plot_score_histograms, summarize_scores
+
+    run = evaluate(model, BUILTIN["fashion_mnist"], ["zeroshot", "linear_probe"], templates=list(HELDOUT_TEMPLATES),
+                   train_limit=10000, batch_size=1000, progress=progress)
+    zs, probe = run.metrics["zeroshot"], run.metrics["linear_probe"]
+    classes, test_labels = list(FASHION_MNIST_CLASSES), run.test.labels.tolist()
+    captions = [f"an image of a {classes[i].lower()}." for i in test_labels]
+    scores = pair_scores(run.test.images, embed(model, "text", captions, batch_size=256).vectors)
+    plot_score_histograms(scores, out / "clip_scores.png", groups=[classes[i] for i in test_labels],
                           title="Fashion-MNIST test: cosine(image, 'an image of a <class>.')")
     name = "tether-demo-" + model.config.family
     results = out / "results"
@@ -85,19 +85,6 @@ def evaluate_fashion_mnist(model, out: Path, progress: bool = True) -> dict:
             "zeroshot_per_class": dict(zip(classes, _per_class(zs))),
             "linear_probe_acc1": probe["lp_acc1"], "linear_probe_l2_lambda": probe.get("l2_lambda"),
             "clip_score_mean": float(summary["mean"]), "clip_score_std": float(summary["std"])}
-
-
-def _embed_split(model, source, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Embed an ArraySource's images with the vectorised pixel path."""
-    n = len(source) if limit is None else min(limit, len(source))
-    pre = model.preprocessor.config
-    out = []
-    with torch.inference_mode():
-        for start in range(0, n, 1000):
-            idx = np.arange(start, min(n, start + 1000))
-            pixels = source.pixel_batch(idx, pre.image_size, pre.mean, pre.std)
-            out.append(model.encode_image(pixels, normalize=True).float())
-    return torch.cat(out), torch.as_tensor(source.labels[:n])
 
 
 def _scalars(metrics: dict) -> dict:
@@ -126,7 +113,8 @@ def plot_training_curve(log_path: Path, png: Path) -> None:
     ax.set_title("tether demo: training loss")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(str(png), dpi=100)
+    with atomic_file(png) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
 
 
 def report_markdown(m: dict) -> str:

@@ -24,6 +24,9 @@ def add_parser(sub) -> None:
     p.add_argument("--texts", help="text file, one text per line")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=0, help="DataLoader processes decoding inputs (0: in process)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                   help="fp32, bf16 (autocast, CPU or GPU) or fp16 (CUDA only)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.add_argument("--query", action="append", default=[],
                    help="print the 5 nearest images for this text (repeatable)")
@@ -31,33 +34,40 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from tether.embed import embed_image_files, embed_text_lines, find_images, write_embeddings
+    from tether.data.skips import SkipStats
+    from tether.embedding import embed, find_images, write_embeddings
     from tether.models.registry import resolve_model
 
     if not args.images and not args.texts and not args.query:
         raise ValueError("nothing to embed: give --images and/or --texts")
     model = resolve_model(args.model).to(args.device)
+    options = dict(workers=args.workers, precision=args.precision, device=args.device)
     images = None
     if args.images:
         paths = find_images(args.images)
         if not paths:
             raise ValueError(f"no image files found in {args.images}")
-        images = embed_image_files(model, paths, batch_size=args.batch_size)
-        write_embeddings(images, args.out, "images")
-        print(f"images: {len(images.items)} embedded, {len(images.failures)} skipped -> {Path(args.out) / 'images.safetensors'}")
-        for item, reason in images.failures[:10]:
-            print(f"  skipped {item}: {reason}", file=sys.stderr)
+        images = embed(model, "image", paths, batch_size=args.batch_size, progress=True,
+                       skips=SkipStats(max_examples=len(paths)), **options)
+        _report("images", write_embeddings(images, args.out, "images"), images)
     if args.texts:
         lines = Path(args.texts).read_text(encoding="utf-8").splitlines()
-        texts = embed_text_lines(model, lines, batch_size=max(args.batch_size, 256))
-        write_embeddings(texts, args.out, "texts")
-        print(f"texts: {len(texts.items)} embedded, {len(texts.failures)} skipped -> {Path(args.out) / 'texts.safetensors'}")
-    if args.query and images is not None and len(images.items):
-        queries = model.embed_texts(args.query)
-        scores = queries @ images.embeddings.T
+        texts = embed(model, "text", lines, batch_size=max(args.batch_size, 256), progress=True,
+                      skips=SkipStats(max_examples=len(lines)), **options)
+        _report("texts", write_embeddings(texts, args.out, "texts"), texts)
+    if args.query and images is not None and len(images):
+        queries = embed(model, "text", args.query, **options).vectors
+        scores = queries @ images.vectors.T
         for q, row in zip(args.query, scores):
             top = row.topk(min(5, row.numel()))
             print(f"query {q!r}:")
             for s, i in zip(top.values.tolist(), top.indices.tolist()):
-                print(f"  {s:+.3f}  {images.items[i]}")
+                print(f"  {s:+.3f}  {images.ids[i]}")
     return 0
+
+
+def _report(what: str, path: Path, result) -> None:
+    print(f"{what}: {len(result)} embedded, {result.skips.skipped} skipped -> {path}")
+    shown = [(key, detail) for examples in result.skips.examples.values() for key, detail in examples]
+    for key, detail in shown[:10]:
+        print(f"  skipped {key}: {detail}", file=sys.stderr)

@@ -29,14 +29,16 @@ def add_parser(sub) -> None:
     p.add_argument("--templates", help="template set name or a file with one template per line ({} = class)")
     p.add_argument("--out", required=True, help="output folder (or CSV path with merge)")
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0, help="DataLoader processes decoding inputs (0: in process)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                   help="fp32, bf16 (autocast, CPU or GPU) or fp16 (CUDA only)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     if args.paths and args.paths[0] == "merge":
         return merge(args.paths[1:], args.out)
-    from tether.metrics.tasks import TASKS, resolve_dataset, run_tasks
+    from tether.metrics.evaluate import TASKS, resolve_dataset, run_tasks
     from tether.models.registry import resolve_model
     if not args.model or not args.dataset:
         raise ValueError("give --model and at least one --dataset (or use `tether eval merge`)")
@@ -44,7 +46,8 @@ def run(args) -> int:
     tasks = args.task or list(TASKS[:3])
     for spec in args.dataset:
         files = run_tasks(model, args.model_name or args.model, resolve_dataset(spec, args.train_data), tasks,
-                          args.out, templates=args.templates, batch_size=args.batch_size, workers=args.workers)
+                          args.out, templates=args.templates, batch_size=args.batch_size, workers=args.workers,
+                          precision=args.precision)
         for f in files:
             print(f)
     return 0

@@ -66,15 +66,13 @@ from ..preprocess import ImageDecodeError, ImagePreprocessor, PreprocessConfig
 from .loader import PairLoader
 from .order import epoch_permutation, key_int, round_robin_steps
 from .sample import Sample, SampleRandom, SkipSample, mix_seed, resolve_rank_world
-from .skips import SkipStats
+from .skips import SkipStats, skip_reason
 from .sources import Source
 from .webdataset import SKIP_REASON_KEY, WebDatasetSource, record_to_sample
 
 # PairLoader, SkipStats and epoch_permutation live in loader.py, skips.py and order.py; they stay
 # importable from here, where they used to be defined.
 __all__ = ["PairDataset", "PairLoader", "SkipStats", "epoch_permutation"]
-
-_NOT_FOUND = ("file not found", "path is a directory")
 
 
 
@@ -239,8 +237,7 @@ class PairDataset(IterableDataset):
         try:
             pixels = self._pixels(sample.image, sample_seed)
         except ImageDecodeError as exc:
-            reason = "missing_image" if exc.reason in _NOT_FOUND else "corrupt_image"
-            skip.append({"key": key, "reason": reason, "detail": exc.reason})
+            skip.append({"key": key, "reason": skip_reason(exc), "detail": exc.reason})
             return
         except Exception as exc:  # never let one sample stop a run
             skip.append({"key": key, "reason": "corrupt_image", "detail": f"{type(exc).__name__}: {exc}"})

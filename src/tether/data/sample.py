@@ -39,6 +39,9 @@ SKIP_REASONS = {
     "missing_caption": "no caption (no sidecar .txt / no .txt member)",
     "unreadable_shard": "the shard file is missing or truncated; its remaining records are skipped",
     "source_error": "the source raised an unexpected error for this sample",
+    "unreadable_input": "an input could not be read (OSError)",
+    "invalid_input": "an input was rejected by its modality's processor (e.g. an empty text)",
+    "missing_input": "a sample has nothing for the embedded modality",
 }
 
 #: File extensions read as images (lowercase, with the dot).

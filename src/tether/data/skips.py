@@ -6,7 +6,23 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-__all__ = ["SkipStats"]
+__all__ = ["SkipStats", "skip_reason"]
+
+_NOT_FOUND = ("file not found", "path is a directory")
+
+
+def skip_reason(exc: BaseException) -> str:
+    """The counted reason for an input that could not be turned into a row (see ``SKIP_REASONS``)."""
+    from ..preprocess import ImageDecodeError
+    from .sample import SkipSample
+
+    if isinstance(exc, SkipSample):
+        return exc.reason
+    if isinstance(exc, ImageDecodeError):
+        return "missing_image" if exc.reason in _NOT_FOUND else "corrupt_image"
+    if isinstance(exc, OSError):
+        return "unreadable_input"
+    return "invalid_input"
 
 
 class SkipStats:

@@ -1,150 +1,111 @@
-"""Evaluation tasks over datasets: what ``tether eval`` runs.
+"""The evaluation tasks the driver (:mod:`tether.metrics.evaluate`) runs on embedded splits.
 
-Each (dataset, model, task) gives one result record in CLIP_benchmark's JSON
-format (see ``result_record``), written as ``<dataset>__<model>__<task>.json``
-with a plot beside it. Built-in datasets use their held-out split for testing and
-their training split where a task needs one (linear probe features, the caption
-pool for captioning); a user's own data is named ``TYPE:PATH`` (manifest,
-webdataset, folder), for example ``manifest:data/val.csv``.
+A task gets a :class:`Job`: the model, the test split (and the training split where it needs
+one: the linear probe's features, the caption pool for captioning), the prompt templates, and
+where to draw its plot. It returns its metrics under CLIP_benchmark's key names.
 """
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
+
+from ..data.skips import SkipStats
+from ..embedding import embed
 
 TASKS = ("zeroshot", "retrieval", "linear_probe", "captioning")
 TASK_NAMES = {"zeroshot": "zeroshot_classification", "retrieval": "zeroshot_retrieval",
               "linear_probe": "linear_probe", "captioning": "captioning"}
+NEEDS_TRAIN = frozenset({"linear_probe", "captioning"})
+TEXT_BATCH_SIZE = 256
 
 
 @dataclass
-class EvalDataset:
+class Split:
+    """One data split embedded once: image embeddings with each row's caption, label and extra."""
+
     name: str
-    test: dict[str, Any]
-    train: dict[str, Any] | None = None
-    templates: str = "general"
+    images: torch.Tensor          # (N, D) float32, L2-normalised
+    texts: list[str]              # the caption of each row (stripped, never empty)
+    labels: torch.Tensor          # (N,) int64, -1 where unknown
+    extras: list[dict]
+    class_names: list[str] | None
+    skips: SkipStats
+
+    def __len__(self) -> int:
+        return len(self.texts)
 
 
-BUILTIN = {
-    "fashion_mnist": EvalDataset("fashion_mnist", {"type": "fashion_mnist", "split": "test"},
-                                 {"type": "fashion_mnist", "split": "train"}, "clothing"),
-    "tuxpaint": EvalDataset("tuxpaint", {"type": "tuxpaint", "split": "validation"},
-                            {"type": "tuxpaint", "split": "train"}, "clipart"),
-    "digits": EvalDataset("digits", {"type": "digits", "split": "test"}, {"type": "digits", "split": "train"},
-                          "digits"),
-}
+@dataclass
+class Job:
+    """What a task works on."""
+
+    model: Any
+    test: Split
+    train: Split | None = None
+    templates: Any = "general"
+    plot_prefix: str | None = None      # plots go to f"{plot_prefix}{task}.png"; None: no plots
+    max_retrieval: int | None = None    # retrieval on the first rows only (training-time evaluation)
+    engine: dict[str, Any] = field(default_factory=dict)  # workers, precision, device, progress
+
+    def embed_texts(self, texts: list[str]) -> torch.Tensor:
+        result = embed(self.model, "text", texts, batch_size=TEXT_BATCH_SIZE, **self.engine)
+        if len(result) != len(texts):
+            raise ValueError(f"{self.test.name}: {result.skips.summary('texts')}; every caption must embed")
+        return result.vectors
+
+    def plot(self, task: str) -> Path | None:
+        return None if self.plot_prefix is None else Path(f"{self.plot_prefix}{task}.png")
 
 
-def resolve_dataset(spec: str, train_spec: str | None = None) -> EvalDataset:
-    """A built-in name, or ``TYPE:PATH`` for a user's manifest, shards or folder."""
-    if spec in BUILTIN:
-        return BUILTIN[spec]
-    if ":" not in spec:
-        raise ValueError(f"unknown dataset {spec!r}: use one of {', '.join(BUILTIN)} or TYPE:PATH "
-                         "(manifest:pairs.csv, webdataset:shards/, folder:images/)")
-    kind, path = spec.split(":", 1)
-    train = None
-    if train_spec:
-        train_kind, train_path = train_spec.split(":", 1) if ":" in train_spec else (kind, train_spec)
-        train = {"type": train_kind, "path": train_path}
-    return EvalDataset(_slug(Path(path).stem or kind), {"type": kind, "path": path}, train)
-
-
-def run_tasks(model, model_name: str, dataset: EvalDataset, tasks: list[str], out_dir: str | Path,
-              templates: Any = None, batch_size: int = 256, workers: int = 0) -> list[Path]:
-    """Run ``tasks`` on ``dataset``; returns the result files written."""
-    from .results import result_record, write_result
-    for task in tasks:
-        if task not in TASKS:
-            raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
-    out_dir = Path(out_dir)
-    test = _Split(model, dataset.test, batch_size, workers)
-    train = _Split(model, dataset.train, batch_size, workers) if dataset.train else None
-    written = []
-    for task in tasks:
-        stem = out_dir / f"{dataset.name}__{_slug(model_name)}__{task}"
-        metrics = TASK_FUNCTIONS[task](model, test, train, templates or dataset.templates, stem)
-        metrics["skipped_samples"] = test.skipped()
-        record = result_record(dataset.name, model_name, TASK_NAMES[task], metrics)
-        written.append(write_result(stem.with_suffix(".json"), record))
-    return written
-
-
-class _Split:
-    """A data split embedded once, lazily, and shared by the tasks that need it."""
-
-    def __init__(self, model, spec: dict, batch_size: int, workers: int) -> None:
-        from ..data import PairDataset, PairLoader, build_source
-        self.model, self.source = model, build_source(spec)
-        dataset = PairDataset(self.source, model.preprocessor, None, batch_size=batch_size, shuffle=False,
-                              return_extra=True)
-        self.loader = PairLoader(dataset, num_workers=workers)
-        self._cache = None
-
-    def embedded(self) -> tuple[torch.Tensor, list[str], torch.Tensor, list[dict]]:
-        if self._cache is None:
-            from ..embed import embed_pairs
-            self._cache = embed_pairs(self.model, self.loader)
-        return self._cache
-
-    @property
-    def class_names(self) -> list[str] | None:
-        return getattr(self.source, "class_names", None)
-
-    def skipped(self) -> int:
-        return int(self.loader.stats.skipped)
-
-
-def _zeroshot(model, test: _Split, train, templates, stem: Path) -> dict:
+def _zeroshot(job: Job) -> dict:
     from .scores import pair_scores, plot_score_histograms
     from .zeroshot import ZeroShotClassifier
-    images, _, labels, _ = test.embedded()
-    names = test.class_names
+    names, images, labels = job.test.class_names, job.test.images, job.test.labels
     if not names or (labels < 0).any():
-        raise ValueError(f"{test.source.name}: zero-shot classification needs labelled data with class names")
-    classifier = ZeroShotClassifier.build(model, names, templates)
+        raise ValueError(f"{job.test.name}: zero-shot classification needs labelled data with class names")
+    classifier = ZeroShotClassifier.build(job.model, names, job.templates,
+                                          precision=job.engine.get("precision", "fp32"))
     metrics = classifier.evaluate(images, labels)
-    scores = pair_scores(images, classifier.weights[labels])
-    plot_score_histograms(scores, stem.with_suffix(".png"), groups=[names[i] for i in labels.tolist()],
-                          title=f"{test.source.name}: cosine(image, its class's prompt ensemble)")
+    if job.plot("zeroshot") is not None:
+        scores = pair_scores(images, classifier.weights[labels])
+        plot_score_histograms(scores, job.plot("zeroshot"), groups=[names[i] for i in labels.tolist()],
+                              title=f"{job.test.name}: cosine(image, its class's prompt ensemble)")
     return metrics
 
 
-def _retrieval(model, test: _Split, train, templates, stem: Path) -> dict:
+def _retrieval(job: Job) -> dict:
     from .retrieval import retrieval_recall
     from .scores import pair_scores, plot_score_histograms, summarize_scores
-    images, texts, _, _ = test.embedded()
-    text_emb = model.embed_texts(texts)
-    metrics = retrieval_recall(images, text_emb, torch.arange(len(texts)), ks=(1, 5, 10))
+    n = len(job.test) if job.max_retrieval is None else min(len(job.test), job.max_retrieval)
+    images, text_emb = job.test.images[:n], job.embed_texts(job.test.texts[:n])
+    metrics = retrieval_recall(images, text_emb, torch.arange(n), ks=(1, 5, 10))
     scores = pair_scores(images, text_emb)
-    plot_score_histograms(scores, stem.with_suffix(".png"), title=f"{test.source.name}: cosine(image, caption)")
+    if job.plot("retrieval") is not None:
+        plot_score_histograms(scores, job.plot("retrieval"), title=f"{job.test.name}: cosine(image, caption)")
     metrics.update({f"clip_score_{k}": v for k, v in summarize_scores(scores).items()})
     return metrics
 
 
-def _linear_probe(model, test: _Split, train, templates, stem: Path) -> dict:
+def _linear_probe(job: Job) -> dict:
     from .linear_probe import linear_probe
-    if train is None:
-        raise ValueError(f"{test.source.name}: the linear probe needs a training split (--train-data)")
-    x_test, _, y_test, _ = test.embedded()
-    x_train, _, y_train, _ = train.embedded()
-    return linear_probe(x_train, y_train, x_test, y_test, class_names=test.class_names)
+    if job.train is None:
+        raise ValueError(f"{job.test.name}: the linear probe needs a training split (--train-data)")
+    return linear_probe(job.train.images, job.train.labels, job.test.images, job.test.labels,
+                        class_names=job.test.class_names)
 
 
-def _captioning(model, test: _Split, train, templates, stem: Path) -> dict:
+def _captioning(job: Job) -> dict:
     from .captioning import caption_by_retrieval, cider_d
-    if train is None:
-        raise ValueError(f"{test.source.name}: captioning by retrieval needs a training split as caption pool")
-    images, texts, _, extras = test.embedded()
-    _, pool, _, _ = train.embedded()
-    pool = sorted(set(pool))
-    chosen = caption_by_retrieval(images, model.embed_texts(pool), pool)
-    references = {i: _references(text, extra) for i, (text, extra) in enumerate(zip(texts, extras))}
-    score, per_item = cider_d(dict(enumerate(chosen)), references)
+    if job.train is None:
+        raise ValueError(f"{job.test.name}: captioning by retrieval needs a training split as caption pool")
+    pool = sorted(set(job.train.texts))
+    chosen = caption_by_retrieval(job.test.images, job.embed_texts(pool), pool)
+    references = {i: _references(text, extra) for i, (text, extra) in enumerate(zip(job.test.texts,
+                                                                                     job.test.extras))}
+    score, _ = cider_d(dict(enumerate(chosen)), references)
     return {"cider_d": float(score), "n_items": len(chosen),
             "references_per_item": sum(map(len, references.values())) / max(1, len(references))}
 
@@ -158,9 +119,5 @@ def _references(caption: str, extra: dict) -> list[str]:
     return refs
 
 
-TASK_FUNCTIONS = {"zeroshot": _zeroshot, "retrieval": _retrieval, "linear_probe": _linear_probe,
-                  "captioning": _captioning}
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "model"
+TASK_FUNCTIONS: dict[str, Callable[[Job], dict]] = {"zeroshot": _zeroshot, "retrieval": _retrieval,
+                                                    "linear_probe": _linear_probe, "captioning": _captioning}

@@ -117,9 +117,17 @@ def classification_metrics(logits: torch.Tensor, labels: Any, *, class_names: Se
     return out
 
 
-def _text_embedder(model: Any, batch_size: int, progress: bool) -> Callable[[list[str]], torch.Tensor]:
-    if hasattr(model, "embed_texts"):
-        return lambda prompts: model.embed_texts(prompts, batch_size=batch_size, progress=progress)
+def _is_aligned_model(model: Any) -> bool:
+    """A model the embedding engine can run (``encode`` + ``processors``), as opposed to a plain callable."""
+    return hasattr(model, "encode") and hasattr(model, "processors")
+
+
+def _text_embedder(model: Any, batch_size: int, progress: bool,
+                   precision: str = "fp32") -> Callable[[list[str]], torch.Tensor]:
+    if _is_aligned_model(model):
+        from ..embedding import embed
+        return lambda prompts: embed(model, "text", prompts, batch_size=batch_size, progress=progress,
+                                     precision=precision).vectors
     if callable(model):
         def run(prompts: list[str]) -> torch.Tensor:
             out = []
@@ -129,7 +137,7 @@ def _text_embedder(model: Any, batch_size: int, progress: bool) -> Callable[[lis
                            else torch.as_tensor(np.asarray(emb), dtype=torch.float32))
             return torch.cat(out)
         return run
-    raise TypeError("model must have embed_texts (an AlignedModel) or be a callable mapping a list of "
+    raise TypeError("model must be an AlignedModel (encode + processors) or a callable mapping a list of "
                     "strings to a (N, D) embedding matrix")
 
 
@@ -164,11 +172,12 @@ class ZeroShotClassifier:
     # ---- building ---------------------------------------------------------------------
     @classmethod
     def build(cls, model: Any, class_names: Sequence[str], templates: Any = "general", batch_size: int = 256,
-              *, logit_scale: float | None = None, progress: bool = False) -> "ZeroShotClassifier":
+              *, logit_scale: float | None = None, progress: bool = False,
+              precision: str = "fp32") -> "ZeroShotClassifier":
         """Embed every (class, template) prompt, L2-normalise, average per class, renormalise.
 
-        ``model``: an :class:`~tether.models.AlignedModel` (uses ``embed_texts``) or any callable
-        ``list[str] -> (N, D)`` embeddings.  ``templates``: a set name (default ``"general"``), a
+        ``model``: an :class:`~tether.models.AlignedModel` (prompts go through the embedding engine,
+        in ``precision``) or any callable ``list[str] -> (N, D)`` embeddings.  ``templates``: a set name (default ``"general"``), a
         list of templates with ``{}``, a template file, or a mapping ``class name -> prompts``
         (class-specific prompts used verbatim).  ``logit_scale``: the temperature that
         :meth:`predict_proba` uses by default; when omitted, ``model.scale()`` at build time, or
@@ -188,7 +197,7 @@ class ZeroShotClassifier:
         else:
             per_class = [[fill_template(t, c) for t in templates] for c in class_names]
         prompts = [p for ps in per_class for p in ps]
-        embed = _text_embedder(model, batch_size, progress)
+        embed = _text_embedder(model, batch_size, progress, precision)
         emb = embed(prompts)
         emb = emb.detach() if isinstance(emb, torch.Tensor) else torch.as_tensor(np.asarray(emb))
         if emb.ndim != 2 or emb.shape[0] != len(prompts):
@@ -283,24 +292,18 @@ class ZeroShotClassifier:
 
 
 def _image_embeddings(model: Any, images: Any, batch_size: int, progress: bool) -> torch.Tensor:
+    """Precomputed (N, D) embeddings as they are; anything else through the embedding engine."""
     if isinstance(images, np.ndarray) and images.ndim == 2:
         return torch.from_numpy(images)
-    if isinstance(images, torch.Tensor):
-        if images.ndim == 2:
-            return images
-        if images.ndim == 4:        # preprocessed pixels
-            if not hasattr(model, "encode_image"):
-                raise TypeError("pixel tensors need a model with encode_image")
-            with torch.inference_mode():
-                p = next(model.parameters())
-                parts = [model.encode_image(images[i:i + batch_size].to(p.device, p.dtype), normalize=True)
-                         .float().cpu() for i in range(0, len(images), batch_size)]
-            return torch.cat(parts)
-        raise ValueError(f"image tensor of shape {tuple(images.shape)}: expected (N, D) embeddings "
-                         "or (N, 3, H, W) pixels")
-    if not hasattr(model, "embed_images"):
-        raise TypeError("images (not embeddings) need a model with embed_images")
-    return model.embed_images(list(images), batch_size=batch_size, progress=progress)
+    if isinstance(images, torch.Tensor) and images.ndim == 2 and images.is_floating_point():
+        return images
+    if not _is_aligned_model(model):
+        raise TypeError("images (not embeddings) need an AlignedModel to embed them")
+    from ..embedding import embed
+    result = embed(model, "image", images, batch_size=batch_size, progress=progress)
+    if result.skips.skipped:  # the labels would no longer line up with the rows
+        raise ValueError(f"zero_shot_eval: {result.skips.summary('images')}")
+    return result.vectors
 
 
 def zero_shot_eval(model: Any, images_or_embeddings: Any, labels: Any, class_names: Sequence[str],
@@ -310,7 +313,8 @@ def zero_shot_eval(model: Any, images_or_embeddings: Any, labels: Any, class_nam
     """Build a classifier from ``class_names`` x ``templates`` and evaluate it.
 
     ``images_or_embeddings``: an (N, D) embedding matrix (torch/numpy), an (N, 3, H, W) tensor of
-    preprocessed pixels, or a list of images/paths (embedded with ``model.embed_images``).
+    preprocessed pixels, a list of images/paths or a data source (embedded by the engine; an input
+    that cannot be read is an error here, since the labels must line up).
     Returns :meth:`ZeroShotClassifier.evaluate`'s dict (and the classifier when asked).
     """
     clf = ZeroShotClassifier.build(model, class_names, templates, batch_size=text_batch_size,
