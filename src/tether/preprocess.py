@@ -359,10 +359,6 @@ class ImagePreprocessor:
             raise ValueError("batch() needs at least one image")
         return torch.stack(tensors)
 
-    def collate(self, rows: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Stack rows made by ``__call__`` into a batch (TEMP shim for the embedding engine)."""
-        return torch.stack(list(rows))
-
     def train_transform(
         self,
         scale: tuple[float, float] = (0.9, 1.0),

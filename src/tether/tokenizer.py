@@ -250,10 +250,6 @@ class Tokenizer:
             rows.append(ids)
         return torch.tensor(rows, dtype=torch.long).view(len(rows), length)
 
-    def collate(self, rows: Sequence[str]) -> torch.Tensor:
-        """A text row is the string itself: tokenize the batch (TEMP shim for the embedding engine)."""
-        return self(list(rows))
-
     def encode(self, texts: str | Sequence[str], context_length: int | None = None) -> torch.Tensor:
         """Same as calling the tokenizer."""
         return self(texts, context_length)

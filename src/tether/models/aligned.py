@@ -85,20 +85,6 @@ class AlignedModel(nn.Module):
         emb = self.text_proj(self.text(input_ids))
         return F.normalize(emb, dim=-1) if normalize else emb
 
-    # ---- TEMP shim for the embedding engine (the lead drops it at merge) -------------
-    def encode(self, modality: str, x: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-        """Stand-in for the final ``encode(modality, tensor)``."""
-        if modality == "image":
-            return self.encode_image(x, normalize)
-        if modality == "text":
-            return self.encode_text(x, normalize)
-        raise ValueError(f"unknown modality {modality!r}; this model has 'image' and 'text'")
-
-    @property
-    def processors(self) -> dict[str, Any]:
-        """Stand-in for the final ``processors`` mapping."""
-        return {"image": self.preprocessor, "text": self.tokenizer}
-
     def forward(self, pixel_values: torch.Tensor | None = None,
                 input_ids: torch.Tensor | None = None) -> AlignedOutput:
         image = self.encode_image(pixel_values, normalize=True) if pixel_values is not None else None
