@@ -92,7 +92,7 @@ def train(name: str, out: Path, ctx, **kw) -> tuple[dict, dict, object]:
     strategy, _, sizes = CASES.get(name, ("fsdp", None, (4, 4)))
     crash_at, strategy = kw.pop("crash_at", None), kw.pop("strategy", strategy)
     cfg, model = build_case(name, out / name / kw.pop("run", "run"), strategy, **kw)
-    data = GlobalBatches(sizes, ctx.rank, model.config.text.context_length, crash_at)
+    data = GlobalBatches(sizes, ctx.rank, model.config.towers["text"].context_length, crash_at)
     trainer = Trainer(cfg, model, data, evaluate=weight_sum if "eval" in name else None, dist=ctx, progress=False)
     final = trainer.fit()
     with trainer.strategy.full_model(on_device=False) as full:

@@ -71,7 +71,7 @@ def build(name: str):
         return model.double(), (image, text)
     from tether import create_model
     model = create_model("tiny-vit-28" if loss == "clip" else "tiny-siglip-28").double().eval()
-    ctx = model.config.text.context_length
+    ctx = model.config.towers["text"].context_length
     pixels = torch.randn(total, 3, 28, 28, dtype=torch.float64)
     ids = torch.randint(3, 500, (total, ctx))
     ids[:, 9] = 2  # end of text for the EOT-pooled tower

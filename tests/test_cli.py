@@ -7,7 +7,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import tether
-from tether.checkpoints.attach import attach_processors
+from tether.models.attach import attach_processors
 from tether.cli.main import main
 from tether.tokenizer import Tokenizer
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import tether
-from tether.checkpoints.attach import attach_processors
+from tether.models.attach import attach_processors
 from tether.cli.main import main
 from tether.data import DIGIT_CLASSES, DIGIT_TEMPLATES, format_caption
 from tether.tokenizer import Tokenizer

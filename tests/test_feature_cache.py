@@ -15,7 +15,7 @@ def _locked_tower():
     torch.manual_seed(0)
     model = AlignedModel(get_model_config("tiny-vit-28"))
     lock_tower(model, "image")
-    return model.visual
+    return model.towers["image"]
 
 
 def test_hits_equal_the_tower_and_misses_are_computed():
@@ -56,7 +56,7 @@ def test_cache_refuses_a_trainable_tower():
     torch.manual_seed(0)
     model = AlignedModel(get_model_config("tiny-vit-28"))
     with pytest.raises(ValueError, match="locked tower"):
-        install_feature_cache(model.visual, 64)
+        install_feature_cache(model.towers["image"], 64)
 
 
 def _folder_dataset(root, n=24):

@@ -359,6 +359,10 @@ class ImagePreprocessor:
             raise ValueError("batch() needs at least one image")
         return torch.stack(tensors)
 
+    def collate(self, rows: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Rows from ``__call__`` -> one ``(N, 3, S, S)`` batch."""
+        return torch.stack(list(rows))
+
     def train_transform(
         self,
         scale: tuple[float, float] = (0.9, 1.0),

@@ -32,7 +32,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from tether.embed import embed_image_files, embed_text_lines, find_images, write_embeddings
-    from tether.models.registry import resolve_model
+    from tether.checkpoints import resolve_model
 
     if not args.images and not args.texts and not args.query:
         raise ValueError("nothing to embed: give --images and/or --texts")
