@@ -7,7 +7,6 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import tether
-from tether.models.attach import attach_processors
 from tether.cli.main import main
 from tether.tokenizer import Tokenizer
 
@@ -18,8 +17,8 @@ CAPTIONS = [f"a {c} {t}" for c in ("red", "blue", "small") for t in ("cat", "dog
 def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     model = tether.create_model("tiny-vit-28")
-    attach_processors(model, tokenizer=Tokenizer.train_bpe(CAPTIONS, vocab_size=600, context_length=24))
-    return model.save(tmp_path_factory.mktemp("ckpt") / "tiny")
+    model.tokenizer = Tokenizer.train_bpe(CAPTIONS, vocab_size=600, context_length=24)
+    return tether.save(model, tmp_path_factory.mktemp("ckpt") / "tiny")
 
 
 @pytest.mark.parametrize("command", ["models", "info", "convert", "embed"])

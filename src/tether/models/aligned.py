@@ -171,7 +171,6 @@ class AlignedModel(nn.Module):
     def _embed_batches(self, modality: str, items: list, batch_size: int, progress: bool) -> torch.Tensor:
         """The plain batch loop behind ``embed`` (to be replaced by the embedding engine)."""
         processor, prepare = self.processors[modality], get_modality(modality).prepare
-        p = next(self.parameters())
         was_training = self.training
         self.eval()
         try:
@@ -182,11 +181,14 @@ class AlignedModel(nn.Module):
             out = []
             for i in chunks:
                 batch = processor.collate([prepare(processor, x) for x in items[i:i + batch_size]])
-                batch = batch.to(p.device, dtype=p.dtype if batch.is_floating_point() else batch.dtype)
-                out.append(self.encode(modality, batch, normalize=True).float().cpu())
+                out.append(self.encode(modality, self._to_device(batch), normalize=True).float().cpu())
         finally:
             self.train(was_training)
         return torch.cat(out) if out else torch.empty(0, self.config.embed_dim)
+
+    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
+        p = next(self.parameters())
+        return t.to(p.device, dtype=p.dtype if t.is_floating_point() else t.dtype)
 
     # ---- housekeeping ---------------------------------------------------------------------
     def set_grad_checkpointing(self, enabled: bool = True) -> None:

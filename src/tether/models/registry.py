@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from torch import nn
 
 from ..config import ModelConfig
 
@@ -51,12 +53,18 @@ def get_model_config(name: str, **overrides: Any) -> ModelConfig:
     return ModelConfig.from_dict(data).validate()
 
 
-def create_model(name_or_config: str | ModelConfig, **overrides: Any) -> "AlignedModel":
-    """A ready AlignedModel from a name or a config: random weights unless the name's builder loads some."""
+def create_model(name_or_config: str | ModelConfig, towers: Mapping[str, nn.Module] | None = None,
+                 **overrides: Any) -> "AlignedModel":
+    """A ready AlignedModel from a name or a config: random weights unless the name's builder loads some.
+
+    ``towers``: tower modules for the config's towers of kind "module", by modality.
+    """
     from .aligned import AlignedModel
     from .attach import attach_processors
 
     if isinstance(name_or_config, str) and name_or_config in BUILDERS:
+        if towers:
+            raise ValueError(f"{name_or_config!r} builds its own towers; towers= is for configs")
         return BUILDERS[name_or_config](**overrides)
     if isinstance(name_or_config, ModelConfig):
         if overrides:
@@ -64,7 +72,7 @@ def create_model(name_or_config: str | ModelConfig, **overrides: Any) -> "Aligne
         cfg = name_or_config
     else:
         cfg = get_model_config(name_or_config, **overrides)
-    model = AlignedModel(cfg)
+    model = AlignedModel(cfg, towers=towers)
     attach_processors(model)
     return model
 
