@@ -59,7 +59,7 @@ def tiny_rate(precision: str, steps: int, batch: int = 256) -> float:
 
 def vit_b32_rate(precision: str, steps: int, batch: int = 32) -> float:
     torch.manual_seed(0)
-    tower = AlignedModel(get_model_config("ViT-B-32")).visual.train()
+    tower = AlignedModel(get_model_config("ViT-B-32")).towers["image"].train()
     pixels = torch.randn(batch, 3, 224, 224)
 
     def step():

@@ -82,7 +82,7 @@ def prepare_inputs(path: Path, args, loss: str) -> dict:
     from tether.train.config import OptimConfig
 
     mc = get_model_config(MODEL)
-    v, t = mc.vision, mc.text
+    v, t = mc.towers["image"], mc.towers["text"]
     if v.kind != "vit" or t.kind != "transformer" or v.pool != "cls" or not t.causal or t.pool != "eot":
         raise SystemExit(f"{MODEL} changed shape (vision {v.kind}/{v.pool}, text {t.kind}/{t.pool}); "
                          "update the OpenCLIP mapping in this script")
@@ -122,7 +122,7 @@ def prepare_inputs(path: Path, args, loss: str) -> dict:
         "peer_init_state": str(path.parent / "tether_init.pt") if args.peer_init == "tether" else None,
         "warmup": args.warmup, "betas": list(optim.betas), "eps": optim.eps, "grad_clip": optim.grad_clip,
         "seed": args.seed, "threads": args.threads, "logit_scale_init": scale_init, "logit_bias_init": bias_init,
-        "mean": list(mc.preprocess["mean"]), "std": list(mc.preprocess["std"]), "classes": classes,
+        "mean": list(v.processor["mean"]), "std": list(v.processor["std"]), "classes": classes,
         "prompts": prompts, "heldout_templates": list(HELDOUT_TEMPLATES),
         "model": {"name": MODEL, "embed_dim": mc.embed_dim, "image_size": v.image_size, "patch_size": v.patch_size,
                   "vision_width": v.width, "vision_layers": v.layers, "vision_heads": v.heads,

@@ -55,7 +55,7 @@ def image_features(model, images: list, batch_size: int = 32) -> tuple[torch.Ten
     started = time.perf_counter()
     with torch.inference_mode():
         for i in range(0, len(images), batch_size):
-            feats.append(model.visual(model.preprocessor.batch(images[i:i + batch_size])).float())
+            feats.append(model.towers["image"](model.preprocessor.batch(images[i:i + batch_size])).float())
     return torch.cat(feats), time.perf_counter() - started
 
 
@@ -64,7 +64,7 @@ def retrieval(model, feats: torch.Tensor, captions: list[str]) -> tuple[dict, fl
     from tether.metrics import retrieval_recall
     model.eval()
     with torch.inference_mode():
-        img = F.normalize(model.image_proj(feats), dim=-1)
+        img = F.normalize(model.projections["image"](feats), dim=-1)
     started = time.perf_counter()
     txt = model.embed_texts(captions, batch_size=128)
     text_seconds = time.perf_counter() - started
@@ -73,7 +73,7 @@ def retrieval(model, feats: torch.Tensor, captions: list[str]) -> tuple[dict, fl
 
 def same_image_tower(a, b) -> float:
     """Largest absolute difference between two image towers' weights and buffers."""
-    sa, sb = a.visual.state_dict(), b.visual.state_dict()
+    sa, sb = a.towers["image"].state_dict(), b.towers["image"].state_dict()
     if sa.keys() != sb.keys():
         raise AssertionError("the trained image tower has different keys from the untrained one")
     return max((float((sa[k].double() - sb[k].double()).abs().max()) if sa[k].numel() else 0.0) for k in sa)
@@ -112,8 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_trainer_eval:
         overrides.append("val_data={}")
     cfg = load_train_config(args.config, overrides)
-    if not cfg.lock_image:
-        print("note: lock_image is false; the image features are recomputed for the trained model")
+    if "image" not in cfg.lock:
+        print("note: the image tower is not locked (lock has no 'image'); the image features are recomputed "
+              "for the trained model")
     out = Path(cfg.out_dir)
     if out.exists() and not args.resume:
         if not (out / "config.json").is_file() and any(out.iterdir()):
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
           f"(held out); listing skips {dict(sorted(val_source.listing_skips.items()))}; "
           f"{n_val - len(set(captions))} repeated captions in the held-out split")
     print(f"config: {args.config} + {overrides}")
-    print(f"  model={cfg.model} lock_image={cfg.lock_image} loss={cfg.loss} batch_size={cfg.batch_size} "
+    print(f"  model={cfg.model} lock={cfg.lock} loss={cfg.loss} batch_size={cfg.batch_size} "
           f"steps={cfg.steps} lr={cfg.optim.lr} warmup={cfg.optim.warmup_steps} wd={cfg.optim.weight_decay} "
           f"workers={cfg.workers}")
 
@@ -152,10 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     log = [r for r in train_log(out) if r.get("kind") == "train"]
     trainer_sps = log[-1]["samples_per_s"] if log else float("nan")
     trained = tether.load(out / "model")
-    tower_diff = same_image_tower(base, trained) if cfg.lock_image else None
+    tower_diff = same_image_tower(base, trained) if "image" in cfg.lock else None
     if tower_diff is not None and tower_diff != 0.0:
         raise AssertionError(f"the locked image tower changed during training (max |diff| = {tower_diff:g})")
-    if not cfg.lock_image:
+    if "image" not in cfg.lock:
         feats, _ = image_features(trained, [s.image for s in val])
     lit_metrics, _ = retrieval(trained, feats, captions)
 

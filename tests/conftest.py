@@ -53,15 +53,15 @@ def _tiny_corpus() -> list[str]:
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A saved tiny-vit-28 with a 600-token BPE over things, colours and the digits' prompts."""
     import tether
-    from tether.checkpoints.attach import attach_processors
     from tether.tokenizer import Tokenizer
 
     torch.manual_seed(0)
     model = tether.create_model("tiny-vit-28")
-    tokenizer = Tokenizer.train_bpe(_tiny_corpus(), vocab_size=600, context_length=model.config.text.context_length)
-    assert tokenizer.vocab_size <= model.config.text.vocab_size
-    attach_processors(model, tokenizer=tokenizer)
-    return model.save(tmp_path_factory.mktemp("tiny_checkpoint") / "tiny")
+    text = model.config.towers["text"]
+    tokenizer = Tokenizer.train_bpe(_tiny_corpus(), vocab_size=600, context_length=text.context_length)
+    assert tokenizer.vocab_size <= text.vocab_size
+    model.tokenizer = tokenizer
+    return tether.save(model, tmp_path_factory.mktemp("tiny_checkpoint") / "tiny")
 
 
 @pytest.fixture(scope="module")

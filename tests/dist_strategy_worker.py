@@ -25,12 +25,12 @@ CASES = {
     "ddp-clip-clipped": ("ddp", {"loss": "clip", "optim": {"grad_clip": 0.5}}, (4, 4)),
     "ddp-siglip-gradcache-unequal": ("ddp", {"loss": "siglip", "loss_chunk_size": 3, "micro_batch_size": 2,
                                              "grad_checkpointing": True}, (5, 3)),
-    "ddp-clip-lit": ("ddp", {"loss": "clip", "lock_image": True}, (4, 4)),
+    "ddp-clip-lit": ("ddp", {"loss": "clip", "lock": ["image"]}, (4, 4)),
     "manual-siglip": ("manual", {"loss": "siglip", "optim": {"grad_clip": 0.5}}, (4, 4)),
     "manual-clip-gradcache": ("manual", {"loss": "clip", "micro_batch_size": 3}, (4, 4)),
     "fsdp-clip-clipped-eval": ("fsdp", {"loss": "clip", "optim": {"grad_clip": 0.5}}, (4, 4)),
     "fsdp-siglip-gradcache-unequal": ("fsdp", {"loss": "siglip", "micro_batch_size": 2}, (6, 4)),
-    "fsdp-clip-gradcache-lit-ckpt": ("fsdp", {"loss": "clip", "micro_batch_size": 3, "lock_text": True,
+    "fsdp-clip-gradcache-lit-ckpt": ("fsdp", {"loss": "clip", "micro_batch_size": 3, "lock": ["text"],
                                               "grad_checkpointing": True, "optim": {"grad_clip": 0.5}}, (4, 4)),
     # Each rank draws its own patch-dropout masks: no single-process twin, but ranks must agree
     # (plain: DDP without find_unused_parameters; gradient cache: with it, masks replayed).
@@ -92,7 +92,7 @@ def train(name: str, out: Path, ctx, **kw) -> tuple[dict, dict, object]:
     strategy, _, sizes = CASES.get(name, ("fsdp", None, (4, 4)))
     crash_at, strategy = kw.pop("crash_at", None), kw.pop("strategy", strategy)
     cfg, model = build_case(name, out / name / kw.pop("run", "run"), strategy, **kw)
-    data = GlobalBatches(sizes, ctx.rank, model.config.text.context_length, crash_at)
+    data = GlobalBatches(sizes, ctx.rank, model.config.towers["text"].context_length, crash_at)
     trainer = Trainer(cfg, model, data, evaluate=weight_sum if "eval" in name else None, dist=ctx, progress=False)
     final = trainer.fit()
     with trainer.strategy.full_model(on_device=False) as full:

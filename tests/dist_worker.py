@@ -9,7 +9,7 @@ saves the reported loss of every rank, the averaged parameter gradients and the 
 ranks' local embeddings to OUTFILE (torch.save). The test recomputes everything in one process.
 
 CASE ``train``: runs ``tether train`` (``tether.cli.main.main``) with the arguments after OUTFILE,
-recording which ranks call ``AlignedModel.save`` in ``OUTFILE.saved_by_rank<r>`` and a checksum of
+recording which ranks call ``tether.checkpoints.save_model`` in ``OUTFILE.saved_by_rank<r>`` and a checksum of
 every batch a rank trains on in ``OUTFILE.batches_rank<r>``.
 
 The helpers (``build``, ``SPECS``) are imported by the test for the single-process reference.
@@ -71,7 +71,7 @@ def build(name: str):
         return model.double(), (image, text)
     from tether import create_model
     model = create_model("tiny-vit-28" if loss == "clip" else "tiny-siglip-28").double().eval()
-    ctx = model.config.text.context_length
+    ctx = model.config.towers["text"].context_length
     pixels = torch.randn(total, 3, 28, 28, dtype=torch.float64)
     ids = torch.randint(3, 500, (total, ctx))
     ids[:, 9] = 2  # end of text for the EOT-pooled tower
@@ -151,16 +151,16 @@ def main() -> int:
         import os
         from pathlib import Path
 
+        import tether.checkpoints
         from tether.cli.main import main as cli_main
-        from tether.models import AlignedModel
         rank = int(os.environ["RANK"])
-        original = AlignedModel.save
+        original = tether.checkpoints.save_model
 
-        def spy(self, path, *args, **kwargs):
+        def spy(model, path, *args, **kwargs):
             Path(f"{outfile}.saved_by_rank{rank}").write_text(str(path))
-            return original(self, path, *args, **kwargs)
+            return original(model, path, *args, **kwargs)
 
-        AlignedModel.save = spy
+        tether.checkpoints.save_model = spy
 
         from tether.train.trainer import Trainer
         train_step = Trainer._train_step

@@ -42,7 +42,7 @@ def single_process(name: str, tmp_path: Path, **kw) -> tuple[dict, dict]:
     from tether.train.trainer import Trainer
     _, _, sizes = worker.CASES.get(name, ("fsdp", None, (4, 4)))
     cfg, model = worker.build_case(name, tmp_path / name, micro_batch_size=None, **kw)
-    data = worker.GlobalBatches(sizes, None, model.config.text.context_length)
+    data = worker.GlobalBatches(sizes, None, model.config.towers["text"].context_length)
     evaluate = worker.weight_sum if "eval" in name else None
     final = Trainer(cfg, model, data, evaluate=evaluate, dist=DistributedContext(), progress=False).fit()
     return model.state_dict(), final

@@ -6,7 +6,6 @@ import torch.nn.functional as F
 from PIL import Image
 
 import tether
-from tether.checkpoints.attach import attach_processors
 from tether.data import (DIGIT_CLASSES, DIGIT_TEMPLATES, ListSource, Sample, SkipStats, digits_source,
                          format_caption)
 from tether.data.sample import SampleRandom, mix_seed
@@ -20,7 +19,7 @@ def model():
     torch.manual_seed(0)
     m = tether.create_model("tiny-vit-28")
     corpus = [format_caption(t, c) for t in DIGIT_TEMPLATES for c in DIGIT_CLASSES] * 3 + ["a red cat", "a dog"] * 5
-    attach_processors(m, tokenizer=Tokenizer.train_bpe(corpus, vocab_size=600, context_length=24))
+    m.tokenizer = Tokenizer.train_bpe(corpus, vocab_size=600, context_length=24)
     return m.eval()
 
 

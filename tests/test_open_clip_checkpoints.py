@@ -3,6 +3,7 @@
 The reference cases under tests/fixtures/open_clip/ were written by real open_clip
 (bench/open_clip_fixtures.py): small random models, their inputs and open_clip's outputs.
 """
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -15,7 +16,7 @@ import tether
 from tether.checkpoints import CheckpointError, detect_format
 from tether.checkpoints import open_clip as oc
 from tether.checkpoints import open_clip_layout as layout
-from tether.config import ModelConfig, TextConfig, VisionConfig
+from tether.config import ModelConfig, TextTowerConfig, ImageTowerConfig
 from tether.models import AlignedModel, create_model
 from tether.models.vit import resize_pos_embed
 
@@ -70,7 +71,7 @@ def test_matches_open_clip_reference(case, target):
     else:
         assert model.logit_bias is None
     pre = model.preprocessor.config
-    assert pre.image_size == model.config.vision.image_size
+    assert pre.image_size == model.config.towers["image"].image_size
     assert list(pre.mean) == pytest.approx(meta["preprocess_cfg"]["mean"])
 
 
@@ -90,7 +91,7 @@ def test_config_given_explicitly_for_a_bare_state_dict():
     model = tether.load(FIXTURES / "vit_gelu_state_dict" / "model.pt", config={"model_cfg": meta["model_cfg"]})
     image_diff, text_diff, _ = _max_diffs(model, "vit_gelu_state_dict")
     assert image_diff < TOL and text_diff < TOL
-    assert model.config.vision.heads == 3 and model.config.text.act == "gelu"
+    assert model.config.towers["image"].heads == 3 and model.config.towers["text"].act == "gelu"
 
 
 @pytest.mark.skipif("vit_attn_pool" not in CASES, reason="fixture vit_attn_pool not generated")
@@ -101,15 +102,15 @@ def test_eos_pooled_custom_text_tower_matches_reference():
     state, found = layout.canonical(raw, "x")
     assert found == "text" and state["logit_scale"].shape == ()
     meta = _meta("vit_attn_pool")["model_cfg"]["text_cfg"]
-    cfg = TextConfig(vocab_size=meta["vocab_size"], context_length=meta["context_length"], width=meta["width"],
+    cfg = TextTowerConfig(vocab_size=meta["vocab_size"], context_length=meta["context_length"], width=meta["width"],
                      heads=meta["heads"], layers=meta["layers"], act="gelu", pool="eot", eot_token_id=meta["eos_id"])
     from tether.models.text import TextTransformer
     tower = TextTransformer(cfg)
     weights = {}
     for key, value in state.items():
         hit = layout.to_tether_key(key, "vit")
-        if hit and hit[0].startswith("text."):
-            weights[hit[0][5:]] = value
+        if hit and hit[0].startswith("towers.text."):
+            weights[hit[0][len("towers.text."):]] = value
     tower.load_state_dict(weights, strict=True)
     ids = load_file(case / "inputs.safetensors")["input_ids"]
     with torch.no_grad():
@@ -121,11 +122,16 @@ def test_eos_pooled_custom_text_tower_matches_reference():
 def _outputs(model, size=None, seed=0):
     g = torch.Generator().manual_seed(seed)
     cfg = model.config
-    size = size or cfg.vision.image_size
+    size = size or cfg.towers["image"].image_size
     pixels = torch.randn(2, 3, size, size, generator=g)
-    ids = torch.randint(1, cfg.text.vocab_size, (2, cfg.text.context_length), generator=g)
+    ids = torch.randint(1, cfg.towers["text"].vocab_size, (2, cfg.towers["text"].context_length), generator=g)
     with torch.no_grad():
         return model.encode_image(pixels), model.encode_text(ids)
+
+
+def _towers(model):
+    """The tower configs without their processor settings (compared separately, through the processors)."""
+    return {m: dataclasses.replace(t, processor={}) for m, t in model.config.towers.items()}
 
 
 def _assert_same(a, b):
@@ -137,12 +143,14 @@ def _assert_same(a, b):
 def _options_model():
     """A ViT with every option OpenCLIP can express (CLIPA / SigLIP-text / LayerScale style)."""
     cfg = ModelConfig(
-        embed_dim=24,
-        vision=VisionConfig(image_size=16, patch_size=4, width=32, layers=2, heads=2, mlp_dim=64, act="gelu_tanh",
-                            ln_eps=1e-6, ln_pre=False, pool="mean", final_ln_after_pool=True, ls_init=0.3),
-        text=TextConfig(vocab_size=300, context_length=12, width=32, layers=1, heads=4, act="gelu_tanh",
-                        causal=False, pool="eot", eot_token_id=2, pad_token_id=1, ls_init=0.2),
-        text_proj_bias=True, logit_bias_init=-10.0)
+        embed_dim=24, towers={
+            "image": ImageTowerConfig(image_size=16, patch_size=4, width=32, layers=2, heads=2, mlp_dim=64,
+                                      act="gelu_tanh", ln_eps=1e-6, ln_pre=False, pool="mean",
+                                      final_ln_after_pool=True, ls_init=0.3),
+            "text": TextTowerConfig(vocab_size=300, context_length=12, width=32, layers=1, heads=4, act="gelu_tanh",
+                                    causal=False, pool="eot", eot_token_id=2, pad_token_id=1, ls_init=0.2,
+                                    projection_bias=True)},
+        logit_bias_init=-10.0)
     torch.manual_seed(0)
     return AlignedModel(cfg).eval()
 
@@ -166,12 +174,12 @@ def test_export_and_reload_round_trip(name, custom_text, tmp_path):
         assert f"{prefix}text_projection" not in keys
     reloaded = tether.load(tmp_path / "oc")
     _assert_same(model, reloaded)
-    assert reloaded.config.vision == model.config.vision and reloaded.config.text == model.config.text
+    assert _towers(reloaded) == _towers(model)
 
 
 def test_save_goes_through_the_model_and_keeps_the_tokenizer(tmp_path, tiny_model):
     model = tiny_model
-    model.save(tmp_path / "oc", format="open_clip")
+    tether.save(model, tmp_path / "oc", format="open_clip")
     reloaded = tether.load(tmp_path / "oc")
     assert torch.equal(reloaded.tokenizer(["a cat"]), model.tokenizer(["a cat"]))
     _assert_same(model, reloaded)
@@ -187,17 +195,17 @@ def _openai_rename(key):
     """tether -> OpenAI names, written out independently of the module under test."""
     for old, new in ((".blocks.", ".resblocks."), ("attn.in_proj.weight", "attn.in_proj_weight"),
                      ("attn.in_proj.bias", "attn.in_proj_bias"), ("mlp.fc1", "mlp.c_fc"), ("mlp.fc2", "mlp.c_proj"),
-                     ("visual.patch_embed", "visual.conv1")):
+                     ("towers.image.patch_embed", "visual.conv1"), ("towers.image.", "visual.")):
         key = key.replace(old, new)
-    return key[len("text."):] if key.startswith("text.") else key
+    return key[len("towers.text."):] if key.startswith("towers.text.") else key
 
 
 def _openai_state(model):
     state = {}
     for key, value in model.state_dict().items():
-        if key == "image_proj.weight":
+        if key == "projections.image.weight":
             state["visual.proj"] = value.T.contiguous()
-        elif key == "text_proj.weight":
+        elif key == "projections.text.weight":
             state["text_projection"] = value.T.contiguous()
         else:
             state[_openai_rename(key)] = value
@@ -205,9 +213,9 @@ def _openai_state(model):
 
 
 def _openai_model():
-    cfg = ModelConfig(embed_dim=32,
-                      vision=VisionConfig(image_size=24, patch_size=8, width=64, layers=2, heads=1),
-                      text=TextConfig(vocab_size=400, context_length=10, width=128, layers=1, heads=2))
+    cfg = ModelConfig(embed_dim=32, towers={
+        "image": ImageTowerConfig(image_size=24, patch_size=8, width=64, layers=2, heads=1),
+        "text": TextTowerConfig(vocab_size=400, context_length=10, width=128, layers=1, heads=2)})
     torch.manual_seed(1)
     return AlignedModel(cfg).eval()  # quick_gelu, heads = width // 64: what OpenAI-style inference assumes
 
@@ -219,11 +227,11 @@ def test_openai_style_state_dict_is_inferred_from_shapes(tmp_path):
     torch.save(state, tmp_path / "ViT-tiny.pt")
     assert detect_format(tmp_path / "ViT-tiny.pt") == "open_clip"
     loaded = tether.load(tmp_path / "ViT-tiny.pt")
-    assert loaded.config.vision == model.config.vision and loaded.config.text == model.config.text
+    assert _towers(loaded) == _towers(model)
     _assert_same(model, loaded)
     assert loaded.tokenizer is None and loaded.preprocessor.config.image_size == 24
     gelu = tether.load(tmp_path / "ViT-tiny.pt", quick_gelu=False)
-    assert gelu.config.vision.act == gelu.config.text.act == "gelu"
+    assert gelu.config.towers["image"].act == gelu.config.towers["text"].act == "gelu"
 
 
 def test_ddp_prefix_and_training_checkpoint_wrapper(tmp_path):
@@ -242,12 +250,13 @@ def test_position_table_resized_for_another_image_size(name, new_size, tmp_path)
     torch.manual_seed(0)
     model = create_model(name).eval()
     oc.save(model, tmp_path / "oc")
-    same = tether.load(tmp_path / "oc", image_size=model.config.vision.image_size)
+    same = tether.load(tmp_path / "oc", image_size=model.config.towers["image"].image_size)
     _assert_same(model, same)
     big = tether.load(tmp_path / "oc", image_size=new_size)
-    assert big.config.vision.image_size == new_size and big.preprocessor.config.image_size == new_size
-    key = "visual.positional_embedding" if name.startswith("tiny-vit") else "visual.attnpool.positional_embedding"
-    grid = new_size // (model.config.vision.patch_size if name.startswith("tiny-vit") else 32)
+    assert big.config.towers["image"].image_size == new_size and big.preprocessor.config.image_size == new_size
+    key = "towers.image.positional_embedding" if name.startswith("tiny-vit") else \
+        "towers.image.attnpool.positional_embedding"
+    grid = new_size // (model.config.towers["image"].patch_size if name.startswith("tiny-vit") else 32)
     assert torch.equal(big.state_dict()[key], resize_pos_embed(model.state_dict()[key], grid, 1))
     image, _ = _outputs(big, size=new_size)
     assert image.shape == (2, model.config.embed_dim)

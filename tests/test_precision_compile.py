@@ -65,8 +65,8 @@ def tiny(name="tiny-vit-28", layers=None, seed=0, patch_dropout=0.0):
     torch.manual_seed(seed)
     cfg = get_model_config(name)
     if layers is not None:
-        cfg.vision.layers = cfg.text.layers = layers
-    cfg.vision.patch_dropout = patch_dropout
+        cfg.towers["image"].layers = cfg.towers["text"].layers = layers
+    cfg.towers["image"].patch_dropout = patch_dropout
     return AlignedModel(cfg)
 
 
@@ -265,8 +265,8 @@ def test_bf16_training_runs_in_bf16_keeps_fp32_weights_and_tracks_fp32(tmp_path)
     fp32_losses, _ = fit(tiny(), tmp_path / "fp32", steps=30)
     model = tiny()
     seen = set()
-    model.visual.transformer.blocks[0].mlp.fc1.register_forward_hook(lambda m, i, out: seen.add(out.dtype))
-    model.text.transformer.blocks[0].attn.in_proj.register_forward_hook(lambda m, i, out: seen.add(out.dtype))
+    model.towers["image"].transformer.blocks[0].mlp.fc1.register_forward_hook(lambda m, i, out: seen.add(out.dtype))
+    model.towers["text"].transformer.blocks[0].attn.in_proj.register_forward_hook(lambda m, i, out: seen.add(out.dtype))
     bf16_losses, trainer = fit(model, tmp_path / "bf16", steps=30, precision="bf16")
 
     assert seen == {BF16}                                   # autocast really ran the matmuls in bf16
@@ -352,8 +352,8 @@ def test_grad_checkpointing_gives_the_same_gradients(name, loss_fn, precision):
     want_loss, want = step_grads(model, pixels, ids, loss_fn, autocast=autocast)
 
     calls = {"image": 0, "text": 0}
-    count_forwards(model.visual.transformer.blocks[0], calls, "image")
-    count_forwards(model.text.transformer.blocks[0], calls, "text")
+    count_forwards(model.towers["image"].transformer.blocks[0], calls, "image")
+    count_forwards(model.towers["text"].transformer.blocks[0], calls, "text")
     model.set_grad_checkpointing(True)
     got_loss, got = step_grads(model, pixels, ids, loss_fn, autocast=autocast)
     assert calls == {"image": 2, "text": 2}                 # forward + recomputation in the backward
@@ -373,8 +373,8 @@ def test_prepare_model_turns_checkpointing_on_in_both_towers():
     from tether.train.run import prepare_model
     on = prepare_model(TrainConfig.from_dict({"grad_checkpointing": True}))
     off = prepare_model(TrainConfig.from_dict({}))
-    assert on.visual.transformer.grad_checkpointing and on.text.transformer.grad_checkpointing
-    assert not off.visual.transformer.grad_checkpointing and not off.text.transformer.grad_checkpointing
+    assert on.towers["image"].transformer.grad_checkpointing and on.towers["text"].transformer.grad_checkpointing
+    assert not off.towers["image"].transformer.grad_checkpointing and not off.towers["text"].transformer.grad_checkpointing
 
 
 # --------------------------------------------------------------------------------------------
@@ -404,7 +404,7 @@ def test_compile_inductor_trains_like_eager_resumes_and_saves_plain_keys(tmp_pat
     for key, value in eager.model.state_dict().items():
         torch.testing.assert_close(resumed_model.state_dict()[key], value, rtol=1e-3, atol=1e-4, msg=key)
 
-    resumed_model.save(tmp_path / "saved")
+    tether.save(resumed_model, tmp_path / "saved")
     loaded = tether.load(tmp_path / "saved")
     for key, value in resumed_model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key

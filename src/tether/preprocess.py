@@ -66,7 +66,7 @@ _INTERPOLATIONS: dict[str, Image.Resampling] = {
 }
 _RESIZE_MODES = ("shortest", "squash")
 
-ImageInput = Union[str, Path, bytes, bytearray, memoryview, Image.Image]
+ImageInput = Union[str, Path, bytes, bytearray, memoryview, Image.Image, np.ndarray]
 
 
 class ImageDecodeError(ValueError):
@@ -123,9 +123,19 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB") if img.mode != "RGB" else img.copy()
 
 
+def _from_array(array: np.ndarray, label: str) -> Image.Image:
+    """(H, W), (H, W, 1), (H, W, 3) or (H, W, 4) uint8 pixels as a PIL image."""
+    if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
+        raise ImageDecodeError(label, f"expected uint8 pixels of shape (H, W) or (H, W, 1|3|4), "
+                                      f"found {array.dtype} {tuple(array.shape)}")
+    return Image.fromarray(array[:, :, 0] if array.ndim == 3 and array.shape[2] == 1 else array)
+
+
 def _open(source: ImageInput, label: str) -> Image.Image:
     if isinstance(source, Image.Image):
         return source
+    if isinstance(source, np.ndarray):
+        return _from_array(source, label)
     if isinstance(source, (bytes, bytearray, memoryview)):
         return Image.open(io.BytesIO(bytes(source)))
     path = Path(source)
@@ -139,7 +149,7 @@ def _open(source: ImageInput, label: str) -> Image.Image:
 def load_image(source: ImageInput, *, name: str | None = None) -> Image.Image:
     """Load ``source`` as a fully decoded RGB image, upright per its EXIF orientation.
 
-    ``source`` may be a path, encoded bytes, or a PIL image. ``name`` is the label used
+    ``source`` may be a path, encoded bytes, a PIL image or a uint8 array (H, W[, C]). ``name`` is the label used
     in errors (default: the path, ``<bytes>``, or the PIL image's filename). Decoding is forced
     here so truncated files fail now; note this is defeated if some other code sets
     ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES = True`` process-wide.
@@ -150,9 +160,11 @@ def load_image(source: ImageInput, *, name: str | None = None) -> Image.Image:
         label = name or "<bytes>"
     elif isinstance(source, Image.Image):
         label = name or getattr(source, "filename", "") or "<PIL.Image>"
+    elif isinstance(source, np.ndarray):
+        label = name or "<array>"
     else:
         raise TypeError(
-            f"load_image expects a path, bytes or PIL.Image.Image, got {type(source).__name__}"
+            f"load_image expects a path, bytes, a PIL.Image.Image or a uint8 array, got {type(source).__name__}"
         )
     try:
         img = _open(source, label)
@@ -358,6 +370,10 @@ class ImagePreprocessor:
         if not tensors:
             raise ValueError("batch() needs at least one image")
         return torch.stack(tensors)
+
+    def collate(self, rows: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Rows from ``__call__`` -> one ``(N, 3, S, S)`` batch."""
+        return torch.stack(list(rows))
 
     def train_transform(
         self,

@@ -250,6 +250,10 @@ class Tokenizer:
             rows.append(ids)
         return torch.tensor(rows, dtype=torch.long).view(len(rows), length)
 
+    def collate(self, rows: Sequence[str]) -> torch.Tensor:
+        """A text row is the string itself: ``collate(list_of_str)`` tokenizes the batch -> (N, L)."""
+        return self(list(rows))
+
     def encode(self, texts: str | Sequence[str], context_length: int | None = None) -> torch.Tensor:
         """Same as calling the tokenizer."""
         return self(texts, context_length)

@@ -58,4 +58,15 @@ def save_model(model, path: str | Path, format: str = "tether") -> Path:
     return path
 
 
-__all__ = ["CheckpointError", "FORMATS", "detect_format", "load_model", "save_model"]
+def resolve_model(spec: str):
+    """A checkpoint path (loaded, eval mode) or a model name (``tether.create_model``, eval mode), in that order."""
+    from ..models.registry import create_model, list_models
+
+    if Path(spec).exists():
+        return load_model(spec)
+    if spec in list_models():
+        return create_model(spec).eval()
+    raise FileNotFoundError(f"{spec!r} is neither a checkpoint path nor a known model ({', '.join(list_models())})")
+
+
+__all__ = ["CheckpointError", "FORMATS", "detect_format", "load_model", "resolve_model", "save_model"]

@@ -194,7 +194,7 @@ def _has_tokenizer(path: Path) -> bool:
 def load(path: Path, map_location: str = "cpu"):
     """A tether AlignedModel with the checkpoint's weights, preprocessing and (if readable) tokenizer."""
     from ..models.aligned import AlignedModel
-    from .attach import attach_processors
+    from ..models.attach import attach_processors
 
     path = Path(path)
     raw = _read_config(path)
@@ -203,7 +203,8 @@ def load(path: Path, map_location: str = "cpu"):
         raise CheckpointError(f"{path / 'config.json'}: model_type={family!r}; tether reads 'clip' and 'siglip'")
     mod = FAMILIES[family]
     data = mod.config_from_hf(raw)
-    data["preprocess"] = _preprocess_from_hf(path, family, data["preprocess"]["image_size"])
+    image = data["towers"]["image"]
+    image["processor"] = _preprocess_from_hf(path, family, image["processor"]["image_size"])
     try:
         config = ModelConfig.from_dict(data).validate()
     except ConfigError as err:
@@ -216,7 +217,7 @@ def load(path: Path, map_location: str = "cpu"):
     if scale > config.max_logit_scale:  # transformers never clamps; keep its temperature
         config.max_logit_scale = float(math.ceil(scale))
     try:
-        attach_processors(model, path if _has_tokenizer(path) else None)
+        attach_processors(model, {"text": path} if _has_tokenizer(path) else None)
     except (OSError, ValueError, KeyError) as err:
         warnings.warn(f"{path}: tokenizer files not readable by tether ({err}); model.tokenizer is None")
         attach_processors(model, None)
@@ -232,12 +233,12 @@ def eos_swap(cfg, tok) -> tuple[int, int] | None:
     tokenizer and embedding table share): rows of the token embedding and tokenizer entries
     alike, and ``eos_token_id`` becomes k. Text -> embedding is unchanged.
     """
-    t = cfg.text
-    if cfg.vision.pool == "map" or t.pool != "eot" or t.eot_token_id != 2:
+    v, t = hf_clip.image_text(cfg)
+    if v.pool == "map" or t.pool != "eot" or t.eot_token_id != 2:
         return None
     k = min(t.vocab_size, tok.vocab_size if tok is not None else t.vocab_size) - 1
     if k <= 2:
-        raise CheckpointError(f"cannot save as a Hugging Face clip model: text.eot_token_id=2 reads as legacy argmax "
+        raise CheckpointError(f"cannot save as a Hugging Face clip model: towers.text.eot_token_id=2 reads as legacy argmax "
                               f"pooling in transformers, and a vocabulary of {k + 1} has no other id to move it to")
     return 2, k
 
@@ -314,11 +315,12 @@ def save(model, path: Path) -> None:
     from ..preprocess import PreprocessConfig
 
     path, cfg = Path(path), model.config
-    if cfg.vision.kind != "vit" or cfg.text.kind != "transformer":
-        raise CheckpointError(f"cannot save as Hugging Face CLIP/SigLIP: vision.kind={cfg.vision.kind!r}, "
-                              f"text.kind={cfg.text.kind!r}; transformers' CLIPModel and SiglipModel have a ViT "
+    image, text = hf_clip.image_text(cfg)
+    if image.kind != "vit" or text.kind != "transformer":
+        raise CheckpointError(f"cannot save as Hugging Face CLIP/SigLIP: towers.image.kind={image.kind!r}, "
+                              f"towers.text.kind={text.kind!r}; transformers' CLIPModel and SiglipModel have a ViT "
                               "image tower and a transformer text tower")
-    family = "siglip" if cfg.vision.pool == "map" else "clip"
+    family = "siglip" if image.pool == "map" else "clip"
     mod = FAMILIES[family]
     bad = mod.check_exportable(cfg)
     if bad:
@@ -326,11 +328,11 @@ def save(model, path: Path) -> None:
     if model.preprocessor is not None:
         pre = model.preprocessor.config.to_dict()
     else:
-        pre = PreprocessConfig.from_dict({**PreprocessConfig.preset(family, cfg.vision.image_size).to_dict(),
-                                          **cfg.preprocess}).to_dict()
-    grid = cfg.vision.image_size // cfg.vision.patch_size
+        pre = PreprocessConfig.from_dict({**PreprocessConfig.preset(family, image.image_size).to_dict(),
+                                          **image.processor}).to_dict()
+    grid = image.image_size // image.patch_size
     # the input size transformers checks; a so400m-style 384 for patch 14 keeps the same 27x27 grid
-    image_size = pre["image_size"] if pre["image_size"] // cfg.vision.patch_size == grid else cfg.vision.image_size
+    image_size = pre["image_size"] if pre["image_size"] // image.patch_size == grid else image.image_size
     tok = model.tokenizer
     ids = {"bos": getattr(tok, "bos_id", None), "eos": getattr(tok, "eos_id", None)}  # tether's numbering
     state = _to_hf(model.state_dict(), mod.rules(model))

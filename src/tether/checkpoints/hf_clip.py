@@ -94,10 +94,18 @@ def tower_common(c: dict[str, Any], where: str) -> dict[str, Any]:
                 ln_eps=float(eps))
 
 
+def image_text(cfg) -> tuple[Any, Any]:
+    """The (image, text) tower configs of a two-tower model; CheckpointError for any other set of towers."""
+    if sorted(cfg.towers) != ["image", "text"]:
+        raise CheckpointError(f"transformers' CLIP/SigLIP have an image and a text tower; this model has "
+                              f"{', '.join(sorted(cfg.towers))}")
+    return cfg.towers["image"], cfg.towers["text"]
+
+
 def check_towers(cfg) -> list[str]:
     """Tower features neither CLIPModel nor SiglipModel has."""
-    bad = [f"{side}.ls_init={getattr(t, 'ls_init', None)!r} (LayerScale; transformers' CLIP/SigLIP blocks have none)"
-           for side, t in (("vision", cfg.vision), ("text", cfg.text)) if getattr(t, "ls_init", None) is not None]
+    bad = [f"towers.{side}.ls_init={getattr(t, 'ls_init', None)!r} (LayerScale; transformers' CLIP/SigLIP blocks "
+           "have none)" for side, t in cfg.towers.items() if getattr(t, "ls_init", None) is not None]
     return bad
 
 
@@ -131,23 +139,24 @@ def encoder_rules(t: str, h: str, layers: int) -> list[Rule]:
 
 
 def text_rules(layers: int) -> list[Rule]:
-    return ([("text.token_embedding.weight", ("text_model.embeddings.token_embedding.weight",), None),
-             ("text.positional_embedding", ("text_model.embeddings.position_embedding.weight",), None)]
-            + encoder_rules("text", "text_model", layers) + pair("text.ln_final", "text_model.final_layer_norm"))
+    return ([("towers.text.token_embedding.weight", ("text_model.embeddings.token_embedding.weight",), None),
+             ("towers.text.positional_embedding", ("text_model.embeddings.position_embedding.weight",), None)]
+            + encoder_rules("towers.text", "text_model", layers)
+            + pair("towers.text.ln_final", "text_model.final_layer_norm"))
 
 
 # ---------------------------------------------------------------- CLIP itself
 def rules(model) -> list[Rule]:
-    cfg = model.config
-    return ([("visual.patch_embed.weight", ("vision_model.embeddings.patch_embedding.weight",), None),
-             ("visual.class_embedding", ("vision_model.embeddings.class_embedding",), None),
-             ("visual.positional_embedding", ("vision_model.embeddings.position_embedding.weight",), None)]
-            + pair("visual.ln_pre", "vision_model.pre_layrnorm")  # sic: transformers' spelling
-            + encoder_rules("visual", "vision_model", cfg.vision.layers)
-            + pair("visual.ln_post", "vision_model.post_layernorm")
-            + [("image_proj.weight", ("visual_projection.weight",), None)]
-            + text_rules(cfg.text.layers)
-            + [("text_proj.weight", ("text_projection.weight",), None),
+    image, text = image_text(model.config)
+    return ([("towers.image.patch_embed.weight", ("vision_model.embeddings.patch_embedding.weight",), None),
+             ("towers.image.class_embedding", ("vision_model.embeddings.class_embedding",), None),
+             ("towers.image.positional_embedding", ("vision_model.embeddings.position_embedding.weight",), None)]
+            + pair("towers.image.ln_pre", "vision_model.pre_layrnorm")  # sic: transformers' spelling
+            + encoder_rules("towers.image", "vision_model", image.layers)
+            + pair("towers.image.ln_post", "vision_model.post_layernorm")
+            + [("projections.image.weight", ("visual_projection.weight",), None)]
+            + text_rules(text.layers)
+            + [("projections.text.weight", ("text_projection.weight",), None),
                ("logit_scale", ("logit_scale",), ())])
 
 
@@ -170,36 +179,35 @@ def config_from_hf(raw: dict[str, Any]) -> dict[str, Any]:
     if isinstance(scale, bool) or not isinstance(scale, (int, float)):
         raise CheckpointError(f"config.json: logit_scale_init_value must be a number, got {scale!r}")
     pad = t.get("pad_token_id")
-    return dict(
-        embed_dim=projection,
-        vision=dict(kind="vit", image_size=image_size, patch_size=patch, **tower_common(v, "vision_config"),
-                    ln_pre=True, class_token=True, patch_bias=False, pool="cls", ln_post=True),
-        text=dict(kind="transformer", vocab_size=integer(t, "vocab_size", "text_config"),
-                  context_length=integer(t, "max_position_embeddings", "text_config"),
-                  **tower_common(t, "text_config"), causal=True, pool="argmax" if legacy else "eot",
-                  eot_token_id=None if legacy else eos, pad_token_id=pad if isinstance(pad, int) else 0),
-        image_proj="linear", image_proj_bias=False, text_proj="linear", text_proj_bias=False,
-        logit_scale_init=math.exp(scale), logit_bias_init=None, family="clip",
-        tokenizer={"context_length": t["max_position_embeddings"]},
-        preprocess={"image_size": v["image_size"]},  # transformers' input size; hf.py completes it
-    )
+    image = dict(kind="vit", image_size=image_size, patch_size=patch, **tower_common(v, "vision_config"),
+                 ln_pre=True, class_token=True, patch_bias=False, pool="cls", ln_post=True,
+                 projection="linear", projection_bias=False,
+                 processor={"image_size": v["image_size"]})  # transformers' input size; hf.py completes it
+    text = dict(kind="transformer", vocab_size=integer(t, "vocab_size", "text_config"),
+                context_length=integer(t, "max_position_embeddings", "text_config"),
+                **tower_common(t, "text_config"), causal=True, pool="argmax" if legacy else "eot",
+                eot_token_id=None if legacy else eos, pad_token_id=pad if isinstance(pad, int) else 0,
+                projection="linear", projection_bias=False,
+                processor={"context_length": t["max_position_embeddings"]})
+    return dict(embed_dim=projection, towers={"image": image, "text": text},
+                logit_scale_init=math.exp(scale), logit_bias_init=None, family="clip")
 
 
 def check_exportable(cfg) -> list[str]:
     """Why this tether config is not a CLIPModel (empty when it is)."""
-    v, t, bad = cfg.vision, cfg.text, check_towers(cfg)
+    (v, t), bad = image_text(cfg), check_towers(cfg)
     want = dict(class_token=True, pool="cls", ln_pre=True, ln_post=True, patch_bias=False)
-    bad += [f"vision.{k}={getattr(v, k)!r} (CLIP needs {w!r})" for k, w in want.items() if getattr(v, k) != w]
+    bad += [f"towers.image.{k}={getattr(v, k)!r} (CLIP needs {w!r})" for k, w in want.items() if getattr(v, k) != w]
     if not t.causal:
-        bad.append("text.causal=false (CLIP's text tower is causal)")
+        bad.append("towers.text.causal=false (CLIP's text tower is causal)")
     if t.pool not in ("argmax", "eot"):
-        bad.append(f"text.pool={t.pool!r} (CLIP pools at the end-of-text token: 'argmax' or 'eot')")
+        bad.append(f"towers.text.pool={t.pool!r} (CLIP pools at the end-of-text token: 'argmax' or 'eot')")
     if t.pool == "eot" and t.eot_token_id is None:
-        bad.append("text.pool='eot' without text.eot_token_id")
-    projections = (("image", cfg.image_proj, cfg.image_proj_bias), ("text", cfg.text_proj, cfg.text_proj_bias))
-    for side, kind, bias in projections:
-        if kind != "linear" or bias:
-            bad.append(f"{side}_proj={kind!r}{' with bias' if bias else ''} (CLIP projects with a bias-free Linear)")
+        bad.append("towers.text.pool='eot' without towers.text.eot_token_id")
+    for side, tower in (("image", v), ("text", t)):
+        if tower.projection != "linear" or tower.projection_bias:
+            bad.append(f"towers.{side}.projection={tower.projection!r}{' with bias' if tower.projection_bias else ''}"
+                       " (CLIP projects with a bias-free Linear)")
     if cfg.logit_bias_init is not None:
         bad.append("a logit_bias (CLIPModel has none)")
     return bad
@@ -208,7 +216,7 @@ def check_exportable(cfg) -> list[str]:
 def config_to_hf(model, image_size: int, text_ids: dict[str, int | None], remap=lambda i: i) -> dict[str, Any]:
     """``remap``: the id permutation hf.save applies to the vocabulary (see ``hf.eos_swap``)."""
     cfg = model.config
-    v, t = cfg.vision, cfg.text
+    v, t = image_text(cfg)
     eos = 2 if t.pool == "argmax" else remap(t.eot_token_id)
     text = dict(model_type="clip_text_model", vocab_size=t.vocab_size, max_position_embeddings=t.context_length,
                 **tower_to_hf(t, "text"), projection_dim=cfg.embed_dim,

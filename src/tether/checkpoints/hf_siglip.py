@@ -2,7 +2,7 @@
 
 SigLIP in tether: a ViT without class token or pre-LayerNorm, a bias on the patch
 projection and an attention-pool (MAP) head; a bidirectional text tower pooled at
-the last position whose ``head`` Linear (with bias) is tether's ``text_proj``; no
+the last position whose ``head`` Linear (with bias) is tether's ``projections.text``; no
 image projection; a learned ``logit_bias``.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .common import CheckpointError
-from .hf_clip import (Rule, check_towers, encoder_rules, integer, pair, sub_config, text_rules, token_id,
+from .hf_clip import (Rule, check_towers, encoder_rules, image_text, integer, pair, sub_config, text_rules, token_id,
                       tower_common, tower_to_hf, vision_grid)
 
 SIGLIP_TEXT_DEFAULTS = dict(vocab_size=32000, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
@@ -23,21 +23,21 @@ SIGLIP_VISION_DEFAULTS = dict(hidden_size=768, intermediate_size=3072, num_hidde
 
 
 def rules(model) -> list[Rule]:
-    cfg = model.config
-    head = "vision_model.head"
-    return ([("visual.patch_embed.weight", ("vision_model.embeddings.patch_embedding.weight",), None),
-             ("visual.patch_embed.bias", ("vision_model.embeddings.patch_embedding.bias",), None),
-             ("visual.positional_embedding", ("vision_model.embeddings.position_embedding.weight",), None)]
-            + encoder_rules("visual", "vision_model", cfg.vision.layers)
-            + pair("visual.ln_post", "vision_model.post_layernorm")
-            + [("visual.head.probe", (f"{head}.probe",), None)]
+    image, text = image_text(model.config)
+    head, ours = "vision_model.head", "towers.image.head"
+    return ([("towers.image.patch_embed.weight", ("vision_model.embeddings.patch_embedding.weight",), None),
+             ("towers.image.patch_embed.bias", ("vision_model.embeddings.patch_embedding.bias",), None),
+             ("towers.image.positional_embedding", ("vision_model.embeddings.position_embedding.weight",), None)]
+            + encoder_rules("towers.image", "vision_model", image.layers)
+            + pair("towers.image.ln_post", "vision_model.post_layernorm")
+            + [(f"{ours}.probe", (f"{head}.probe",), None)]
             # the head is a torch.nn.MultiheadAttention: its q/k/v are already one in_proj tensor
-            + [(f"visual.head.attn.in_proj.{p}", (f"{head}.attention.in_proj_{p}",), None) for p in ("weight", "bias")]
-            + pair("visual.head.attn.out_proj", f"{head}.attention.out_proj")
-            + pair("visual.head.norm", f"{head}.layernorm")
-            + pair("visual.head.mlp.fc1", f"{head}.mlp.fc1") + pair("visual.head.mlp.fc2", f"{head}.mlp.fc2")
-            + text_rules(cfg.text.layers)
-            + pair("text_proj", "text_model.head")
+            + [(f"{ours}.attn.in_proj.{p}", (f"{head}.attention.in_proj_{p}",), None) for p in ("weight", "bias")]
+            + pair(f"{ours}.attn.out_proj", f"{head}.attention.out_proj")
+            + pair(f"{ours}.norm", f"{head}.layernorm")
+            + pair(f"{ours}.mlp.fc1", f"{head}.mlp.fc1") + pair(f"{ours}.mlp.fc2", f"{head}.mlp.fc2")
+            + text_rules(text.layers)
+            + pair("projections.text", "text_model.head")
             + [("logit_scale", ("logit_scale",), (1,)), ("logit_bias", ("logit_bias",), (1,))])
 
 
@@ -59,33 +59,30 @@ def config_from_hf(raw: dict[str, Any]) -> dict[str, Any]:
                               f"vision_config.hidden_size={vision['width']}; SigLIP compares them directly")
     pad, eos = t.get("pad_token_id"), t.get("eos_token_id")
     length = integer(t, "max_position_embeddings", "text_config")
-    return dict(
-        embed_dim=embed,
-        vision=dict(kind="vit", image_size=image_size, patch_size=patch, **vision, ln_pre=False,
-                    class_token=False, patch_bias=True, pool="map", ln_post=True),
-        text=dict(kind="transformer", vocab_size=integer(t, "vocab_size", "text_config"), context_length=length,
-                  **text, causal=False, pool="last", eot_token_id=eos if isinstance(eos, int) else None,
-                  pad_token_id=pad if isinstance(pad, int) else 0),
-        image_proj="none", text_proj="linear", text_proj_bias=True,
-        logit_scale_init=10.0, logit_bias_init=-10.0, family="siglip",
-        tokenizer={"context_length": length, "padding": "max_length"},
-        preprocess={"image_size": v["image_size"]},  # transformers' input size; hf.py completes it
-    )
+    image = dict(kind="vit", image_size=image_size, patch_size=patch, **vision, ln_pre=False,
+                 class_token=False, patch_bias=True, pool="map", ln_post=True, projection="none",
+                 processor={"image_size": v["image_size"]})  # transformers' input size; hf.py completes it
+    text = dict(kind="transformer", vocab_size=integer(t, "vocab_size", "text_config"), context_length=length,
+                **text, causal=False, pool="last", eot_token_id=eos if isinstance(eos, int) else None,
+                pad_token_id=pad if isinstance(pad, int) else 0, projection="linear", projection_bias=True,
+                processor={"context_length": length, "padding": "max_length"})
+    return dict(embed_dim=embed, towers={"image": image, "text": text},
+                logit_scale_init=10.0, logit_bias_init=-10.0, family="siglip")
 
 
 def check_exportable(cfg) -> list[str]:
     """Why this tether config is not a SiglipModel (empty when it is)."""
-    v, t, bad = cfg.vision, cfg.text, check_towers(cfg)
+    (v, t), bad = image_text(cfg), check_towers(cfg)
     want = dict(class_token=False, pool="map", ln_pre=False, ln_post=True, patch_bias=True)
-    bad += [f"vision.{k}={getattr(v, k)!r} (SigLIP needs {w!r})" for k, w in want.items() if getattr(v, k) != w]
+    bad += [f"towers.image.{k}={getattr(v, k)!r} (SigLIP needs {w!r})" for k, w in want.items() if getattr(v, k) != w]
     if t.causal:
-        bad.append("text.causal=true (SigLIP's text tower is bidirectional)")
+        bad.append("towers.text.causal=true (SigLIP's text tower is bidirectional)")
     if t.pool != "last":
-        bad.append(f"text.pool={t.pool!r} (SigLIP pools the last position)")
-    if cfg.image_proj != "none":
-        bad.append(f"image_proj={cfg.image_proj!r} (SigLIP has no image projection: use 'none')")
-    if cfg.text_proj != "linear" or not cfg.text_proj_bias:
-        bad.append(f"text_proj={cfg.text_proj!r}{'' if cfg.text_proj_bias else ' without bias'} "
+        bad.append(f"towers.text.pool={t.pool!r} (SigLIP pools the last position)")
+    if v.projection != "none":
+        bad.append(f"towers.image.projection={v.projection!r} (SigLIP has no image projection: use 'none')")
+    if t.projection != "linear" or not t.projection_bias:
+        bad.append(f"towers.text.projection={t.projection!r}{'' if t.projection_bias else ' without bias'} "
                    "(SigLIP's text head is a Linear with bias)")
     if cfg.logit_bias_init is None:
         bad.append("no logit_bias (SiglipModel has one)")
@@ -94,7 +91,7 @@ def check_exportable(cfg) -> list[str]:
 
 def config_to_hf(model, image_size: int, text_ids: dict[str, int | None], remap=lambda i: i) -> dict[str, Any]:
     cfg = model.config
-    v, t = cfg.vision, cfg.text
+    v, t = image_text(cfg)
     eos = t.eot_token_id if t.eot_token_id is not None else text_ids.get("eos")
     text = dict(model_type="siglip_text_model", vocab_size=t.vocab_size, max_position_embeddings=t.context_length,
                 **tower_to_hf(t, "text"), projection_size=cfg.embed_dim,

@@ -91,7 +91,7 @@ def load(path: Path, image_size: int | None = None, quick_gelu: bool | None = No
     config: an open_clip config (dict or JSON path) instead of ``open_clip_config.json``.
     """
     from ..models.aligned import AlignedModel
-    from .attach import attach_processors
+    from ..models.attach import attach_processors
 
     path = Path(path)
     weights, config_path = _resolve(path)
@@ -110,7 +110,7 @@ def load(path: Path, image_size: int | None = None, quick_gelu: bool | None = No
     _load_state(model, state, tcfg, source)
     tok_dir = _tokenizer_dir(weights.parent) if (path.is_dir() or config_path is not None) else None
     try:
-        attach_processors(model, tok_dir)
+        attach_processors(model, {"text": tok_dir})
     except (OSError, ValueError, KeyError) as err:
         warnings.warn(f"{tok_dir}: tokenizer not loaded ({err})")
         attach_processors(model, None)
@@ -150,7 +150,7 @@ def _read_config(config: dict | str | Path | None) -> dict | None:
 
 def _load_state(model, state: dict[str, torch.Tensor], cfg: ModelConfig, source: str) -> None:
     """Rename, resize the position table if needed, check every shape, load strictly."""
-    kind = cfg.vision.kind
+    kind = cfg.towers["image"].kind
     own = model.state_dict()
     mapped: dict[str, torch.Tensor] = {}
     origin: dict[str, tuple[str, bool]] = {}
@@ -187,11 +187,11 @@ def _load_state(model, state: dict[str, torch.Tensor], cfg: ModelConfig, source:
 def _resize_positions(mapped: dict[str, torch.Tensor], cfg: ModelConfig, source: str) -> None:
     from ..models.vit import resize_pos_embed
 
-    v = cfg.vision
+    v = cfg.towers["image"]
     if v.kind == "vit":
-        key, grid = "visual.positional_embedding", v.image_size // v.patch_size
+        key, grid = f"{L.IMAGE}positional_embedding", v.image_size // v.patch_size
     else:
-        key, grid = "visual.attnpool.positional_embedding", v.image_size // 32
+        key, grid = f"{L.IMAGE}attnpool.positional_embedding", v.image_size // 32
     pos = mapped.get(key)
     if pos is None or pos.ndim != 2 or pos.shape[0] == grid * grid + 1:
         return
@@ -213,8 +213,9 @@ def save(model, path: Path, custom_text: bool = False) -> None:
     path = Path(path)
     model_cfg = open_clip_model_cfg(model.config, custom_text)
     state = open_clip_state(model, custom_text)
-    pre = model.preprocessor.config.to_dict() if model.preprocessor is not None else dict(model.config.preprocess)
-    preprocess_cfg = {"size": pre.get("image_size", model.config.vision.image_size),
+    image = model.config.tower("image")
+    pre = model.preprocessor.config.to_dict() if model.preprocessor is not None else dict(image.processor)
+    preprocess_cfg = {"size": pre.get("image_size", image.image_size),
                       "mean": list(pre.get("mean", (0.48145466, 0.4578275, 0.40821073))),
                       "std": list(pre.get("std", (0.26862954, 0.26130258, 0.27577711))),
                       "interpolation": pre.get("interpolation", "bicubic"),
@@ -229,19 +230,19 @@ def save(model, path: Path, custom_text: bool = False) -> None:
 
 def open_clip_state(model, custom_text: bool = False) -> dict[str, torch.Tensor]:
     """tether weights under OpenCLIP names (root layout, or ``text.*`` for CustomTextCLIP)."""
-    cfg = model.config
-    kind = cfg.vision.kind
+    image, text = model.config.tower("image"), model.config.tower("text")
+    kind = image.kind
     out: dict[str, torch.Tensor] = {}
     for key, value in model.state_dict().items():
         hit = L.to_open_clip_key(key, kind)
         if hit is None:
             raise cannot_save(f"weight {key!r} has no OpenCLIP counterpart")
         name, transpose = hit
-        if key == "text_proj.weight" and cfg.text_proj_bias:  # OpenCLIP: nn.Linear, stored (out, in)
+        if key == "projections.text.weight" and text.projection_bias:  # OpenCLIP: nn.Linear, stored (out, in)
             name, transpose = "text_projection.weight", False
         if custom_text and L.is_text_key(name):
             name = "text." + name
         out[name] = (value.T if transpose else value).detach().cpu().contiguous()
-    if kind == "vit" and cfg.image_proj == "none":  # OpenCLIP's ViT always projects: use the identity
-        out["visual.proj"] = torch.eye(cfg.vision.width, dtype=model.logit_scale.dtype)
+    if kind == "vit" and image.projection == "none":  # OpenCLIP's ViT always projects: use the identity
+        out["visual.proj"] = torch.eye(image.width, dtype=model.logit_scale.dtype)
     return out

@@ -11,7 +11,7 @@ import copy
 import warnings
 from typing import Any
 
-from ..config import ModelConfig, TextConfig, VisionConfig
+from ..config import ImageTowerConfig, ModelConfig, TextTowerConfig
 from .common import CheckpointError
 
 _VISION_OFF = ("timm_model_name", "hf_model_name", "attentional_pool", "qk_norm",
@@ -80,20 +80,20 @@ def tether_config(cfg: dict, quick_gelu: bool, image_size: int | None, vision_he
     _check_off(t, _TEXT_OFF, "text_cfg", source)
     size = image_size or _square(v["image_size"], "vision_cfg.image_size", source)
     width = int(v["width"])
-    vision, image_proj, image_bias = _vision_config(v, extra, size, quick_gelu, vision_heads, source)
+    vision = _vision_config(v, extra, size, quick_gelu, vision_heads, source)
     text = _text_config(t, quick_gelu, text_heads, source)
     for name, tower in (("vision", vision), ("text", text)):
         if tower.heads < 1 or (tower.width if name == "text" or tower.kind == "vit" else width * 32) % tower.heads:
             raise CheckpointError(f"{source}: cannot use {tower.heads} attention heads for the {name} tower; "
                                   f"pass {name}_heads= (shapes do not tell the head count)")
-    text_proj = "none" if t.get("proj_type") == "none" else "linear"
+    text.projection = "none" if t.get("proj_type") == "none" else "linear"
+    text.projection_bias = bool(t.get("proj_bias", False)) and text.projection == "linear"
+    vision.processor = _preprocess(cfg.get("_preprocess"), image_size, size, source)
+    text.processor = {"context_length": text.context_length}
     model_cfg = ModelConfig(
-        embed_dim=int(cfg["embed_dim"]), vision=vision, text=text, image_proj=image_proj, image_proj_bias=image_bias,
-        text_proj=text_proj, text_proj_bias=bool(t.get("proj_bias", False)) and text_proj == "linear",
+        embed_dim=int(cfg["embed_dim"]), towers={"image": vision, "text": text},
         logit_bias_init=-10.0 if extra["logit_bias"] else None,
-        family="siglip" if extra["logit_bias"] else "clip",
-        preprocess=_preprocess(cfg.get("_preprocess"), image_size, size, source),
-        tokenizer={"context_length": text.context_length})
+        family="siglip" if extra["logit_bias"] else "clip")
     try:
         return model_cfg.validate()
     except ValueError as err:
@@ -101,16 +101,15 @@ def tether_config(cfg: dict, quick_gelu: bool, image_size: int | None, vision_he
 
 
 def _vision_config(v: dict, extra: dict, size: int, quick_gelu: bool, vision_heads: int | None,
-                   source: str) -> tuple[VisionConfig, str, bool]:
-    """open_clip vision_cfg -> (VisionConfig, image_proj, image_proj_bias)."""
+                   source: str) -> ImageTowerConfig:
+    """open_clip vision_cfg -> ImageTowerConfig (its projection included)."""
     width = int(v["width"])
     if isinstance(v["layers"], (list, tuple)):
         if extra["vision_kind"] != "resnet":
             raise CheckpointError(f"{source}: config says ResNet (vision_cfg.layers={v['layers']}), weights are a ViT")
         heads = vision_heads or width * 32 // int(v.get("head_width", 64))
-        vision = VisionConfig(kind="resnet", image_size=size, resnet_layers=tuple(v["layers"]),
-                              resnet_width=width, heads=heads)
-        return vision, "none", False
+        return ImageTowerConfig(kind="resnet", image_size=size, resnet_layers=tuple(v["layers"]),
+                                resnet_width=width, heads=heads, projection="none")
     if extra["vision_kind"] != "vit":
         raise CheckpointError(f"{source}: config says ViT (vision_cfg.layers={v['layers']}), weights are a ResNet")
     pool = v.get("pool_type", "tok")
@@ -120,24 +119,24 @@ def _vision_config(v: dict, extra: dict, size: int, quick_gelu: bool, vision_hea
     if size % patch:
         raise CheckpointError(f"{source}: image_size {size} is not a multiple of the patch size {patch}")
     heads = vision_heads or width // int(v.get("head_width", 64))
-    vision = VisionConfig(kind="vit", image_size=size, patch_size=patch, width=width, layers=int(v["layers"]),
+    vision = ImageTowerConfig(kind="vit", image_size=size, patch_size=patch, width=width, layers=int(v["layers"]),
                           heads=heads, mlp_dim=_mlp(width, v), act=_act(quick_gelu, v, source),
                           ln_eps=_eps(v, source), ln_pre=not v.get("no_ln_pre", False),
                           patch_bias=extra["patch_bias"], pool="cls" if pool == "tok" else "mean",
                           final_ln_after_pool=pool == "avg" and bool(v.get("final_ln_after_pool")),
                           ls_init=_ls(v), patch_dropout=float(v.get("patch_dropout", 0.0)))
-    image_proj, image_bias = ("none", False) if extra["image_proj"] == "none" else (
+    vision.projection, vision.projection_bias = ("none", False) if extra["image_proj"] == "none" else (
         "linear", extra["image_proj"] == "linear_bias")
-    return vision, image_proj, image_bias
+    return vision
 
 
-def _text_config(t: dict, quick_gelu: bool, text_heads: int | None, source: str) -> TextConfig:
-    """open_clip text_cfg -> TextConfig."""
+def _text_config(t: dict, quick_gelu: bool, text_heads: int | None, source: str) -> TextTowerConfig:
+    """open_clip text_cfg -> TextTowerConfig (projection set by the caller)."""
     pool = t.get("pool_type", "argmax")
     if pool not in _POOL_IN:
         raise CheckpointError(f"{source}: text_cfg.pool_type={pool!r} is not supported (argmax, first, last, eos)")
     twidth = int(t["width"])
-    return TextConfig(vocab_size=int(t["vocab_size"]), context_length=int(t["context_length"]), width=twidth,
+    return TextTowerConfig(vocab_size=int(t["vocab_size"]), context_length=int(t["context_length"]), width=twidth,
                       layers=int(t["layers"]), heads=text_heads or int(t["heads"]), mlp_dim=_mlp(twidth, t),
                       act=_act(quick_gelu, t, source), ln_eps=_eps(t, source), ls_init=_ls(t),
                       causal=not t.get("no_causal_mask"),
@@ -183,9 +182,9 @@ def _ratio(width: int, hidden: int | None) -> float:
 
 def open_clip_model_cfg(cfg: ModelConfig, custom_text: bool = False) -> dict[str, Any]:
     """tether ModelConfig -> open_clip ``model_cfg``; CheckpointError for what OpenCLIP cannot express."""
-    v, t = cfg.vision, cfg.text
+    v, t = _image_text(cfg)
     if t.kind != "transformer":
-        raise cannot_save(f"text.kind={t.kind!r} (only tether's transformer text tower)")
+        raise cannot_save(f"towers.text.kind={t.kind!r} (only tether's transformer text tower)")
     acts = [t.act] + ([v.act] if v.kind == "vit" else [])
     if "relu" in acts or ("quick_gelu" in acts and len(set(acts)) > 1):
         raise cannot_save(f"activations {sorted(set(acts))} (OpenCLIP: quick_gelu for both towers, or gelu/gelu_tanh)")
@@ -213,14 +212,21 @@ def _tower_options(tower, width: int) -> dict[str, Any]:
     return out
 
 
+def _image_text(cfg: ModelConfig):
+    if sorted(cfg.towers) != ["image", "text"]:
+        raise cannot_save(f"OpenCLIP has an image and a text tower; this model has {', '.join(sorted(cfg.towers))}")
+    return cfg.towers["image"], cfg.towers["text"]
+
+
 def _open_clip_vision_cfg(cfg: ModelConfig) -> dict[str, Any]:
-    v = cfg.vision
+    v = cfg.towers["image"]
     if v.kind == "vit":
         if not v.class_token or v.pool not in ("cls", "mean") or not v.ln_post or v.patch_bias:
             raise cannot_save("the ViT needs a class token, cls or mean pooling, ln_post and no patch bias "
                       f"(class_token={v.class_token}, pool={v.pool!r}, ln_post={v.ln_post}, patch_bias={v.patch_bias})")
-        if v.width % v.heads or cfg.image_proj not in ("linear", "none") or cfg.image_proj_bias:
-            raise cannot_save(f"vision heads={v.heads} / image_proj={cfg.image_proj!r} bias={cfg.image_proj_bias}")
+        if v.width % v.heads or v.projection not in ("linear", "none") or v.projection_bias:
+            raise cannot_save(f"image heads={v.heads} / towers.image.projection={v.projection!r} "
+                              f"bias={v.projection_bias}")
         vision = {"image_size": v.image_size, "patch_size": v.patch_size, "width": v.width, "layers": v.layers,
                   "head_width": v.width // v.heads, **_tower_options(v, v.width)}
         if not v.ln_pre:
@@ -234,18 +240,18 @@ def _open_clip_vision_cfg(cfg: ModelConfig) -> dict[str, Any]:
         return vision
     if v.kind == "resnet":
         embed = v.resnet_width * 32
-        if cfg.image_proj != "none" or (v.output_dim or cfg.embed_dim) != cfg.embed_dim or embed % v.heads \
+        if v.projection != "none" or (v.output_dim or cfg.embed_dim) != cfg.embed_dim or embed % v.heads \
                 or embed // (embed // v.heads) != v.heads:
-            raise cannot_save(f"ResNet needs image_proj='none', output_dim == embed_dim and heads dividing {embed}")
+            raise cannot_save(f"ResNet needs towers.image.projection='none', output_dim == embed_dim and heads dividing {embed}")
         return {"image_size": v.image_size, "layers": list(v.resnet_layers), "width": v.resnet_width,
                 "head_width": embed // v.heads}
-    raise cannot_save(f"vision.kind={v.kind!r} (only 'vit' and 'resnet')")
+    raise cannot_save(f"towers.image.kind={v.kind!r} (only 'vit' and 'resnet')")
 
 
 def _open_clip_text_cfg(cfg: ModelConfig) -> dict[str, Any]:
-    t = cfg.text
-    if t.pool not in _POOL_OUT or t.width % t.heads or cfg.text_proj not in ("linear", "none"):
-        raise cannot_save(f"text pool={t.pool!r} / heads={t.heads} / text_proj={cfg.text_proj!r}")
+    t = cfg.towers["text"]
+    if t.pool not in _POOL_OUT or t.width % t.heads or t.projection not in ("linear", "none"):
+        raise cannot_save(f"text pool={t.pool!r} / heads={t.heads} / towers.text.projection={t.projection!r}")
     text = {"context_length": t.context_length, "vocab_size": t.vocab_size, "width": t.width, "heads": t.heads,
             "layers": t.layers, **_tower_options(t, t.width)}
     if not t.causal:
@@ -256,8 +262,8 @@ def _open_clip_text_cfg(cfg: ModelConfig) -> dict[str, Any]:
         text["eos_id"] = t.eot_token_id
     if t.pad_token_id:
         text["pad_id"] = t.pad_token_id
-    if cfg.text_proj == "none":
+    if t.projection == "none":
         text["proj_type"] = "none"
-    elif cfg.text_proj_bias:
+    elif t.projection_bias:
         text["proj_bias"] = True
     return text

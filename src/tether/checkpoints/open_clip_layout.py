@@ -45,29 +45,32 @@ _BLOCK = {
     "ls_1.gamma": "ls_1", "ls_2.gamma": "ls_2",  # LayerScale (ls_init_value)
 }
 _BLOCK_REV = {t: o for o, t in _BLOCK.items()}
-_BLOCK_STACKS = {"vit": (("visual.transformer.resblocks.", "visual.transformer.blocks."),
-                         ("transformer.resblocks.", "text.transformer.blocks.")),
-                 "resnet": (("transformer.resblocks.", "text.transformer.blocks."),)}
+# OpenCLIP's names on the left, tether's on the right (tether: towers.<modality>.*, projections.<modality>.*).
+IMAGE, TEXT = "towers.image.", "towers.text."
+_BLOCK_STACKS = {"vit": (("visual.transformer.resblocks.", IMAGE + "transformer.blocks."),
+                         ("transformer.resblocks.", TEXT + "transformer.blocks.")),
+                 "resnet": (("transformer.resblocks.", TEXT + "transformer.blocks."),)}
 _COMMON = {
-    "token_embedding.weight": "text.token_embedding.weight",
-    "positional_embedding": "text.positional_embedding",
-    "ln_final.weight": "text.ln_final.weight", "ln_final.bias": "text.ln_final.bias",
-    "text_projection.weight": "text_proj.weight", "text_projection.bias": "text_proj.bias",
+    "token_embedding.weight": TEXT + "token_embedding.weight",
+    "positional_embedding": TEXT + "positional_embedding",
+    "ln_final.weight": TEXT + "ln_final.weight", "ln_final.bias": TEXT + "ln_final.bias",
+    "text_projection.weight": "projections.text.weight", "text_projection.bias": "projections.text.bias",
     "logit_scale": "logit_scale", "logit_bias": "logit_bias",
 }
 _VIT = {
-    "visual.conv1.weight": "visual.patch_embed.weight", "visual.conv1.bias": "visual.patch_embed.bias",
-    "visual.class_embedding": "visual.class_embedding",
-    "visual.positional_embedding": "visual.positional_embedding",
-    "visual.ln_pre.weight": "visual.ln_pre.weight", "visual.ln_pre.bias": "visual.ln_pre.bias",
-    "visual.ln_post.weight": "visual.ln_post.weight", "visual.ln_post.bias": "visual.ln_post.bias",
-    "visual.proj.weight": "image_proj.weight", "visual.proj.bias": "image_proj.bias",
+    "visual.conv1.weight": IMAGE + "patch_embed.weight", "visual.conv1.bias": IMAGE + "patch_embed.bias",
+    "visual.class_embedding": IMAGE + "class_embedding",
+    "visual.positional_embedding": IMAGE + "positional_embedding",
+    "visual.ln_pre.weight": IMAGE + "ln_pre.weight", "visual.ln_pre.bias": IMAGE + "ln_pre.bias",
+    "visual.ln_post.weight": IMAGE + "ln_post.weight", "visual.ln_post.bias": IMAGE + "ln_post.bias",
+    "visual.proj.weight": "projections.image.weight", "visual.proj.bias": "projections.image.bias",
 }
 # Stored (in, out) and used as x @ W: tether's nn.Linear holds the transpose.
-TRANSPOSED = {"visual.proj": "image_proj.weight", "text_projection": "text_proj.weight"}
+TRANSPOSED = {"visual.proj": "projections.image.weight", "text_projection": "projections.text.weight"}
 _TRANSPOSED_REV = {t: o for o, t in TRANSPOSED.items()}
-# CLIP's modified ResNet: tether uses OpenAI's names unchanged.
+# CLIP's modified ResNet: tether uses OpenAI's names under towers.image. instead of visual.
 _RESNET = re.compile(r"visual\.((conv|bn)[123]\.|layer[1-4]\.\d+\.|attnpool\.)")
+_RESNET_OURS = re.compile(r"towers\.image\.((conv|bn)[123]\.|layer[1-4]\.\d+\.|attnpool\.)")
 
 # Keys of OpenCLIP features tether does not implement, with what they are.
 _UNSUPPORTED = (
@@ -208,7 +211,7 @@ def to_tether_key(key: str, kind: str) -> tuple[str, bool] | None:
     if kind == "vit" and key in _VIT:
         return _VIT[key], False
     if kind == "resnet" and _RESNET.match(key):
-        return key, False
+        return IMAGE + key[len("visual."):], False
     for src, dst in _BLOCK_STACKS[kind]:
         if key.startswith(src):
             idx, _, rest = key[len(src):].partition(".")
@@ -225,8 +228,8 @@ def to_open_clip_key(key: str, kind: str) -> tuple[str, bool] | None:
         for src, dst in table.items():
             if dst == key:
                 return src, False
-    if kind == "resnet" and _RESNET.match(key):
-        return key, False
+    if kind == "resnet" and _RESNET_OURS.match(key):
+        return "visual." + key[len(IMAGE):], False
     for src, dst in _BLOCK_STACKS[kind]:
         if key.startswith(dst):
             idx, _, rest = key[len(dst):].partition(".")

@@ -1,8 +1,13 @@
 """tether's own checkpoint: a directory anyone can read without tether.
 
-    config.json        the ModelConfig (plus "tether_format": 1)
-    model.safetensors  the weights, tether's key names
-    tokenizer/         tokenizer.json + tokenizer_config.json (when the model has one)
+    config.json        the ModelConfig (plus "tether_format": 2): ``towers`` keyed by modality
+    model.safetensors  the weights, tether's key names (``towers.<m>.*``, ``projections.<m>.*``)
+    <processor dir>/   each tower's processor files, when it has any: ``tokenizer/`` for text
+                       (tokenizer.json + tokenizer_config.json)
+
+Any set of towers is stored; towers of kind "module" are passed back in on load
+(``load(path, towers={"vector": module})``). Version-1 files (image + text towers under
+"vision"/"text", top-level projections) are read through :func:`migrate_v1`.
 
 Everything is written to a temporary directory first and moved into place, so an
 interrupted save never leaves a half-written checkpoint behind.
@@ -11,12 +16,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, Mapping
+
+import torch
 
 from ..config import ModelConfig
 from ..io import atomic_directory, atomic_save_safetensors
 from .common import CheckpointError, load_into, read_weights
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Where a modality's processor files live inside the checkpoint directory.
+PROCESSOR_DIRS = {"text": "tokenizer"}
 
 
 def detect(path: Path) -> bool:
@@ -30,35 +40,79 @@ def detect(path: Path) -> bool:
     return isinstance(data, dict) and "tether_format" in data
 
 
+def _processor_dir(modality: str) -> str:
+    return PROCESSOR_DIRS.get(modality, f"processor_{modality}")
+
+
 def save(model, path: Path) -> None:
     with atomic_directory(path) as tmp:
-        data = {"tether_format": FORMAT_VERSION, **model.config.to_dict()}
-        if model.preprocessor is not None:
-            data["preprocess"] = model.preprocessor.config.to_dict()
+        config = model.config.to_dict()
+        pre = model.processors.get("image")
+        if pre is not None and hasattr(pre, "config") and "image" in config["towers"]:
+            config["towers"]["image"]["processor"] = pre.config.to_dict()
+        data = {"tether_format": FORMAT_VERSION, **config}
         (tmp / "config.json").write_text(json.dumps(data, indent=2) + "\n")
         atomic_save_safetensors(model.state_dict(), tmp / "model.safetensors", metadata={"format": "pt"})
-        if model.tokenizer is not None:
-            model.tokenizer.save(tmp / "tokenizer")
+        for modality, processor in model.processors.items():
+            if callable(getattr(processor, "save", None)):
+                processor.save(tmp / _processor_dir(modality))
 
 
-def load(path: Path, visual=None, text=None, map_location: str = "cpu"):
-    """Rebuild the model from config.json and load its weights.
+V1_PREFIXES = {"visual.": "towers.image.", "text.": "towers.text.", "image_proj.": "projections.image.",
+               "text_proj.": "projections.text."}
 
-    ``visual``/``text``: the tower modules for configs whose kind is "module".
+
+def migrate_v1(data: dict[str, Any], state: Mapping[str, torch.Tensor] | None = None
+               ) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
+    """A tether_format 1 config mapping (and state dict) in today's layout.
+
+    Version 1 kept the image tower under "vision", the text tower under "text", the projections as
+    top-level "image_proj"/"text_proj" (+ "_bias"), and the processors' settings as top-level
+    "preprocess"/"tokenizer"; weights were named ``visual.*``, ``text.*``, ``image_proj.*``, ``text_proj.*``.
+    """
+    data = dict(data)
+    towers = {"image": dict(data.pop("vision", {}) or {}), "text": dict(data.pop("text", {}) or {})}
+    for side, tower in towers.items():
+        if f"{side}_proj" in data:
+            tower["projection"] = data.pop(f"{side}_proj")
+        if f"{side}_proj_bias" in data:
+            tower["projection_bias"] = data.pop(f"{side}_proj_bias")
+    if "preprocess" in data:
+        towers["image"]["processor"] = data.pop("preprocess")
+    if "tokenizer" in data:
+        towers["text"]["processor"] = data.pop("tokenizer")
+    data["towers"] = towers
+    if state is None:
+        return data, None
+    renamed = {}
+    for key, value in state.items():
+        prefix = next((p for p in V1_PREFIXES if key.startswith(p)), None)
+        renamed[V1_PREFIXES[prefix] + key[len(prefix):] if prefix else key] = value
+    return data, renamed
+
+
+def load(path: Path, towers: Mapping[str, torch.nn.Module] | None = None, map_location: str = "cpu"):
+    """Rebuild the model from config.json, load its weights and attach its processors.
+
+    ``towers``: the tower modules for configs whose kind is "module", by modality.
     """
     from ..models.aligned import AlignedModel
-    from .attach import attach_processors
+    from ..models.attach import attach_processors
 
     try:
         data = json.loads((path / "config.json").read_text())
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{path / 'config.json'}: not valid JSON ({err})") from err
     version = data.pop("tether_format", None)
-    if version is None or version > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: tether_format {version!r} is not supported (this tether reads <= {FORMAT_VERSION})")
+    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        raise CheckpointError(f"{path}: tether_format {version!r} is not supported (this tether reads 1 to "
+                              f"{FORMAT_VERSION})")
+    state = read_weights(path / "model.safetensors")
+    if version == 1:
+        data, state = migrate_v1(data, state)
     config = ModelConfig.from_dict(data)
-    model = AlignedModel(config, visual=visual, text=text)
-    load_into(model, read_weights(path / "model.safetensors"), str(path / "model.safetensors"))
-    tok_dir = path / "tokenizer"
-    attach_processors(model, tok_dir if tok_dir.is_dir() else None)
+    model = AlignedModel(config, towers=towers)
+    load_into(model, state, str(path / "model.safetensors"))
+    files = {m: path / _processor_dir(m) for m in config.towers if (path / _processor_dir(m)).is_dir()}
+    attach_processors(model, files)
     return model.to(map_location).eval()

@@ -36,7 +36,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from tether.data.skips import SkipStats
     from tether.embedding import embed, find_images, write_embeddings
-    from tether.models.registry import resolve_model
+    from tether.checkpoints import resolve_model
 
     if not args.images and not args.texts and not args.query:
         raise ValueError("nothing to embed: give --images and/or --texts")

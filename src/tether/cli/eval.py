@@ -39,7 +39,7 @@ def run(args) -> int:
     if args.paths and args.paths[0] == "merge":
         return merge(args.paths[1:], args.out)
     from tether.metrics.evaluate import TASKS, resolve_dataset, run_tasks
-    from tether.models.registry import resolve_model
+    from tether.checkpoints import resolve_model
     if not args.model or not args.dataset:
         raise ValueError("give --model and at least one --dataset (or use `tether eval merge`)")
     model = resolve_model(args.model)

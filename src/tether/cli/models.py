@@ -29,10 +29,8 @@ def run_models(args) -> int:
         if args.json:
             rows.append({"name": name, **cfg.to_dict()})
             continue
-        v, t = cfg.vision, cfg.text
-        image = f"{v.kind} {v.image_size}px" + (f"/{v.patch_size} w{v.width} x{v.layers}" if v.kind == "vit" else "")
-        print(f"{name:<16} {cfg.family:<7} embed {cfg.embed_dim:<5} image {image:<26} "
-              f"text w{t.width} x{t.layers} ctx {t.context_length}")
+        towers = "  ".join(f"{m} {_tower_summary(t)}" for m, t in cfg.towers.items())
+        print(f"{name:<20} {cfg.family:<7} embed {cfg.embed_dim:<5} {towers}")
     if args.json:
         print(json.dumps(rows, indent=2))
     return 0
@@ -51,9 +49,20 @@ def run_info(args) -> int:
     print(f"family      {cfg.family}")
     print(f"parameters  {n / 1e6:.2f} M")
     print(f"embed_dim   {cfg.embed_dim}")
-    print(f"image tower {cfg.vision.kind}, {cfg.vision.image_size}px")
-    print(f"text tower  {cfg.text.kind}, context {cfg.text.context_length}, vocab {cfg.text.vocab_size}")
+    for modality, tower in cfg.towers.items():
+        print(f"{modality + ' tower':<11} {_tower_summary(tower)}")
     print(f"logit scale {float(model.scale()):.3f}" + (
         f", bias {float(model.logit_bias):.3f}" if model.logit_bias is not None else ""))
     print(f"tokenizer   {'yes' if model.tokenizer is not None else 'none (pass token ids)'}")
     return 0
+
+
+def _tower_summary(t) -> str:
+    """One phrase per tower: its kind and the sizes that tell towers of that kind apart."""
+    parts = [t.kind]
+    if hasattr(t, "image_size"):
+        parts.append(f"{t.image_size}px" + (f"/{t.patch_size} w{t.width} x{t.layers}" if t.kind == "vit" else ""))
+    if hasattr(t, "context_length"):
+        parts.append(f"w{t.width} x{t.layers} ctx {t.context_length} vocab {t.vocab_size}"
+                     if t.kind == "transformer" else f"ctx {t.context_length}")
+    return " ".join(parts)

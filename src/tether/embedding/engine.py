@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from ..data.sample import Sample
 from ..data.skips import SkipStats
-from ..models.modalities import get_modality
+from ..modalities import get_modality
 from .inputs import is_source, make_batches
 from .precision import autocast
 

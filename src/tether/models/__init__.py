@@ -1,5 +1,9 @@
-"""Encoder towers and the aligned model that joins them."""
+"""Encoder towers, the modalities they serve, and the aligned model that joins them."""
+from . import image_modality, text_modality  # noqa: F401  (register "image" and "text")
 from .aligned import AlignedModel, AlignedOutput
-from .registry import create_model, get_model_config, list_models
+from ..modalities import MODALITIES, Modality, Processor, get_modality, register_modality
+from .registry import create_model, get_model_config, list_models, register_model
+from .tower import Tower
 
-__all__ = ["AlignedModel", "AlignedOutput", "create_model", "get_model_config", "list_models"]
+__all__ = ["AlignedModel", "AlignedOutput", "MODALITIES", "Modality", "Processor", "Tower", "create_model",
+           "get_model_config", "get_modality", "list_models", "register_modality", "register_model"]

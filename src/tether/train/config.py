@@ -28,8 +28,8 @@ class OptimConfig:
 class TrainConfig:
     """What to train, on what, for how long, and where to write it."""
 
-    model: str = "tiny-vit-28"  # a named config, a checkpoint path, or "align-effnet-minilm"
-    model_overrides: dict[str, Any] = field(default_factory=dict)  # top-level ModelConfig keys
+    model: str = "tiny-vit-28"  # a model name (tether.list_models()) or a checkpoint path
+    model_overrides: dict[str, Any] = field(default_factory=dict)  # top-level ModelConfig keys (named models)
     loss: str = "clip"  # "clip" (InfoNCE) | "siglip"
     loss_chunk_size: int | None = None  # exact memory-efficient loss tiles; None = plain
     batch_size: int = 256
@@ -41,8 +41,8 @@ class TrainConfig:
     grad_checkpointing: bool = False
     strategy: str = "ddp"  # under torchrun: "ddp" | "fsdp" (sharded) | "manual" (average after backward)
     patch_dropout: float = 0.0
-    lock_image: bool = False  # LiT: freeze the image tower, train text + projections
-    lock_text: bool = False
+    modalities: list[str] = field(default_factory=lambda: ["image", "text"])  # the pair contrasted
+    lock: list[str] = field(default_factory=list)  # LiT: towers to freeze, e.g. ["image"]; projections still train
     locked_feature_cache_mib: float = 1024.0  # LiT: serve the locked tower's outputs from RAM (0: off)
     train_data: dict[str, Any] = field(default_factory=dict)  # a data source spec
     val_data: dict[str, Any] = field(default_factory=dict)
@@ -80,7 +80,11 @@ class TrainConfig:
         need(self.strategy in ("ddp", "fsdp", "manual"), "strategy",
              f"expected 'ddp', 'fsdp' or 'manual', got {self.strategy!r}")
         need(0 <= self.patch_dropout < 1, "patch_dropout", "must be in [0, 1)")
-        need(not (self.lock_image and self.lock_text), "lock_text", "locking both towers leaves nothing to align")
+        need(len(self.modalities) == 2 and len(set(self.modalities)) == 2, "modalities",
+             f"expected two different modality names, got {self.modalities}")
+        need(set(self.lock) <= set(self.modalities), "lock",
+             f"expected names from modalities {self.modalities}, got {self.lock}")
+        need(len(set(self.lock)) < 2, "lock", "locking both towers leaves nothing to align")
         need(self.locked_feature_cache_mib >= 0, "locked_feature_cache_mib", "must be >= 0 (0 turns the cache off)")
         need(self.optim.lr > 0, "optim.lr", "must be positive")
         need(len(self.optim.betas) == 2, "optim.betas", "needs two values")

@@ -1,7 +1,8 @@
-"""What the trainer needs from data: numbered batches of (pixels, token ids).
+"""What the trainer needs from data: numbered batches of (inputs_a, inputs_b).
 
 ``TrainData`` is a small protocol: ``batches_per_epoch()``, ``batches(epoch,
-position)`` yielding ``(pixels, input_ids)`` from batch ``position`` of ``epoch``
+position)`` yielding ``(inputs_a, inputs_b)`` (processed batches of the two
+``TrainConfig.modalities``; (pixels, input_ids) by default) from batch ``position`` of ``epoch``
 on, and ``skipped()``. ``LoaderTrainData`` implements it over tether.data's
 ``PairLoader``, whose order is a pure function of (seed, epoch, position): that is
 what lets a resumed run see exactly the batches an uninterrupted run would.
@@ -76,16 +77,18 @@ def caption_corpus(source, limit: int = 200_000, seed: int = 0) -> list[str]:
 
 
 def ensure_tokenizer(model, source, cfg: TrainConfig) -> None:
-    """Give a from-scratch model a tokenizer: load ``tokenizer.path`` or train a BPE on the captions."""
-    if model.tokenizer is not None:
+    """Give the model a tokenizer: ``tokenizer.path`` or ``tokenizer.train_vocab_size`` when set, else the
+    model's own (a checkpoint's, or CLIP's BPE for the OpenAI-sized configs), else a BPE trained on the captions."""
+    spec = dict(cfg.tokenizer)
+    if model.tokenizer is not None and not spec:
         return
     from ..tokenizer import Tokenizer
-    spec = dict(cfg.tokenizer)
-    context = model.config.text.context_length
+    text = model.config.tower("text")
+    context = text.context_length
     if "path" in spec:
         model.tokenizer = Tokenizer.load(spec["path"])
         return
-    vocab = min(int(spec.get("train_vocab_size", 8192)), model.config.text.vocab_size)
+    vocab = min(int(spec.get("train_vocab_size", 8192)), text.vocab_size)
     corpus = caption_corpus(source, seed=cfg.seed)
     if not corpus:
         raise ValueError(f"cannot train a tokenizer: the training source {getattr(source, 'name', source)!r} "

@@ -59,13 +59,14 @@ def _split(t: torch.Tensor, size: int | None, count: int | None) -> list[torch.T
     return parts
 
 
-def contrastive_step(model, pixels: torch.Tensor, input_ids: torch.Tensor, loss_fn: Callable,
-                     micro_batch: int | None = None, autocast=None, sync: Callable | None = None,
-                     num_chunks: int | None = None) -> torch.Tensor:
-    """Forward and backward of ``loss_fn(image_emb, text_emb, scale, bias)`` on the full batch.
+def contrastive_step(model, inputs_a: torch.Tensor, inputs_b: torch.Tensor, loss_fn: Callable,
+                     modalities: tuple[str, str] = ("image", "text"), micro_batch: int | None = None,
+                     autocast=None, sync: Callable | None = None, num_chunks: int | None = None) -> torch.Tensor:
+    """Forward and backward of ``loss_fn(emb_a, emb_b, scale, bias)`` on the full batch.
 
-    ``micro_batch=None`` (or >= the batch) is the plain step. Returns the detached loss;
-    gradients are left in ``.grad`` as after ``loss.backward()``.
+    ``inputs_a``/``inputs_b``: processed batches of the two ``modalities`` contrasted (pixels and
+    token ids by default). ``micro_batch=None`` (or >= the batch) is the plain step. Returns the
+    detached loss; gradients are left in ``.grad`` as after ``loss.backward()``.
 
     For data-parallel wrappers: ``sync(last)`` is a context entered around every forward+backward
     of the cached step (DDP passes ``no_sync()`` unless ``last``, so gradients are reduced once,
@@ -75,37 +76,33 @@ def contrastive_step(model, pixels: torch.Tensor, input_ids: torch.Tensor, loss_
     """
     autocast = autocast or _no_autocast
     sync = sync or _always
-    image_parts = _split(pixels, micro_batch, num_chunks)
-    text_parts = _split(input_ids, micro_batch, num_chunks)
-    if len(image_parts) == 1:
+    a, b = modalities
+    parts = {a: _split(inputs_a, micro_batch, num_chunks), b: _split(inputs_b, micro_batch, num_chunks)}
+    if len(parts[a]) == 1:
         with autocast():
-            out = model(pixels, input_ids)
-            loss = loss_fn(out.image_embeds.float(), out.text_embeds.float(), out.logit_scale, out.logit_bias)
+            out = model(inputs={a: inputs_a, b: inputs_b})
+            loss = loss_fn(out.embeds[a].float(), out.embeds[b].float(), out.logit_scale, out.logit_bias)
         loss.backward()
         return loss.detach()
-    image_states, text_states, image_embs, text_embs = [], [], [], []
+    states: dict[str, list[RandomState]] = {a: [], b: []}
+    embs: dict[str, list[torch.Tensor]] = {a: [], b: []}
     with torch.no_grad(), autocast():
-        for chunk in image_parts:
-            image_states.append(RandomState(chunk.device))
-            image_embs.append(model.encode_image(chunk, normalize=True).float())
-        for chunk in text_parts:
-            text_states.append(RandomState(chunk.device))
-            text_embs.append(model.encode_text(chunk, normalize=True).float())
-    image_emb = torch.cat(image_embs).requires_grad_(True)
-    text_emb = torch.cat(text_embs).requires_grad_(True)
+        for name in (a, b):
+            for chunk in parts[name]:
+                states[name].append(RandomState(chunk.device))
+                embs[name].append(model.encode(name, chunk, normalize=True).float())
+    full = {name: torch.cat(embs[name]).requires_grad_(True) for name in (a, b)}
     with sync(False):
         with autocast():
             scale, bias = model.scalars() if hasattr(model, "scalars") else (model.scale(), model.logit_bias)
-            loss = loss_fn(image_emb, text_emb, scale, bias)
+            loss = loss_fn(full[a], full[b], scale, bias)
         loss.backward()  # embedding grads cached; scale/bias grads land on the parameters
-    passes = [(model.encode_image, chunk, grad, state) for chunk, grad, state in
-              zip(image_parts, image_emb.grad.split([c.shape[0] for c in image_parts]), image_states)]
-    passes += [(model.encode_text, chunk, grad, state) for chunk, grad, state in
-               zip(text_parts, text_emb.grad.split([c.shape[0] for c in text_parts]), text_states)]
-    for i, (encode, chunk, grad, state) in enumerate(passes):
+    passes = [(name, chunk, grad, state) for name in (a, b) for chunk, grad, state in
+              zip(parts[name], full[name].grad.split([c.shape[0] for c in parts[name]]), states[name])]
+    for i, (name, chunk, grad, state) in enumerate(passes):
         with sync(i == len(passes) - 1):
             with state.replay(), autocast():
-                emb = encode(chunk, normalize=True).float()
+                emb = model.encode(name, chunk, normalize=True).float()
             emb.backward(grad)
     return loss.detach()
 

@@ -7,7 +7,7 @@ A strategy decides how that average happens and where the training state lives:
 
 - ``ddp``: ``DistributedDataParallel``; gradient buckets are all-reduced while the backward is
   still running (overlap), and the gradient cache reduces once, after its last micro-batch.
-- ``fsdp``: FSDP2 ``fully_shard`` on every transformer/residual block and then the root, so
+- ``fsdp``: FSDP2 ``fully_shard`` on every block the towers declare and then the root, so
   parameters, gradients and AdamW moments are split 1/W per rank and each block is all-gathered
   just for its forward and backward.
 - ``manual``: ``DistributedContext.average_gradients`` after the backward (no overlap, no sharding).
@@ -28,6 +28,7 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
+from ..models.tower import tower_blocks, uses_every_parameter
 from .gradcache import contrastive_step
 
 __all__ = ["STRATEGIES", "LocalStrategy", "ManualStrategy", "DDPStrategy", "FSDPStrategy", "build_strategy"]
@@ -47,15 +48,15 @@ class LocalStrategy:
     def setup(self, model: nn.Module) -> nn.Module:
         """Move (and wrap or shard) the model; returns the module whose parameters to optimise."""
         self.model = model.to(self.device)
-        # contrastive_step calls encode_image/encode_text (gradient cache) as well as forward; on a
+        # contrastive_step calls encode (gradient cache) as well as forward; on a
         # torch.compile wrapper those are the eager methods, so route every use through one
         # compiled forward (one graph per use), as DDP and FSDP do
         self.encoder = _Routed(torch.compile(_Modes(self.model))) if self.cfg.compile else self.model
         return self.model
 
-    def backward(self, pixels: torch.Tensor, input_ids: torch.Tensor, loss_fn: Callable, autocast) -> torch.Tensor:
-        """Forward and backward of one step; leaves the averaged gradients in ``.grad``."""
-        return contrastive_step(self.encoder, pixels, input_ids, loss_fn,
+    def backward(self, inputs_a: torch.Tensor, inputs_b: torch.Tensor, loss_fn: Callable, autocast) -> torch.Tensor:
+        """Forward and backward of one step on ``cfg.modalities``; leaves the averaged gradients in ``.grad``."""
+        return contrastive_step(self.encoder, inputs_a, inputs_b, loss_fn, tuple(self.cfg.modalities),
                                 micro_batch=self.cfg.micro_batch_size, autocast=autocast)
 
     def clip_grad_norm_(self, max_norm: float) -> float:
@@ -85,29 +86,25 @@ class ManualStrategy(LocalStrategy):
 
     name = "manual"
 
-    def backward(self, pixels, input_ids, loss_fn, autocast) -> torch.Tensor:
-        loss = super().backward(pixels, input_ids, loss_fn, autocast)
+    def backward(self, inputs_a, inputs_b, loss_fn, autocast) -> torch.Tensor:
+        loss = super().backward(inputs_a, inputs_b, loss_fn, autocast)
         self.ctx.average_gradients(self.model)
         return loss
 
 
 class _Routed:
     """The interface ``contrastive_step`` uses, every call going through a wrapper's forward so
-    its hooks run (DDP's reducer, FSDP's all-gathers). ``net(mode, *inputs)`` (see :class:`_Modes`)."""
+    its hooks run (DDP's reducer, FSDP's all-gathers). ``net(mode, *args)`` (see :class:`_Modes`)."""
 
     def __init__(self, net: Callable) -> None:
         self.net = net
 
-    def __call__(self, pixels, input_ids):
-        return self.net("both", pixels, input_ids)
+    def __call__(self, *, inputs):
+        return self.net("all", inputs)
 
-    def encode_image(self, pixels, normalize: bool = False):
+    def encode(self, modality: str, batch, normalize: bool = False):
         assert normalize, "the routed forward returns normalised embeddings only"
-        return self.net("image", pixels)
-
-    def encode_text(self, input_ids, normalize: bool = False):
-        assert normalize, "the routed forward returns normalised embeddings only"
-        return self.net("text", input_ids)
+        return self.net("encode", modality, batch)
 
     def scalars(self):
         return self.net("scalars")
@@ -116,29 +113,26 @@ class _Routed:
 class _Modes(nn.Module):
     """One forward per use of the model, returning only what that use back-propagates: DDP with
     ``find_unused_parameters`` waits for a gradient of every parameter its outputs reach, so an
-    image pass must not also output the logit scale (``AlignedModel.forward`` always does)."""
+    image pass must not also output the logit scale (``AlignedModel.forward`` always does).
+    ``mode``: "all" (``model(inputs=...)``), "encode" (one modality) or "scalars"."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, mode: str, *inputs):
-        if mode == "both":
-            return self.model(*inputs)
-        if mode == "image":
-            return self.model.encode_image(inputs[0], normalize=True)
-        if mode == "text":
-            return self.model.encode_text(inputs[0], normalize=True)
+    def forward(self, mode: str, *args):
+        if mode == "all":
+            return self.model(inputs=args[0])
+        if mode == "encode":
+            return self.model.encode(args[0], args[1], normalize=True)
         return self.model.scale(), self.model.logit_bias
 
 
-def _native_towers(model: nn.Module) -> bool:
-    """Towers whose forward uses every trainable parameter (no unused ones for DDP to find)."""
-    from ..models.resnet import ModifiedResNet
-    from ..models.text import TextTransformer
-    from ..models.vit import VisionTransformer
-    return (isinstance(getattr(model, "visual", None), (VisionTransformer, ModifiedResNet))
-            and isinstance(getattr(model, "text", None), TextTransformer))
+def _every_parameter_used(model: nn.Module, modalities) -> bool:
+    """Whether each step's forward reaches every trainable parameter (then DDP need not look for
+    unused ones): every tower says it uses all its parameters, and every tower is trained."""
+    towers = model.towers
+    return set(towers) == set(modalities) and all(uses_every_parameter(t) for t in towers.values())
 
 
 class DDPStrategy(LocalStrategy):
@@ -154,7 +148,8 @@ class DDPStrategy(LocalStrategy):
     def setup(self, model: nn.Module) -> nn.Module:
         from torch.nn.parallel import DistributedDataParallel
         self.model = model.to(self.device)
-        find_unused = self.cfg.micro_batch_size is not None or not _native_towers(self.model)
+        find_unused = (self.cfg.micro_batch_size is not None
+                       or not _every_parameter_used(self.model, self.cfg.modalities))
         # No buffer broadcast before each forward (newer torch names the switch forward_sync_buffers).
         params = inspect.signature(DistributedDataParallel).parameters
         no_sync = {"forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers": False}
@@ -165,9 +160,9 @@ class DDPStrategy(LocalStrategy):
         self.encoder = _Routed(torch.compile(self.ddp) if self.cfg.compile else self.ddp)
         return self.model
 
-    def backward(self, pixels, input_ids, loss_fn, autocast) -> torch.Tensor:
-        return contrastive_step(self.encoder, pixels, input_ids, loss_fn, micro_batch=self.cfg.micro_batch_size,
-                                autocast=autocast, sync=self._sync)
+    def backward(self, inputs_a, inputs_b, loss_fn, autocast) -> torch.Tensor:
+        return contrastive_step(self.encoder, inputs_a, inputs_b, loss_fn, tuple(self.cfg.modalities),
+                                micro_batch=self.cfg.micro_batch_size, autocast=autocast, sync=self._sync)
 
     def _sync(self, last: bool):
         """Accumulate locally on every cached pass but the last; one all-reduce per step."""
@@ -175,15 +170,10 @@ class DDPStrategy(LocalStrategy):
 
 
 def shard_units(model: nn.Module) -> list[nn.Module]:
-    """Modules FSDP shards on their own, innermost first: tether's transformer and residual
-    blocks, and the layers a Hugging Face tower names in ``_no_split_modules``."""
-    from ..models.layers import Block
-    from ..models.resnet import Bottleneck
-    hf_names: set[str] = set()
-    for module in model.modules():
-        hf_names.update(getattr(module, "_no_split_modules", None) or ())
-    units = [m for m in model.modules()
-             if m is not model and (isinstance(m, (Block, Bottleneck)) or type(m).__name__ in hf_names)]
+    """Modules FSDP shards on their own, last first: the blocks each tower declares (``blocks()``:
+    transformer blocks, residual bottlenecks, the layers a Hugging Face model names in
+    ``_no_split_modules``)."""
+    units = [block for tower in model.towers.values() for block in tower_blocks(tower)]
     return units[::-1]
 
 
@@ -193,13 +183,11 @@ class _FSDPModes:
     def __init__(self, net: Callable, model: nn.Module) -> None:
         self.net, self.model = net, model
 
-    def __call__(self, mode: str, *inputs):
-        if mode == "both":
-            return self.net(*inputs)
-        if mode == "image":
-            return self.net(inputs[0], None).image_embeds
-        if mode == "text":
-            return self.net(None, inputs[0]).text_embeds
+    def __call__(self, mode: str, *args):
+        if mode == "all":
+            return self.net(inputs=args[0])
+        if mode == "encode":
+            return self.net(inputs={args[0]: args[1]}).embeds[args[0]]
         return self.model.scale(), self.model.logit_bias
 
 
@@ -235,20 +223,20 @@ class FSDPStrategy(LocalStrategy):
             if hasattr(unit, "forward_at"):  # the last block of a pooled tower is called this way
                 register_fsdp_forward_method(unit, "forward_at")
         fully_shard(self.model, ignored_params=set(scalars))
-        # The root's forward (not encode_*) so that FSDP's hooks run; the scalars are plain tensors.
+        # The root's forward (not encode) so that FSDP's hooks run; the scalars are plain tensors.
         self.encoder = _Routed(_FSDPModes(torch.compile(self.model) if self.cfg.compile else self.model, self.model))
         return self.model
 
-    def backward(self, pixels, input_ids, loss_fn, autocast) -> torch.Tensor:
+    def backward(self, inputs_a, inputs_b, loss_fn, autocast) -> torch.Tensor:
         micro = self.cfg.micro_batch_size
         count = None
         if micro:
             import torch.distributed as dist
-            count_t = torch.tensor([math.ceil(pixels.shape[0] / micro)], device=self.device)
+            count_t = torch.tensor([math.ceil(inputs_a.shape[0] / micro)], device=self.device)
             dist.all_reduce(count_t, op=dist.ReduceOp.MAX)
             count = int(count_t)
-        loss = contrastive_step(self.encoder, pixels, input_ids, loss_fn, micro_batch=micro,
-                                autocast=autocast, num_chunks=count)
+        loss = contrastive_step(self.encoder, inputs_a, inputs_b, loss_fn, tuple(self.cfg.modalities),
+                                micro_batch=micro, autocast=autocast, num_chunks=count)
         self.ctx.average_parameter_gradients(self.scalars)
         return loss
 

@@ -1,12 +1,13 @@
 """``tether.train.train(config)``: everything ``tether train`` does, as a function."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
 
-from ..checkpoints.attach import attach_processors
 from ..io import atomic_write_json
+from ..models.tower import set_patch_dropout, supports_patch_dropout
 from .config import TrainConfig
 from .data import LoaderTrainData, build_loader, ensure_tokenizer
 from .evaluation import make_evaluator
@@ -16,51 +17,58 @@ from .trainer import Trainer
 
 
 def prepare_model(cfg: TrainConfig):
-    """The model to train: a named config (random init), a checkpoint, or a pretrained name."""
-    from ..models import AlignedModel, get_model_config, list_models
-    from ..models.registry import resolve_model
-    if cfg.model in list_models() and not Path(cfg.model).exists() and cfg.model != "align-effnet-minilm":
-        model_cfg = get_model_config(cfg.model, **cfg.model_overrides)
-        model_cfg.vision.patch_dropout = cfg.patch_dropout
-        if cfg.loss == "siglip" and model_cfg.logit_bias_init is None:
+    """The model to train: a model name (``tether.create_model``) or a checkpoint path."""
+    from ..checkpoints import load_model
+    from ..models import create_model, get_model_config
+
+    if Path(cfg.model).exists():
+        if cfg.model_overrides:
+            raise ValueError(f"train.model_overrides applies to named models only, not to the checkpoint {cfg.model!r}")
+        model = load_model(cfg.model)
+    else:
+        overrides = dict(cfg.model_overrides)
+        if cfg.loss == "siglip" and "logit_bias_init" not in overrides \
+                and get_model_config(cfg.model, **overrides).logit_bias_init is None:
             # SigLIP's own initialisation (t = 10, b = -10): the sigmoid loss needs a bias, and
             # starting near log(1/N) keeps the first steps from being swamped by negatives
-            model_cfg.logit_scale_init, model_cfg.logit_bias_init = 10.0, -10.0
-        model = AlignedModel(model_cfg)
-        attach_processors(model)
-    else:
-        if cfg.model_overrides:
-            raise ValueError(f"train.model_overrides applies to named configs only, not to {cfg.model!r}")
-        model = resolve_model(cfg.model)
-        if hasattr(model.visual, "cfg"):
-            model.visual.cfg.patch_dropout = cfg.patch_dropout
+            overrides.update(logit_scale_init=10.0, logit_bias_init=-10.0)
+        model = create_model(cfg.model, **overrides)
+    _set_patch_dropout(model, cfg.patch_dropout)
     if cfg.loss == "siglip" and model.logit_bias is None:
         raise ValueError(f"train.loss=siglip needs a model with a logit bias; {cfg.model!r} has none "
                          "(named configs get one automatically)")
-    if cfg.lock_image:
-        lock_tower(model, "image")
-    if cfg.lock_text:
-        lock_tower(model, "text")
+    for modality in cfg.lock:
+        lock_tower(model, modality)
     if cfg.grad_checkpointing:
         model.set_grad_checkpointing(True)
     return model
 
 
+def _set_patch_dropout(model, fraction: float) -> None:
+    """FLIP patch dropout on every tower that has it (the ViT image tower)."""
+    towers = [t for m, t in model.towers.items() if supports_patch_dropout(t)]
+    for tower in towers:
+        set_patch_dropout(tower, fraction)
+    if fraction and not towers:
+        warnings.warn(f"train.patch_dropout={fraction}: no tower of this model has patch dropout; ignored",
+                      stacklevel=2)
+
+
 def _locked_feature_cache(model, cfg: TrainConfig, dist):
     """The LiT feature cache on the locked tower, where it is exact and safe (see feature_cache)."""
-    if not (cfg.lock_image or cfg.lock_text) or cfg.locked_feature_cache_mib == 0:
+    if not cfg.lock or cfg.locked_feature_cache_mib == 0:
         return None
+    locked = cfg.lock[0]
     why_off = None
     if dist.enabled and cfg.strategy == "fsdp":
         why_off = "under FSDP (every forward is a collective)"
-    elif cfg.lock_image and cfg.augment:
+    elif locked == "image" and cfg.augment:
         why_off = "with augment=true (random crops never repeat, so every lookup would miss)"
     if why_off:
         if dist.is_main:
             print(f"locked_feature_cache_mib: off {why_off}")
         return None
-    tower = model.visual if cfg.lock_image else model.text
-    return install_feature_cache(tower, cfg.locked_feature_cache_mib)
+    return install_feature_cache(model.towers[locked], cfg.locked_feature_cache_mib)
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
@@ -75,10 +83,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     model = prepare_model(cfg)
     source = build_source(cfg.train_data)
     saved_tokenizer = out / "tokenizer"
-    if model.tokenizer is None and saved_tokenizer.is_dir():  # resuming: the same vocabulary as before
+    if saved_tokenizer.is_dir():  # resuming: the same vocabulary as before
         from ..tokenizer import Tokenizer
         model.tokenizer = Tokenizer.load(saved_tokenizer)
-    ensure_tokenizer(model, source, cfg)
+    else:
+        ensure_tokenizer(model, source, cfg)
     out.mkdir(parents=True, exist_ok=True)
     if dist.is_main and not saved_tokenizer.is_dir():
         model.tokenizer.save(saved_tokenizer)

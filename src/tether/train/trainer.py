@@ -18,7 +18,7 @@ import torch
 
 from ..io import atomic_write_json
 from .config import TrainConfig
-from .optim import build_optimizer
+from .optim import build_optimizer, lock_tower
 from .parallel import build_strategy
 from .schedule import lr_at
 from .state import latest_checkpoint, read_checkpoint, save_checkpoint_state, set_rng_state
@@ -44,6 +44,12 @@ class Trainer:
         self.cfg, self.data, self.evaluate = cfg, data, evaluate
         self.dist = dist or DistributedContext.from_env()
         self.device = self.dist.device if self.dist.enabled else pick_device(cfg.device)
+        missing = [m for m in cfg.modalities if m not in model.towers]
+        if missing:
+            raise ValueError(f"train.modalities: the model has no {missing[0]!r} tower; its towers: "
+                             f"{', '.join(model.towers)}")
+        for modality in cfg.lock:  # LiT (prepare_model has done it already for `tether train`)
+            lock_tower(model, modality)
         self.strategy = build_strategy(cfg, self.dist, self.device)  # ddp / fsdp / manual under torchrun
         self.model = self.strategy.setup(model)  # FSDP shards in place: build the optimizer after
         self.optimizer = build_optimizer(self.model, cfg.optim.lr, cfg.optim.weight_decay,
@@ -101,15 +107,16 @@ class Trainer:
         return final
 
     # ------------------------------------------------------------------ internals
-    def _train_step(self, pixels: torch.Tensor, input_ids: torch.Tensor) -> dict:
+    def _train_step(self, inputs_a: torch.Tensor, inputs_b: torch.Tensor) -> dict:
+        """One step on a batch of ``cfg.modalities`` (pixels and token ids by default)."""
         cfg = self.cfg
         lr = lr_at(self.step, cfg.optim.lr, cfg.optim.warmup_steps, cfg.steps, cfg.optim.min_lr)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.model.train()
-        pixels = pixels.to(self.device, non_blocking=True)
-        input_ids = input_ids.to(self.device, non_blocking=True)
-        loss = self.strategy.backward(pixels, input_ids, self.loss_fn, self._autocast)  # gradients averaged
+        inputs_a = inputs_a.to(self.device, non_blocking=True)
+        inputs_b = inputs_b.to(self.device, non_blocking=True)
+        loss = self.strategy.backward(inputs_a, inputs_b, self.loss_fn, self._autocast)  # gradients averaged
         norm = self.strategy.clip_grad_norm_(cfg.optim.grad_clip) if cfg.optim.grad_clip else None
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -133,7 +140,8 @@ class Trainer:
         """Write the trained model in tether's format (rank 0; every rank must call: FSDP gathers)."""
         with self.strategy.full_model(on_device=False) as model:
             if model is not None:
-                model.save(path)
+                from ..checkpoints import save_model
+                save_model(model, path)
 
     def _evaluate(self) -> dict:
         if self.evaluate is None:

@@ -1,0 +1,80 @@
+"""The modality registry: what "image", "text" (and later "audio", "depth" ...) mean to tether.
+
+A :class:`Modality` says which config class describes its towers, how to build a tower and an
+input processor from that config, what ``encode`` calls its input tensor, and how one raw input
+becomes one processor row. Image and text register themselves (``image_modality.py``,
+``text_modality.py``); a new modality is its own module calling :func:`register_modality`.
+Nothing else in tether branches on a modality's name.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+from .config import TowerConfig, set_tower_config_lookup
+
+
+@runtime_checkable
+class Processor(Protocol):
+    """One raw input -> one tensor row (no batch dim); ``collate`` stacks rows into a batch.
+
+    Bad input raises a ValueError or OSError subclass with a one-line reason.
+    """
+
+    def __call__(self, item: Any) -> torch.Tensor: ...
+
+    def collate(self, rows: list) -> torch.Tensor: ...
+
+
+def _no_tower(config: TowerConfig, embed_dim: int) -> nn.Module:
+    raise ValueError(f"kind={config.kind!r}: pass the tower itself, AlignedModel(config, towers={{modality: module}})")
+
+
+def _no_processor(config: TowerConfig, files: Path | None) -> None:
+    return None
+
+
+def _call(processor: Processor, item: Any) -> Any:
+    return processor(item)
+
+
+@dataclass(frozen=True)
+class Modality:
+    """Everything tether needs to handle one kind of input."""
+
+    name: str  # "image", "text", later "audio" ...
+    config_class: type[TowerConfig] = TowerConfig
+    build_tower: Callable[[TowerConfig, int], nn.Module] = _no_tower  # (tower config, embed_dim) -> tower
+    build_processor: Callable[[TowerConfig, Path | None], Processor | None] = _no_processor  # (config, files dir)
+    input_name: str = "inputs"  # what encode() calls the tensor: "pixel_values", "input_ids" ...
+    prepare: Callable[[Processor, Any], Any] = _call  # one raw input -> one row for processor.collate
+
+
+MODALITIES: dict[str, Modality] = {}
+
+
+def register_modality(modality: Modality) -> None:
+    """Add (or replace) a modality; its towers are then parsed with ``modality.config_class``."""
+    if not isinstance(modality, Modality):
+        raise TypeError(f"register_modality expects a Modality, got {type(modality).__name__}")
+    if not (isinstance(modality.config_class, type) and issubclass(modality.config_class, TowerConfig)):
+        raise TypeError(f"modality {modality.name!r}: config_class must subclass TowerConfig")
+    MODALITIES[modality.name] = modality
+
+
+def get_modality(name: str) -> Modality:
+    """The registered modality; an unregistered name gets the defaults (kind "module" towers, no processor)."""
+    return MODALITIES.get(name) or Modality(name)
+
+
+def tower_config_class(name: str) -> type[TowerConfig]:
+    return get_modality(name).config_class
+
+
+set_tower_config_lookup(tower_config_class)
+
+__all__ = ["MODALITIES", "Modality", "Processor", "get_modality", "register_modality", "tower_config_class"]
