@@ -250,7 +250,7 @@ class TetherWorker:
                 raise FloatingPointError(f"tether loss became {loss_value} at step {self.step}")
             self.step += 1
         return {"event": "trained", "step": self.step, "step_seconds": times, "loss": loss_value,
-                "logit_scale": model.scale().item()}
+                "scale": model.scale().item()}
 
     def evaluate(self) -> dict:
         import torch
@@ -379,7 +379,7 @@ def run_loss(loss: str, args) -> dict:
         out[name] = {"torch": workers[name].ready["torch"], "params": workers[name].ready["params"],
                      "train_seconds": sum(secs), "samples_per_s_overall": args.steps * args.batch_size / sum(secs),
                      "samples_per_s_median_window": statistics.median(rates), "window_rates": rates,
-                     "final_loss": windows[name][-1]["loss"], "final_logit_scale": windows[name][-1]["logit_scale"],
+                     "final_loss": windows[name][-1]["loss"], "final_scale": windows[name][-1]["scale"],
                      "zeroshot_acc1": evals[name]["acc1"], "eval_seconds": evals[name]["eval_seconds"]}
     for t_r, o_r in zip(out["tether"]["window_rates"], out["open_clip"]["window_rates"]):
         pair_ratios.append(t_r / o_r)

@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
           f"trainer-reported {trainer_sps:.2f} samples/s over the steps")
     if log:
         print(f"loss {log[0]['loss']:.3f} (step {log[0]['step']}) -> {log[-1]['loss']:.3f} (step {log[-1]['step']}); "
-              f"logit scale {log[-1]['logit_scale']:.1f}")
+              f"logit scale {log[-1]['scale']:.1f}")
     cache = final.get("locked_feature_cache")
     if cache:
         print(f"locked feature cache: {cache['hits']} hits, {cache['misses']} misses (hit rate "

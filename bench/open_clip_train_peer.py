@@ -153,7 +153,7 @@ class Peer:
                 raise FloatingPointError(f"open_clip loss became {loss_value} at step {self.step}")
             self.step += 1
         return {"event": "trained", "step": self.step, "step_seconds": times, "loss": loss_value,
-                "logit_scale": self.model.logit_scale.exp().item()}
+                "scale": self.model.logit_scale.exp().item()}
 
     @torch.no_grad()
     def evaluate(self) -> dict:

@@ -60,7 +60,7 @@ class Scalars(torch.nn.Module):
 
 def build(name: str):
     """(model, inputs) of a spec, identical in every process: inputs are (pixels, ids) for model
-    specs, (image_emb, text_emb) for raw specs (normalised, full global batch)."""
+    specs, (image_embeds, text_embeds) for raw specs (normalised, full global batch)."""
     loss, _, sizes, source, _ = SPECS[name]
     total = sum(sizes)
     torch.manual_seed(1234)

@@ -58,5 +58,5 @@ def test_empty_blocks_for_uneven_ranks():
         assert float(siglip_block(x, y, 2.0, -1.0, positives=False, chunk_size=chunk)) == 0.0
         assert float(siglip_block(y, x, 2.0, -1.0, positives=False, chunk_size=chunk)) == 0.0
         assert infonce_rows(x, y, 2.0, 0, chunk_size=chunk).shape == (0,)
-    with pytest.raises(ValueError, match="image_emb is empty"):
+    with pytest.raises(ValueError, match="image_embeds is empty"):
         clip_loss(x, x, 1.0)

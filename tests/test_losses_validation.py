@@ -14,7 +14,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")   # tiny tensors (tests/conft
 
 def test_shape_errors_name_both_shapes():
     x, y = unit(4, 3), unit(5, 3)
-    with pytest.raises(ValueError, match=r"image_emb has shape \(4, 3\) but text_emb has shape \(5, 3\)"):
+    with pytest.raises(ValueError, match=r"image_embeds has shape \(4, 3\) but text_embeds has shape \(5, 3\)"):
         clip_loss(x, y, 1.0)
     with pytest.raises(ValueError, match=r"\(4, 3\).*\(4, 6\)"):
         siglip_loss(x, unit(4, 6), 1.0, 0.0, chunk_size=2)
@@ -31,20 +31,20 @@ def test_shape_errors_name_both_shapes():
 
 def test_rank_dtype_nan_and_argument_errors():
     x = unit(4, 3)
-    with pytest.raises(ValueError, match=r"image_emb must be 2-D.*\(4, 3, 1\)"):
+    with pytest.raises(ValueError, match=r"image_embeds must be 2-D.*\(4, 3, 1\)"):
         clip_loss(x[..., None], x, 1.0)
-    with pytest.raises(ValueError, match=r"text_emb must be 2-D.*\(3,\)"):
+    with pytest.raises(ValueError, match=r"text_embeds must be 2-D.*\(3,\)"):
         siglip_loss(x, x[0], 1.0, 0.0)
     bad = x.clone()
     bad[2, 1] = float("nan")
-    with pytest.raises(ValueError, match="text_emb contains NaN"):
+    with pytest.raises(ValueError, match="text_embeds contains NaN"):
         clip_loss(x, bad, 1.0, chunk_size=2)
     with pytest.raises(ValueError, match="teacher contains NaN"):
         l2_distill_loss(x, bad)
     bad[2, 1] = float("inf")
-    with pytest.raises(ValueError, match="image_emb contains inf"):
+    with pytest.raises(ValueError, match="image_embeds contains inf"):
         siglip_loss(bad, x, 1.0, 0.0)
-    with pytest.raises(ValueError, match="logit_scale contains NaN"):
+    with pytest.raises(ValueError, match="scale contains NaN"):
         clip_loss(x, x, torch.tensor(float("nan"), dtype=torch.float64))
     with pytest.raises(ValueError, match="logit_bias must be a scalar"):
         siglip_loss(x, x, 1.0, torch.zeros(2, dtype=torch.float64))

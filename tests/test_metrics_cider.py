@@ -323,12 +323,12 @@ def test_caption_by_retrieval_argmax_and_exclude():
     texts = [f"caption {j}" for j in range(50)]
     cos = (img / np.linalg.norm(img, axis=1, keepdims=True)) @ (pool / np.linalg.norm(pool, axis=1, keepdims=True)).T
     best = cos.argmax(1)
-    got, idx = caption_by_retrieval(img, pool, texts, block_size=8, return_indices=True)
+    got, idx = caption_by_retrieval(img, pool, texts, chunk_size=8, return_indices=True)
     assert idx.tolist() == best.tolist() and got == [texts[j] for j in best]
     # excluding each image's best (and, for some, more) picks the best of the rest
     exclude = [[int(best[i])] + ([int(j) for j in np.argsort(-cos[i])[1:3]] if i % 2 else []) for i in range(37)]
     exclude[5] = None
-    got2, idx2 = caption_by_retrieval(img, pool, texts, exclude=exclude, block_size=5, return_indices=True)
+    got2, idx2 = caption_by_retrieval(img, pool, texts, exclude=exclude, chunk_size=5, return_indices=True)
     for i in range(37):
         allowed = np.ones(50, bool)
         if exclude[i] is not None:

@@ -56,7 +56,7 @@ def test_matches_clip_benchmark_reference_on_many_random_cases():
         images, texts, t2i = random_case(g, n_images, max_captions=int(torch.randint(1, 6, (1,), generator=g)),
                                          dim=int(torch.randint(2, 16, (1,), generator=g)),
                                          noise=float(torch.rand(1, generator=g)) * 2)
-        got = retrieval_recall(images, texts, t2i, ks=ks, block_size=int(torch.randint(1, 12, (1,), generator=g)))
+        got = retrieval_recall(images, texts, t2i, ks=ks, chunk_size=int(torch.randint(1, 12, (1,), generator=g)))
         want = reference_recall(images, texts, t2i, ks)
         for key, value in want.items():
             assert got[key] == pytest.approx(value, abs=1e-12), (trial, key)
@@ -78,22 +78,22 @@ def test_several_captions_per_image_any_caption_counts():
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_blocked_equals_unblocked_for_many_block_sizes(seed):
+def test_blocked_equals_unblocked_for_many_chunk_sizes(seed):
     g = torch.Generator().manual_seed(seed)
     images, texts, t2i = random_case(g, 57, max_captions=5, dim=12, noise=1.5)
-    full = retrieval_ranks(images, texts, t2i, block_size=10_000)
+    full = retrieval_ranks(images, texts, t2i, chunk_size=10_000)
     for bs in (1, 2, 3, 5, 7, 16, 31, 56, 57, 58, 200, None):
-        got = retrieval_ranks(images, texts, t2i, block_size=bs)
+        got = retrieval_ranks(images, texts, t2i, chunk_size=bs)
         assert torch.equal(got[0], full[0]) and torch.equal(got[1], full[1]), bs
-    m_full = retrieval_recall(images, texts, t2i, block_size=10_000)
-    assert retrieval_recall(images, texts, t2i, block_size=3) == m_full
+    m_full = retrieval_recall(images, texts, t2i, chunk_size=10_000)
+    assert retrieval_recall(images, texts, t2i, chunk_size=3) == m_full
 
 
 def test_perfect_embeddings_give_recall_one_and_rank_one():
     g = torch.Generator().manual_seed(4)
     images = torch.randn(40, 32, generator=g)
     t2i = torch.arange(40).repeat_interleave(3)                     # 3 identical captions per image
-    m = retrieval_recall(images, images[t2i] * 2.5, t2i, ks=(1, 5), block_size=7)
+    m = retrieval_recall(images, images[t2i] * 2.5, t2i, ks=(1, 5), chunk_size=7)
     for key in ("image_retrieval_recall@1", "text_retrieval_recall@1", "image_retrieval_recall@5"):
         assert m[key] == 1.0
     for key in ("image_retrieval_mean_rank", "image_retrieval_median_rank",
@@ -105,7 +105,7 @@ def test_ties_count_in_favour_of_the_correct_item():
     # images 0 and 1 are identical: caption of image 1 ties with image 0 and still ranks 1
     images = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
     texts = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    t2i_ranks, i2t_ranks = retrieval_ranks(images, texts, [1, 2], block_size=1)
+    t2i_ranks, i2t_ranks = retrieval_ranks(images, texts, [1, 2], chunk_size=1)
     assert t2i_ranks.tolist() == [1, 1]
     # image 0 has no caption here: rank n_captions + 1
     assert i2t_ranks.tolist() == [3, 1, 1]
@@ -158,25 +158,25 @@ def test_bad_inputs_name_the_problem():
         retrieval_recall(images, texts, [0, 1.5, 2, 3, 3])
     bad = texts.clone()
     bad[3, 1] = float("nan")
-    with pytest.raises(ValueError, match=r"text_emb has NaN or infinite values in 1 row\(s\): \[3\]"):
+    with pytest.raises(ValueError, match=r"text_embeds has NaN or infinite values in 1 row\(s\): \[3\]"):
         retrieval_recall(images, bad, t2i)
     bad = images.clone()
     bad[[1, 2]] = 0
-    with pytest.raises(ValueError, match=r"image_emb has zero-norm rows.*2 row\(s\): \[1, 2\]"):
+    with pytest.raises(ValueError, match=r"image_embeds has zero-norm rows.*2 row\(s\): \[1, 2\]"):
         retrieval_recall(bad, texts, t2i)
     bad = images.clone()
     bad[0, 0] = float("inf")
-    with pytest.raises(ValueError, match=r"image_emb has NaN or infinite values.*\[0\]"):
+    with pytest.raises(ValueError, match=r"image_embeds has NaN or infinite values.*\[0\]"):
         retrieval_recall(bad, texts, t2i)
-    with pytest.raises(ValueError, match="image_emb is empty"):
+    with pytest.raises(ValueError, match="image_embeds is empty"):
         retrieval_recall(torch.empty(0, 3), texts, t2i)
-    with pytest.raises(ValueError, match="text_emb is empty"):
+    with pytest.raises(ValueError, match="text_embeds is empty"):
         retrieval_recall(images, torch.empty(0, 3), [])
-    with pytest.raises(ValueError, match="dimension 3 but text_emb has 2"):
+    with pytest.raises(ValueError, match="dimension 3 but text_embeds has 2"):
         retrieval_recall(images, torch.randn(5, 2), t2i)
     with pytest.raises(ValueError, match="2-D"):
         retrieval_recall(torch.randn(4), texts, t2i)
     with pytest.raises(ValueError, match="positive integers"):
         retrieval_recall(images, texts, t2i, ks=(0,))
-    with pytest.raises(ValueError, match="block_size"):
-        retrieval_recall(images, texts, t2i, block_size=0)
+    with pytest.raises(ValueError, match="chunk_size"):
+        retrieval_recall(images, texts, t2i, chunk_size=0)

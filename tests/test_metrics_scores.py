@@ -26,7 +26,7 @@ def test_pair_scores_bad_input():
         pair_scores(a, np.ones((2, 4)))
     b = np.ones((3, 4))
     b[1] = 0
-    with pytest.raises(ValueError, match=r"text_emb has zero-norm rows.*\[1\]"):
+    with pytest.raises(ValueError, match=r"text_embeds has zero-norm rows.*\[1\]"):
         pair_scores(a, b)
 
 

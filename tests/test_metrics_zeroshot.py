@@ -31,7 +31,7 @@ def test_ensemble_equals_hand_computation():
         vecs = [fake_text_embedding(t.replace("{}", name)) for t in templates]
         mean = torch.stack([v / v.norm() for v in vecs]).mean(0)
         assert torch.allclose(clf.weights[c], mean / mean.norm(), atol=1e-6)
-    assert clf.logit_scale == 100.0 and clf.logit_scale_source == "default"
+    assert clf.scale == 100.0 and clf.scale_source == "default"
     # logits are cosines with the normalised image embeddings
     x = torch.randn(5, DIM)
     assert torch.allclose(clf.logits(x), F.normalize(x, dim=-1) @ clf.weights.T, atol=1e-6)
@@ -46,31 +46,31 @@ def test_class_specific_prompts_are_used_verbatim():
         ZeroShotClassifier.build(fake_embedder, ["cat", "dog", "bird"], prompts)
 
 
-def test_build_with_an_aligned_model_uses_embed_texts_and_its_logit_scale(tiny_model):
+def test_build_with_an_aligned_model_uses_embed_texts_and_its_scale(tiny_model):
     model = tiny_model
     classes = ["cat", "dog", "car"]
     clf = ZeroShotClassifier.build(model, classes, ["a photo of a {}.", "a {}"])
     want = F.normalize(F.normalize(model.embed_texts(["a photo of a cat.", "a cat"]), dim=-1).mean(0), dim=0)
     assert torch.allclose(clf.weights[0], want, atol=1e-5)
-    assert clf.logit_scale == pytest.approx(model.scale().item())
-    assert clf.logit_scale_source == "model"
+    assert clf.scale == pytest.approx(model.scale().item())
+    assert clf.scale_source == "model"
     images = torch.rand(4, 3, 28, 28)
     metrics = zero_shot_eval(model, images, [0, 1, 2, 0], classes, ["a photo of a {}."])
     assert 0 <= metrics["acc1"] <= 1
 
 
 def test_predict_proba_is_softmax_of_scaled_logits():
-    clf = ZeroShotClassifier.build(fake_embedder, ["a", "b", "c", "d"], ["{} thing"], logit_scale=50.0)
+    clf = ZeroShotClassifier.build(fake_embedder, ["a", "b", "c", "d"], ["{} thing"], scale=50.0)
     x = torch.randn(7, DIM)
     p = clf.predict_proba(x)
     assert torch.allclose(p.sum(1), torch.ones(7), atol=1e-6)
     assert torch.allclose(p, torch.softmax(50.0 * clf.logits(x), dim=1), atol=1e-6)
-    p2 = clf.predict_proba(x, temperature=3.0)
+    p2 = clf.predict_proba(x, scale=3.0)
     assert torch.allclose(p2, torch.softmax(3.0 * clf.logits(x), dim=1), atol=1e-6)
     assert torch.allclose(p2.sum(1), torch.ones(7), atol=1e-6)
     assert torch.equal(clf.predict(x), clf.logits(x).argmax(1))
-    with pytest.raises(ValueError, match="temperature"):
-        clf.predict_proba(x, temperature=0)
+    with pytest.raises(ValueError, match="scale"):
+        clf.predict_proba(x, scale=0)
 
 
 def test_top5_not_applicable_with_fewer_than_five_classes():
@@ -112,7 +112,7 @@ def test_ties_go_to_the_lower_class_index():
 
 
 def test_save_load_round_trip(tmp_path):
-    clf = ZeroShotClassifier.build(fake_embedder, ["cat", "dog", "bird"], "clipart", logit_scale=42.5)
+    clf = ZeroShotClassifier.build(fake_embedder, ["cat", "dog", "bird"], "clipart", scale=42.5)
     out = clf.save(tmp_path / "clf")
     assert (out / "classifier.safetensors").is_file()
     cfg = json.loads((out / "classifier.json").read_text())
@@ -120,7 +120,7 @@ def test_save_load_round_trip(tmp_path):
     back = ZeroShotClassifier.load(out)
     assert torch.equal(back.weights, clf.weights)
     assert back.class_names == clf.class_names and back.templates == clf.templates
-    assert back.logit_scale == 42.5
+    assert back.scale == 42.5
     x = torch.randn(5, DIM)
     assert torch.equal(back.predict_proba(x), clf.predict_proba(x))
     with pytest.raises(FileNotFoundError, match="classifier.json"):

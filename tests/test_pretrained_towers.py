@@ -153,7 +153,7 @@ def _tiny_vit_dir(tmp_path: Path) -> Path:
 
 
 def test_hf_vision_tower_pools_and_rebuild_from_saved_config(tmp_path):
-    from tether.models.hf_towers import HFVisionTower
+    from tether.models.hf_towers import HFImageTower
     vit_dir = _tiny_vit_dir(tmp_path)
     ref = transformers.ViTModel.from_pretrained(vit_dir).eval()
     x = torch.randn(2, 3, 32, 32)
@@ -162,7 +162,7 @@ def test_hf_vision_tower_pools_and_rebuild_from_saved_config(tmp_path):
     expected = {"pooler": out.pooler_output, "cls": out.last_hidden_state[:, 0], "mean": out.last_hidden_state.mean(1)}
     for pool, want in expected.items():
         cfg = ImageTowerConfig(kind="hf", hf_name=str(vit_dir), hf_pool=pool, image_size=32)
-        tower = HFVisionTower(cfg).eval()
+        tower = HFImageTower(cfg).eval()
         assert tower.pretrained and tower.output_dim == 32
         with torch.no_grad():
             torch.testing.assert_close(tower(x), want)
@@ -170,17 +170,17 @@ def test_hf_vision_tower_pools_and_rebuild_from_saved_config(tmp_path):
         json.dumps(cfg.hf_config)  # stored in tether's config.json
     # No backbone files: the same architecture from the saved config, random weights.
     bare = ImageTowerConfig(kind="hf", hf_name=str(tmp_path / "gone"), hf_config=cfg.hf_config, hf_pool="mean")
-    rebuilt = HFVisionTower(bare)
+    rebuilt = HFImageTower(bare)
     assert not rebuilt.pretrained
     assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in tower.state_dict().items()}
     with pytest.raises(ValueError, match="hf_name .* or hf_config"):
-        HFVisionTower(ImageTowerConfig(kind="hf"))
+        HFImageTower(ImageTowerConfig(kind="hf"))
     with pytest.raises(ValueError, match="output_dim"):
-        HFVisionTower(ImageTowerConfig(kind="hf", hf_name=str(vit_dir), output_dim=999))
+        HFImageTower(ImageTowerConfig(kind="hf", hf_name=str(vit_dir), output_dim=999))
 
 
 def test_hf_towers_from_composite_clip_dir(tmp_path):
-    from tether.models.hf_towers import HFTextTower, HFVisionTower
+    from tether.models.hf_towers import HFTextTower, HFImageTower
     cfg = transformers.CLIPConfig(
         text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                          vocab_size=100, max_position_embeddings=16),
@@ -190,7 +190,7 @@ def test_hf_towers_from_composite_clip_dir(tmp_path):
     clip = transformers.CLIPModel(cfg).eval()
     clip.save_pretrained(tmp_path / "clip")
     x, ids = torch.randn(2, 3, 32, 32), torch.randint(1, 99, (2, 10))
-    vis = HFVisionTower(ImageTowerConfig(kind="hf", hf_name=str(tmp_path / "clip"), hf_pool="pooler")).eval()
+    vis = HFImageTower(ImageTowerConfig(kind="hf", hf_name=str(tmp_path / "clip"), hf_pool="pooler")).eval()
     txt = HFTextTower(TextTowerConfig(kind="hf", hf_name=str(tmp_path / "clip"), hf_pool="pooler", pad_token_id=0)).eval()
     assert type(vis.model).__name__ == "CLIPVisionModel" and type(txt.model).__name__ == "CLIPTextModel"
     with torch.no_grad():
@@ -199,8 +199,8 @@ def test_hf_towers_from_composite_clip_dir(tmp_path):
 
 
 def test_hf_grad_checkpointing_delegates(tmp_path):
-    from tether.models.hf_towers import HFVisionTower, is_grad_checkpointing
-    tower = HFVisionTower(ImageTowerConfig(kind="hf", hf_name=str(_tiny_vit_dir(tmp_path)), hf_pool="cls")).train()
+    from tether.models.hf_towers import HFImageTower, is_grad_checkpointing
+    tower = HFImageTower(ImageTowerConfig(kind="hf", hf_name=str(_tiny_vit_dir(tmp_path)), hf_pool="cls")).train()
     x = torch.randn(2, 3, 32, 32)
     torch.manual_seed(1)
     plain = tower(x)

@@ -144,7 +144,7 @@ def set_tower_config_lookup(lookup: Callable[[str], type[TowerConfig]]) -> None:
 
 @dataclass
 class ModelConfig:
-    """A whole aligned model: one tower per modality, their projections and the temperature."""
+    """A whole aligned model: one tower per modality, their projections and the logit scale."""
 
     embed_dim: int = 512
     towers: dict[str, TowerConfig] = field(default_factory=_default_towers)

@@ -214,7 +214,7 @@ def load(path: Path, map_location: str = "cpu"):
     own = model.state_dict()
     load_into(model, _to_tether(state, mod.rules(model), own, source), source)
     scale = float(model.logit_scale.detach().exp())
-    if scale > config.max_logit_scale:  # transformers never clamps; keep its temperature
+    if scale > config.max_logit_scale:  # transformers never clamps; keep its scale
         config.max_logit_scale = float(math.ceil(scale))
     try:
         attach_processors(model, {"text": path} if _has_tokenizer(path) else None)

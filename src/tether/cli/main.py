@@ -6,7 +6,7 @@ import importlib
 import sys
 
 # command name -> module under tether.cli; each module has add_parser(subparsers)
-COMMANDS = ("demo", "models", "convert", "embed", "train", "eval")
+COMMANDS = ("demo", "models", "info", "convert", "embed", "train", "eval")
 
 DESCRIPTION = """\
 tether maps images and text into one shared, L2-normalised embedding space.

@@ -24,13 +24,13 @@ from ._tiles import rows_grad, rows_lse, symmetric_grad, symmetric_lse
 # Public API
 # --------------------------------------------------------------------------------------------
 
-def clip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale, chunk_size=None) -> torch.Tensor:
-    """Symmetric InfoNCE: ``(CE(L, diag) + CE(L.T, diag)) / 2`` with ``L = t * image_emb @ text_emb.T``.
+def clip_loss(image_embeds: torch.Tensor, text_embeds: torch.Tensor, scale, chunk_size=None) -> torch.Tensor:
+    """Symmetric InfoNCE: ``(CE(L, diag) + CE(L.T, diag)) / 2`` with ``L = t * image_embeds @ text_embeds.T``.
 
     Args:
-        image_emb, text_emb: (N, d) embeddings, row i of each is a positive pair (normally
+        image_embeds, text_embeds: (N, d) embeddings, row i of each is a positive pair (normally
             L2-normalised; nothing here requires it).
-        logit_scale: the multiplier t = 1/tau, already exponentiated (e.g. ``model.scale()``);
+        scale: the multiplier t = 1/tau, already exponentiated (e.g. ``model.scale()``);
             a 0-d tensor (gradients flow to it) or a number.
         chunk_size: None for the plain computation; an int (or ``"auto"``) for the exact tiled
             one that never holds the N x N matrix.
@@ -39,29 +39,29 @@ def clip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale, chun
     dtype. Computed in at least float32 with autocast off, so bf16/fp16 embeddings (or a call
     inside ``torch.autocast``) lose no precision beyond the final rounding.
     """
-    C.check_pair("image_emb", image_emb, "text_emb", text_emb, same_rows=True)
-    dtype = C.compute_dtype(image_emb.dtype)
-    t = C.as_scalar("logit_scale", logit_scale, image_emb, dtype)
+    C.check_pair("image_embeds", image_embeds, "text_embeds", text_embeds, same_rows=True)
+    dtype = C.compute_dtype(image_embeds.dtype)
+    t = C.as_scalar("scale", scale, image_embeds, dtype)
     chunk = C.resolve_chunk(chunk_size)
-    x, y = image_emb.to(dtype), text_emb.to(dtype)
-    with C.full_precision(image_emb.device):
+    x, y = image_embeds.to(dtype), text_embeds.to(dtype)
+    with C.full_precision(image_embeds.device):
         loss = _clip_loss_plain(x, y, t) if chunk is None else _SymmetricInfoNCE.apply(x, y, t, chunk)
-    return loss.to(image_emb.dtype)
+    return loss.to(image_embeds.dtype)
 
 
-def infonce_rows(query: torch.Tensor, keys: torch.Tensor, logit_scale, targets, chunk_size=None) -> torch.Tensor:
+def infonce_rows(query: torch.Tensor, keys: torch.Tensor, scale, targets, chunk_size=None) -> torch.Tensor:
     """Per-row cross-entropy ``-log softmax(t * query @ keys.T)[i, targets[i]]``, shape (Nq,).
 
     ``keys`` may have more rows than ``query`` (e.g. all-gathered from every rank). ``targets``
     is a LongTensor of key indices (Nq,), or an int ``offset`` meaning ``offset + arange(Nq)``
     (rank r of a data-parallel group with equal local batches n uses ``offset = r * n``).
-    ``query`` may have no rows (an empty result). Gradients flow to query, keys and logit_scale.
+    ``query`` may have no rows (an empty result). Gradients flow to query, keys and scale.
     ``clip_loss(x, y, t)`` equals
     ``(infonce_rows(x, y, t, 0).mean() + infonce_rows(y, x, t, 0).mean()) / 2``.
     """
     C.check_pair("query", query, "keys", keys, same_rows=False, allow_empty_rows=True)
     dtype = C.compute_dtype(query.dtype)
-    t = C.as_scalar("logit_scale", logit_scale, query, dtype)
+    t = C.as_scalar("scale", scale, query, dtype)
     targets = _resolve_targets(targets, query.shape[0], keys.shape[0], query.device)
     chunk = C.resolve_chunk(chunk_size)
     q, k = query.to(dtype), keys.to(dtype)
@@ -77,8 +77,8 @@ def infonce_rows(query: torch.Tensor, keys: torch.Tensor, logit_scale, targets, 
 # Plain (reference) computations
 # --------------------------------------------------------------------------------------------
 
-def _clip_loss_plain(image_emb: torch.Tensor, text_emb: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    logits = scale * (image_emb @ text_emb.T)
+def _clip_loss_plain(image_embeds: torch.Tensor, text_embeds: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    logits = scale * (image_embeds @ text_embeds.T)
     labels = torch.arange(logits.shape[0], device=logits.device)
     return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
 

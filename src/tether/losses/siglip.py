@@ -20,24 +20,24 @@ from . import _checks as C
 from ._siglip_sweep import siglip_sweep
 
 
-def siglip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale, logit_bias,
+def siglip_loss(image_embeds: torch.Tensor, text_embeds: torch.Tensor, scale, logit_bias,
                 chunk_size=None) -> torch.Tensor:
     """``-sum_ij log sigmoid(z_ij (t <x_i, y_j> + b)) / N``, z = +1 on the diagonal, -1 elsewhere.
 
     Args:
-        image_emb, text_emb: (N, d) embeddings; row i of each is a positive pair.
-        logit_scale: t, already exponentiated (0-d tensor or number). logit_bias: b (same).
+        image_embeds, text_embeds: (N, d) embeddings; row i of each is a positive pair.
+        scale: t, already exponentiated (0-d tensor or number). logit_bias: b (same).
         chunk_size: None (plain), an int or ``"auto"`` (exact tiled computation).
 
     Returns a 0-d tensor of the inputs' dtype, computed in at least float32 with autocast off.
     """
-    C.check_pair("image_emb", image_emb, "text_emb", text_emb, same_rows=True)
-    total = siglip_block(image_emb, text_emb, logit_scale, logit_bias, positives=True,
+    C.check_pair("image_embeds", image_embeds, "text_embeds", text_embeds, same_rows=True)
+    total = siglip_block(image_embeds, text_embeds, scale, logit_bias, positives=True,
                          chunk_size=chunk_size, _checked=True)
-    return total / image_emb.shape[0]
+    return total / image_embeds.shape[0]
 
 
-def siglip_block(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale, logit_bias,
+def siglip_block(image_embeds: torch.Tensor, text_embeds: torch.Tensor, scale, logit_bias,
                  positives: bool, chunk_size=None, *, _checked: bool = False) -> torch.Tensor:
     """Sum (not mean) of ``-log sigmoid(z_ij (t <x_i, y_j> + b))`` over an (n, m) block of pairs.
 
@@ -51,15 +51,15 @@ def siglip_block(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale, l
     if not isinstance(positives, bool):
         raise TypeError(f"positives must be a bool, got {type(positives).__name__}")
     if not _checked:
-        C.check_pair("image_emb", image_emb, "text_emb", text_emb, same_rows=positives,
+        C.check_pair("image_embeds", image_embeds, "text_embeds", text_embeds, same_rows=positives,
                      allow_empty_rows=not positives)
-    dtype = C.compute_dtype(image_emb.dtype)   # at least float32, with autocast off
-    t = C.as_scalar("logit_scale", logit_scale, image_emb, dtype)
-    b = C.as_scalar("logit_bias", logit_bias, image_emb, dtype)
+    dtype = C.compute_dtype(image_embeds.dtype)   # at least float32, with autocast off
+    t = C.as_scalar("scale", scale, image_embeds, dtype)
+    b = C.as_scalar("logit_bias", logit_bias, image_embeds, dtype)
     chunk = C.resolve_chunk(chunk_size, auto=C.SIGLIP_DEFAULT_CHUNK_SIZE)
-    x, y = image_emb.to(dtype), text_emb.to(dtype)
-    with C.full_precision(image_emb.device):
-        if chunk is None or image_emb.shape[0] == 0 or text_emb.shape[0] == 0:   # (an empty block sums to 0)
+    x, y = image_embeds.to(dtype), text_embeds.to(dtype)
+    with C.full_precision(image_embeds.device):
+        if chunk is None or image_embeds.shape[0] == 0 or text_embeds.shape[0] == 0:   # (an empty block sums to 0)
             out = _siglip_block_plain(x, y, t, b, positives)
         else:
             grad_on = torch.is_grad_enabled()
@@ -67,7 +67,7 @@ def siglip_block(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale, l
             grad_cols = grad_on and y.requires_grad
             grad_bias = grad_on and b.requires_grad
             out = _SigLIPBlock.apply(x, y, t, b, positives, chunk, (grad_rows, grad_cols, grad_bias))
-    return out.to(image_emb.dtype)
+    return out.to(image_embeds.dtype)
 
 
 def _siglip_block_plain(x, y, scale, bias, positives: bool) -> torch.Tensor:

@@ -350,47 +350,47 @@ def _as_2d_float(x, name: str) -> np.ndarray:
 
 
 def caption_by_retrieval(
-    image_emb,
-    pool_text_emb,
+    image_embeds,
+    pool_text_embeds,
     pool_texts: Sequence[str],
     exclude: Sequence[Iterable[int] | None] | None = None,
     *,
-    block_size: int = 256,
+    chunk_size: int = 256,
     return_indices: bool = False,
 ):
     """Caption each image with the pool caption of highest cosine similarity.
 
     Args:
-        image_emb: ``(N, D)`` image embeddings (numpy or torch; normalised here).
-        pool_text_emb: ``(P, D)`` embeddings of the caption pool.
+        image_embeds: ``(N, D)`` image embeddings (numpy or torch; normalised here).
+        pool_text_embeds: ``(P, D)`` embeddings of the caption pool.
         pool_texts: the ``P`` pool captions.
         exclude: optional, one entry per image: pool indices that image may not pick (e.g. its
             own reference captions, so that retrieval cannot copy the answer), or None.
-        block_size: images scored per block (memory is ``block_size * P`` floats).
+        chunk_size: images scored per block (memory is ``chunk_size * P`` floats).
         return_indices: also return the chosen pool indices.
 
     Returns:
         The list of ``N`` chosen captions (ties go to the lowest pool index), and with
         ``return_indices`` a ``(captions, indices)`` pair.
     """
-    img = _as_2d_float(image_emb, "image_emb")
-    txt = _as_2d_float(pool_text_emb, "pool_text_emb")
+    img = _as_2d_float(image_embeds, "image_embeds")
+    txt = _as_2d_float(pool_text_embeds, "pool_text_embeds")
     if img.shape[1] != txt.shape[1]:
-        raise ValueError(f"image_emb has dimension {img.shape[1]} but pool_text_emb {txt.shape[1]}")
+        raise ValueError(f"image_embeds has dimension {img.shape[1]} but pool_text_embeds {txt.shape[1]}")
     if len(pool_texts) != txt.shape[0]:
         raise ValueError(f"{len(pool_texts)} pool_texts but {txt.shape[0]} pool embeddings")
     if txt.shape[0] == 0:
         raise ValueError("empty caption pool")
     if exclude is not None and len(exclude) != img.shape[0]:
         raise ValueError(f"exclude has {len(exclude)} entries but there are {img.shape[0]} images")
-    if block_size < 1:
-        raise ValueError("block_size must be >= 1")
+    if chunk_size < 1:
+        raise ValueError("chunk_size must be >= 1")
     img = img / np.maximum(np.linalg.norm(img, axis=1, keepdims=True), 1e-12)
     txt = txt / np.maximum(np.linalg.norm(txt, axis=1, keepdims=True), 1e-12)
     P = txt.shape[0]
     chosen = np.empty(img.shape[0], dtype=np.int64)
-    for s in range(0, img.shape[0], block_size):
-        sims = img[s:s + block_size] @ txt.T
+    for s in range(0, img.shape[0], chunk_size):
+        sims = img[s:s + chunk_size] @ txt.T
         if exclude is not None:
             for r in range(sims.shape[0]):
                 ex = exclude[s + r]

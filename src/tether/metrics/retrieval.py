@@ -31,7 +31,7 @@ import torch
 
 __all__ = ["retrieval_recall", "retrieval_ranks", "as_embeddings"]
 
-# Elements of one (rows x candidates) score block (float32: 64 MiB) when block_size is not given.
+# Elements of one (rows x candidates) score block (float32: 64 MiB) when chunk_size is not given.
 _BLOCK_ELEMENTS = 1 << 24
 
 
@@ -85,7 +85,7 @@ def _as_index(text_to_image: Any, n_captions: int, n_images: int) -> torch.Tenso
         raise ValueError(f"text_to_image must be 1-D (one image index per caption), got shape {tuple(idx.shape)}")
     if idx.numel() != n_captions:
         raise ValueError(f"text_to_image has {idx.numel()} entries but there are {n_captions} captions "
-                         "(text_emb rows); they must match")
+                         "(text_embeds rows); they must match")
     if idx.dtype == torch.bool or idx.is_complex():
         raise ValueError(f"text_to_image must hold integer image indices, got dtype {idx.dtype}")
     if idx.is_floating_point():
@@ -104,20 +104,20 @@ def _as_index(text_to_image: Any, n_captions: int, n_images: int) -> torch.Tenso
     return idx
 
 
-def _block_rows(block_size: int | None, n_candidates: int) -> int:
-    if block_size is None:
+def _block_rows(chunk_size: int | None, n_candidates: int) -> int:
+    if chunk_size is None:
         return max(1, _BLOCK_ELEMENTS // max(1, n_candidates))
-    if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size < 1:
-        raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
-    return int(block_size)
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    return int(chunk_size)
 
 
-def _prepare(image_emb: Any, text_emb: Any, text_to_image: Any, normalize: bool,
+def _prepare(image_embeds: Any, text_embeds: Any, text_to_image: Any, normalize: bool,
              device: torch.device | str | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    img, img_norm = as_embeddings(image_emb, "image_emb", device=device)
-    txt, txt_norm = as_embeddings(text_emb, "text_emb", device=img.device)
+    img, img_norm = as_embeddings(image_embeds, "image_embeds", device=device)
+    txt, txt_norm = as_embeddings(text_embeds, "text_embeds", device=img.device)
     if img.shape[1] != txt.shape[1]:
-        raise ValueError(f"image_emb has dimension {img.shape[1]} but text_emb has {txt.shape[1]}")
+        raise ValueError(f"image_embeds has dimension {img.shape[1]} but text_embeds has {txt.shape[1]}")
     if txt.dtype != img.dtype:
         img, txt = img.double(), txt.double()
         img_norm, txt_norm = img_norm.double(), txt_norm.double()
@@ -129,14 +129,14 @@ def _prepare(image_emb: Any, text_emb: Any, text_to_image: Any, normalize: bool,
 
 
 def _ranks(img: torch.Tensor, txt: torch.Tensor, t2i: torch.Tensor,
-           block_size: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+           chunk_size: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     n_img, n_txt = img.shape[0], txt.shape[0]
     dev = img.device
     t2i_dev = t2i.to(dev)
 
     # text -> image: blocks of captions against every image.
     t2i_ranks = torch.empty(n_txt, dtype=torch.int64)
-    rows = _block_rows(block_size, n_img)
+    rows = _block_rows(chunk_size, n_img)
     for s in range(0, n_txt, rows):
         e = min(s + rows, n_txt)
         scores = txt[s:e] @ img.T                                  # (b, n_img)
@@ -149,7 +149,7 @@ def _ranks(img: torch.Tensor, txt: torch.Tensor, t2i: torch.Tensor,
     offsets = torch.zeros(n_img + 1, dtype=torch.int64)
     offsets[1:] = torch.cumsum(torch.bincount(t2i, minlength=n_img), 0)
     i2t_ranks = torch.empty(n_img, dtype=torch.int64)
-    rows = _block_rows(block_size, n_txt)
+    rows = _block_rows(chunk_size, n_txt)
     for s in range(0, n_img, rows):
         e = min(s + rows, n_img)
         scores = img[s:e] @ txt.T                                  # (b, n_txt)
@@ -161,7 +161,7 @@ def _ranks(img: torch.Tensor, txt: torch.Tensor, t2i: torch.Tensor,
     return t2i_ranks, i2t_ranks
 
 
-def retrieval_ranks(image_emb: Any, text_emb: Any, text_to_image: Any, *, block_size: int | None = None,
+def retrieval_ranks(image_embeds: Any, text_embeds: Any, text_to_image: Any, *, chunk_size: int | None = None,
                     normalize: bool = True, device: torch.device | str | None = None
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """1-based ranks of the correct item in both directions, computed in blocks.
@@ -170,13 +170,13 @@ def retrieval_ranks(image_emb: Any, text_emb: Any, text_to_image: Any, *, block_
     ``(n_captions,)`` and ``(n_images,)``.  ``text_to_image_ranks[j]`` is the rank of caption j's
     image among all images; ``image_to_text_ranks[i]`` is the rank of image i's best-ranked
     caption among all captions (``n_captions + 1`` for an image without captions).
-    ``block_size`` is the number of query rows scored at once (default: as many as fit in
+    ``chunk_size`` is the number of query rows scored at once (default: as many as fit in
     2**24 scores).  With ``normalize`` (default) similarities are cosines; otherwise raw dot
     products.  Arguments are checked as in :func:`retrieval_recall`.
     """
-    block_size = None if block_size is None else _block_rows(block_size, 1)
-    img, txt, t2i = _prepare(image_emb, text_emb, text_to_image, normalize, device)
-    return _ranks(img, txt, t2i, block_size)
+    chunk_size = None if chunk_size is None else _block_rows(chunk_size, 1)
+    img, txt, t2i = _prepare(image_embeds, text_embeds, text_to_image, normalize, device)
+    return _ranks(img, txt, t2i, chunk_size)
 
 
 def _check_ks(ks: Iterable[int]) -> list[int]:
@@ -193,26 +193,26 @@ def _check_ks(ks: Iterable[int]) -> list[int]:
     return out
 
 
-def retrieval_recall(image_emb: Any, text_emb: Any, text_to_image: Sequence[int] | Any,
-                     ks: Iterable[int] = (1, 5, 10), block_size: int | None = None, *,
+def retrieval_recall(image_embeds: Any, text_embeds: Any, text_to_image: Sequence[int] | Any,
+                     ks: Iterable[int] = (1, 5, 10), chunk_size: int | None = None, *,
                      images_without_captions: str = "error", normalize: bool = True,
                      device: torch.device | str | None = None) -> dict[str, float | int]:
     """Recall@K and mean/median rank for image<->text retrieval, CLIP_benchmark's definitions.
 
     Parameters
     ----------
-    image_emb : (n_images, D) embeddings (torch, numpy or lists); L2-normalised here.
-    text_emb : (n_captions, D) embeddings.
+    image_embeds : (n_images, D) embeddings (torch, numpy or lists); L2-normalised here.
+    text_embeds : (n_captions, D) embeddings.
     text_to_image : length n_captions; ``text_to_image[j]`` is the row of caption j's image.
         An image may have any number of captions.
     ks : the K of Recall@K (K larger than the candidate count simply gives recall 1).
-    block_size : query rows scored at once; None picks a block of about 2**24 scores.
+    chunk_size : query rows scored at once; None picks a block of about 2**24 scores.
     images_without_captions : ``"error"`` (default) raises when an image has no caption;
         ``"exclude"`` leaves such images out of the image -> text averages and reports their
         number as ``text_retrieval_images_excluded``.  (They still take part as candidates in
         text -> image retrieval.)  CLIP_benchmark assumes every image has a caption.
     normalize : cosine similarity (default); False ranks by raw dot products.
-    device : where to compute (default: where ``image_emb`` lives).
+    device : where to compute (default: where ``image_embeds`` lives).
 
     Returns
     -------
@@ -225,8 +225,8 @@ def retrieval_recall(image_emb: Any, text_emb: Any, text_to_image: Sequence[int]
     ks = _check_ks(ks)
     if images_without_captions not in ("error", "exclude"):
         raise ValueError(f"images_without_captions must be 'error' or 'exclude', got {images_without_captions!r}")
-    block_size = None if block_size is None else _block_rows(block_size, 1)
-    img, txt, t2i = _prepare(image_emb, text_emb, text_to_image, normalize, device)
+    chunk_size = None if chunk_size is None else _block_rows(chunk_size, 1)
+    img, txt, t2i = _prepare(image_embeds, text_embeds, text_to_image, normalize, device)
     n_img, n_txt = img.shape[0], txt.shape[0]
     has_caption = torch.bincount(t2i, minlength=n_img) > 0
     n_missing = int((~has_caption).sum())
@@ -236,7 +236,7 @@ def retrieval_recall(image_emb: Any, text_emb: Any, text_to_image: Sequence[int]
             f"{n_missing} image(s) have no caption, so image -> text recall is undefined for them: "
             f"{_describe_rows(rows)}. Pass images_without_captions='exclude' to leave them out of the "
             "text_retrieval_* averages (they stay candidates for text -> image retrieval).")
-    t2i_ranks, i2t_ranks = _ranks(img, txt, t2i, block_size)
+    t2i_ranks, i2t_ranks = _ranks(img, txt, t2i, chunk_size)
     i2t_used = i2t_ranks[has_caption]
 
     t2i_np = t2i_ranks.numpy()

@@ -32,13 +32,13 @@ DEFAULT_THRESHOLDS: tuple[float, ...] = (0.2, 0.25, 0.28, 0.3, 0.35)
 PERCENTILES: tuple[int, ...] = (1, 5, 10, 25, 50, 75, 90, 95, 99)
 
 
-def pair_scores(image_emb: Any, text_emb: Any) -> np.ndarray:
+def pair_scores(image_embeds: Any, text_embeds: Any) -> np.ndarray:
     """Row-wise cosine similarity of paired embeddings: (N, D) x (N, D) -> (N,) float64."""
-    img, img_norm = as_embeddings(image_emb, "image_emb", dtype=torch.float64)
-    txt, txt_norm = as_embeddings(text_emb, "text_emb", device=img.device, dtype=torch.float64)
+    img, img_norm = as_embeddings(image_embeds, "image_embeds", dtype=torch.float64)
+    txt, txt_norm = as_embeddings(text_embeds, "text_embeds", device=img.device, dtype=torch.float64)
     if img.shape != txt.shape:
-        raise ValueError(f"paired embeddings must have the same shape: image_emb {tuple(img.shape)}, "
-                         f"text_emb {tuple(txt.shape)}")
+        raise ValueError(f"paired embeddings must have the same shape: image_embeds {tuple(img.shape)}, "
+                         f"text_embeds {tuple(txt.shape)}")
     return ((img * txt).sum(dim=1) / (img_norm * txt_norm)).clamp_(-1.0, 1.0).cpu().numpy()
 
 

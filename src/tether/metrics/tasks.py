@@ -80,9 +80,9 @@ def _retrieval(job: Job) -> dict:
     from .retrieval import retrieval_recall
     from .scores import pair_scores, plot_score_histograms, summarize_scores
     n = len(job.test) if job.max_retrieval is None else min(len(job.test), job.max_retrieval)
-    images, text_emb = job.test.images[:n], job.embed_texts(job.test.texts[:n])
-    metrics = retrieval_recall(images, text_emb, torch.arange(n), ks=(1, 5, 10))
-    scores = pair_scores(images, text_emb)
+    images, text_embeds = job.test.images[:n], job.embed_texts(job.test.texts[:n])
+    metrics = retrieval_recall(images, text_embeds, torch.arange(n), ks=(1, 5, 10))
+    scores = pair_scores(images, text_embeds)
     if job.plot("retrieval") is not None:
         plot_score_histograms(scores, job.plot("retrieval"), title=f"{job.test.name}: cosine(image, caption)")
     metrics.update({f"clip_score_{k}": v for k, v in summarize_scores(scores).items()})

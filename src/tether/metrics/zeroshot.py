@@ -9,11 +9,11 @@ t = 1..T::
 Classifying image embeddings x (N, D)::
 
     logits = normalize(x) @ W.T                              # cosine similarities, (N, C)
-    proba  = softmax(temperature * logits)                   # temperature: the model's logit scale
+    proba  = softmax(scale * logits)                         # scale: the model's multiplier t
 
 ``evaluate`` returns ``acc1``, ``acc5``, ``mean_per_class_recall`` under CLIP_benchmark's key
 names, plus per-class accuracy and the confusion matrix.  Accuracy does not depend on the
-temperature.
+scale.
 """
 from __future__ import annotations
 
@@ -30,13 +30,13 @@ from ..io import atomic_save_safetensors, atomic_write_json
 from .retrieval import as_embeddings
 from .templates import fill_template, resolve_templates
 
-__all__ = ["ZeroShotClassifier", "zero_shot_eval", "classification_metrics", "DEFAULT_LOGIT_SCALE"]
+__all__ = ["ZeroShotClassifier", "zero_shot_eval", "classification_metrics", "DEFAULT_SCALE"]
 
 FORMAT = "tether.zeroshot/1"
 WEIGHTS_FILE = "classifier.safetensors"
 CONFIG_FILE = "classifier.json"
 # CLIP_benchmark multiplies cosines by 100 (the trained CLIP logit scale, capped) before softmax.
-DEFAULT_LOGIT_SCALE = 100.0
+DEFAULT_SCALE = 100.0
 _EVAL_BLOCK = 8192
 
 
@@ -148,7 +148,7 @@ def _capture_scale(model: Any) -> tuple[float, str]:
             value = float(torch.as_tensor(scale()).detach().cpu())
         if math.isfinite(value) and value > 0:
             return value, "model"
-    return DEFAULT_LOGIT_SCALE, "default"
+    return DEFAULT_SCALE, "default"
 
 
 class ZeroShotClassifier:
@@ -156,30 +156,30 @@ class ZeroShotClassifier:
 
     def __init__(self, weights: torch.Tensor, class_names: Sequence[str],
                  templates: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
-                 logit_scale: float = DEFAULT_LOGIT_SCALE, logit_scale_source: str = "given") -> None:
+                 scale: float = DEFAULT_SCALE, scale_source: str = "given") -> None:
         w, _ = as_embeddings(weights, "weights", dtype=torch.float32)
         class_names = [str(c) for c in class_names]
         if len(class_names) != w.shape[0]:
             raise ValueError(f"{len(class_names)} class names for {w.shape[0]} weight rows")
-        if not (isinstance(logit_scale, (int, float)) and math.isfinite(logit_scale) and logit_scale > 0):
-            raise ValueError(f"logit_scale must be a positive number, got {logit_scale!r}")
+        if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
+            raise ValueError(f"scale must be a positive number, got {scale!r}")
         self.weights = F.normalize(w.cpu(), dim=-1)
         self.class_names = class_names
         self.templates = templates if templates is None or isinstance(templates, Mapping) else list(templates)
-        self.logit_scale = float(logit_scale)
-        self.logit_scale_source = logit_scale_source
+        self.scale = float(scale)
+        self.scale_source = scale_source
 
     # ---- building ---------------------------------------------------------------------
     @classmethod
     def build(cls, model: Any, class_names: Sequence[str], templates: Any = "general", batch_size: int = 256,
-              *, logit_scale: float | None = None, progress: bool = False,
+              *, scale: float | None = None, progress: bool = False,
               precision: str = "fp32") -> "ZeroShotClassifier":
         """Embed every (class, template) prompt, L2-normalise, average per class, renormalise.
 
         ``model``: an :class:`~tether.models.AlignedModel` (prompts go through the embedding engine,
         in ``precision``) or any callable ``list[str] -> (N, D)`` embeddings.  ``templates``: a set name (default ``"general"``), a
         list of templates with ``{}``, a template file, or a mapping ``class name -> prompts``
-        (class-specific prompts used verbatim).  ``logit_scale``: the temperature that
+        (class-specific prompts used verbatim).  ``scale``: the multiplier t that
         :meth:`predict_proba` uses by default; when omitted, ``model.scale()`` at build time, or
         100 (CLIP_benchmark's constant) for a model without one.
         """
@@ -214,10 +214,10 @@ class ZeroShotClassifier:
         if bool(zero.any()):
             raise ValueError(f"the prompt embeddings of class(es) {[class_names[i] for i in zero.nonzero().flatten()]} "
                              "average to zero; cannot normalise")
-        if logit_scale is None:
+        if scale is None:
             scale, source = _capture_scale(model)
         else:
-            scale, source = float(logit_scale), "given"
+            scale, source = float(scale), "given"
         return cls(F.normalize(means, dim=-1), class_names, templates, scale, source)
 
     # ---- using ------------------------------------------------------------------------
@@ -229,32 +229,32 @@ class ZeroShotClassifier:
     def embed_dim(self) -> int:
         return self.weights.shape[1]
 
-    def logits(self, image_emb: Any) -> torch.Tensor:
+    def logits(self, image_embeds: Any) -> torch.Tensor:
         """Cosine similarity of each (L2-normalised) image embedding with each class: (N, C)."""
-        x, norms = as_embeddings(image_emb, "image_emb")
+        x, norms = as_embeddings(image_embeds, "image_embeds")
         if x.shape[1] != self.embed_dim:
-            raise ValueError(f"image_emb has dimension {x.shape[1]}, the classifier {self.embed_dim}")
+            raise ValueError(f"image_embeds has dimension {x.shape[1]}, the classifier {self.embed_dim}")
         w = self.weights.to(device=x.device, dtype=x.dtype)
         return (x / norms[:, None]) @ w.T
 
-    def predict_proba(self, image_emb: Any, temperature: float | None = None) -> torch.Tensor:
-        """``softmax(temperature * logits)`` over classes; temperature defaults to ``self.logit_scale``.
+    def predict_proba(self, image_embeds: Any, scale: float | None = None) -> torch.Tensor:
+        """``softmax(scale * logits)`` over classes; ``scale`` defaults to ``self.scale``.
 
-        ``temperature`` multiplies the cosine similarities, like CLIP's logit scale (about 100 for a
+        ``scale`` multiplies the cosine similarities, like CLIP's logit scale (about 100 for a
         trained CLIP).  Any constant logit bias (SigLIP) cancels in the softmax.
         """
-        t = self.logit_scale if temperature is None else float(temperature)
+        t = self.scale if scale is None else float(scale)
         if not (math.isfinite(t) and t > 0):
-            raise ValueError(f"temperature must be a positive number, got {temperature!r}")
-        return torch.softmax(t * self.logits(image_emb), dim=-1)
+            raise ValueError(f"scale must be a positive number, got {scale!r}")
+        return torch.softmax(t * self.logits(image_embeds), dim=-1)
 
-    def predict(self, image_emb: Any) -> torch.Tensor:
+    def predict(self, image_embeds: Any) -> torch.Tensor:
         """Index of the best class per image (ties: the lower index)."""
-        return self.logits(image_emb).argmax(dim=-1)
+        return self.logits(image_embeds).argmax(dim=-1)
 
-    def evaluate(self, image_emb: Any, labels: Any) -> dict[str, Any]:
+    def evaluate(self, image_embeds: Any, labels: Any) -> dict[str, Any]:
         """Metrics of :func:`classification_metrics` on these embeddings and labels."""
-        logits = self.logits(image_emb)
+        logits = self.logits(image_embeds)
         return classification_metrics(logits, labels, class_names=self.class_names)
 
     # ---- files ------------------------------------------------------------------------
@@ -265,7 +265,7 @@ class ZeroShotClassifier:
         atomic_save_safetensors({"weights": self.weights}, path / WEIGHTS_FILE, metadata={"format": FORMAT})
         config = {"format": FORMAT, "num_classes": self.num_classes, "embed_dim": self.embed_dim,
                   "class_names": self.class_names, "templates": self.templates,
-                  "logit_scale": self.logit_scale, "logit_scale_source": self.logit_scale_source}
+                  "scale": self.scale, "scale_source": self.scale_source}
         atomic_write_json(path / CONFIG_FILE, config, ensure_ascii=False)
         return path
 
@@ -283,12 +283,12 @@ class ZeroShotClassifier:
         weights = load_file(str(w_path)).get("weights")
         if weights is None:
             raise ValueError(f"{w_path}: no 'weights' tensor")
-        return cls(weights, cfg["class_names"], cfg.get("templates"), cfg["logit_scale"],
-                   cfg.get("logit_scale_source", "given"))
+        return cls(weights, cfg["class_names"], cfg.get("templates"), cfg["scale"],
+                   cfg.get("scale_source", "given"))
 
     def __repr__(self) -> str:
         return (f"ZeroShotClassifier({self.num_classes} classes, dim {self.embed_dim}, "
-                f"logit_scale {self.logit_scale:.4g} ({self.logit_scale_source}))")
+                f"scale {self.scale:.4g} ({self.scale_source}))")
 
 
 def _image_embeddings(model: Any, images: Any, batch_size: int, progress: bool) -> torch.Tensor:
@@ -308,7 +308,7 @@ def _image_embeddings(model: Any, images: Any, batch_size: int, progress: bool) 
 
 def zero_shot_eval(model: Any, images_or_embeddings: Any, labels: Any, class_names: Sequence[str],
                    templates: Any = "general", *, batch_size: int = 64, text_batch_size: int = 256,
-                   logit_scale: float | None = None, progress: bool = False,
+                   scale: float | None = None, progress: bool = False,
                    return_classifier: bool = False) -> dict[str, Any] | tuple[dict[str, Any], ZeroShotClassifier]:
     """Build a classifier from ``class_names`` x ``templates`` and evaluate it.
 
@@ -318,7 +318,7 @@ def zero_shot_eval(model: Any, images_or_embeddings: Any, labels: Any, class_nam
     Returns :meth:`ZeroShotClassifier.evaluate`'s dict (and the classifier when asked).
     """
     clf = ZeroShotClassifier.build(model, class_names, templates, batch_size=text_batch_size,
-                                   logit_scale=logit_scale, progress=progress)
+                                   scale=scale, progress=progress)
     emb = _image_embeddings(model, images_or_embeddings, batch_size, progress)
     metrics = clf.evaluate(emb, labels)
     return (metrics, clf) if return_classifier else metrics

@@ -1,4 +1,4 @@
-"""The aligned encoder: one tower per modality, projections, L2 norm and a temperature.
+"""The aligned encoder: one tower per modality, projections, L2 norm and a logit scale.
 
 ``AlignedModel`` is tether's one model abstraction. Towers are keyed by modality ("image",
 "text", ...); any tower that maps its inputs to pooled features of width ``output_dim`` can be
@@ -22,7 +22,7 @@ from .tower import set_grad_checkpointing
 
 @dataclass
 class AlignedOutput:
-    """Normalised embeddings by modality, the temperature multiplier t and the bias."""
+    """Normalised embeddings by modality, the multiplier t and the bias."""
 
     embeds: dict[str, torch.Tensor] = field(default_factory=dict)
     logit_scale: torch.Tensor | None = None  # the multiplier t = exp(stored logit_scale), capped
@@ -142,7 +142,7 @@ class AlignedModel(nn.Module):
         return AlignedOutput(embeds, self.scale(), self.logit_bias)
 
     def scale(self) -> torch.Tensor:
-        """The temperature multiplier t = exp(logit_scale), capped at max_logit_scale."""
+        """The multiplier t = exp(logit_scale), capped at max_logit_scale."""
         return self.logit_scale.exp().clamp(max=self.config.max_logit_scale)
 
     @torch.no_grad()

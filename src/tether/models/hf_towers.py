@@ -1,9 +1,9 @@
 """Towers wrapping Hugging Face ``transformers`` encoders: start from a pretrained backbone.
 
 ``HFTextTower`` takes any text AutoModel (BERT/MiniLM as ALIGN uses, RoBERTa, a CLIP or
-SigLIP text model ...), ``HFVisionTower`` any vision AutoModel (ViT, DINOv2, CLIP/SigLIP
+SigLIP text model ...), ``HFImageTower`` any vision AutoModel (ViT, DINOv2, CLIP/SigLIP
 vision, ConvNeXt ...); both pool the backbone's output into (N, output_dim) features and
-leave projection, L2 norm and temperature to :class:`~tether.models.AlignedModel`.
+leave projection, L2 norm and the logit scale to :class:`~tether.models.AlignedModel`.
 
 Where the backbone comes from (``cfg.hf_name`` and ``cfg.hf_config``):
 
@@ -235,7 +235,7 @@ class HFTextTower(Tower, nn.Module):
         _set_hf_grad_checkpointing(self.model, enabled)
 
 
-class HFVisionTower(Tower, nn.Module):
+class HFImageTower(Tower, nn.Module):
     """A transformers image encoder as a tether image tower: pixels (N, 3, H, W) -> (N, width).
 
     Feed it images prepared the way the backbone was trained (``towers.image.processor``)

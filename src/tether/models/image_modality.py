@@ -22,8 +22,8 @@ def build_image_tower(cfg: ImageTowerConfig, embed_dim: int) -> nn.Module:
         from .resnet import ModifiedResNet
         return ModifiedResNet(cfg, cfg.output_dim or embed_dim)
     if cfg.kind == "hf":
-        from .hf_towers import HFVisionTower
-        return HFVisionTower(cfg)
+        from .hf_towers import HFImageTower
+        return HFImageTower(cfg)
     if cfg.kind == "efficientnet_lite0":
         from .efficientnet import EfficientNetLiteTower
         return EfficientNetLiteTower(cfg)

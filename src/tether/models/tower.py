@@ -24,7 +24,7 @@ NO_DECAY_WORDS = ("bias", "logit_scale", "logit_bias", "embedding", "probe", "ln
 
 
 def default_no_decay(name: str, param: torch.Tensor) -> bool:
-    """Gains, biases, embeddings and the temperature are not weight-decayed (as in CLIP/OpenCLIP)."""
+    """Gains, biases, embeddings and the logit scale are not weight-decayed (as in CLIP/OpenCLIP)."""
     return param.ndim < 2 or any(word in name for word in NO_DECAY_WORDS)
 
 

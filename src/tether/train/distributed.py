@@ -66,18 +66,18 @@ def _exchange_counts(n_local: int, flag: bool, device: torch.device) -> tuple[li
     return [int(v) for v in table[:, 0]], bool(table[:, 1].any())
 
 
-def _check_local(image_emb, text_emb) -> None:
-    for name, t in (("image_emb", image_emb), ("text_emb", text_emb)):
+def _check_local(image_embeds, text_embeds) -> None:
+    for name, t in (("image_embeds", image_embeds), ("text_embeds", text_embeds)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
         if t.dim() != 2 or not t.is_floating_point():
             raise ValueError(f"{name} must be a 2-D floating-point tensor (n_local, d); got "
                              f"shape {tuple(t.shape)}, dtype {t.dtype}")
-    if image_emb.shape != text_emb.shape:
-        raise ValueError(f"image_emb has shape {tuple(image_emb.shape)} but text_emb has shape "
-                         f"{tuple(text_emb.shape)}: row i of one pairs with row i of the other")
-    if image_emb.dtype != text_emb.dtype or image_emb.device != text_emb.device:
-        raise ValueError("image_emb and text_emb must share dtype and device")
+    if image_embeds.shape != text_embeds.shape:
+        raise ValueError(f"image_embeds has shape {tuple(image_embeds.shape)} but text_embeds has shape "
+                         f"{tuple(text_embeds.shape)}: row i of one pairs with row i of the other")
+    if image_embeds.dtype != text_embeds.dtype or image_embeds.device != text_embeds.device:
+        raise ValueError("image_embeds and text_embeds must share dtype and device")
 
 
 def _as_tensor(name: str, value, like: torch.Tensor) -> torch.Tensor:
@@ -157,7 +157,7 @@ def gather_rows(x: torch.Tensor, sizes: list[int] | None = None) -> torch.Tensor
 # CLIP (InfoNCE) across ranks
 # --------------------------------------------------------------------------------------------
 
-def distributed_clip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale,
+def distributed_clip_loss(image_embeds: torch.Tensor, text_embeds: torch.Tensor, scale,
                           chunk_size=None) -> torch.Tensor:
     """Symmetric InfoNCE of the global batch, this rank computing its own rows.
 
@@ -171,19 +171,19 @@ def distributed_clip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit
     from ..losses import clip_loss, infonce_rows
     rank, world = _world()
     if world == 1:
-        return clip_loss(image_emb, text_emb, logit_scale, chunk_size=chunk_size)
-    _check_local(image_emb, text_emb)
-    scale = _as_tensor("logit_scale", logit_scale, image_emb)
-    n, d = image_emb.shape
-    sizes, _ = _exchange_counts(n, False, image_emb.device)
+        return clip_loss(image_embeds, text_embeds, scale, chunk_size=chunk_size)
+    _check_local(image_embeds, text_embeds)
+    scale = _as_tensor("scale", scale, image_embeds)
+    n, d = image_embeds.shape
+    sizes, _ = _exchange_counts(n, False, image_embeds.device)
     total = _total_rows(sizes)
     # One collective for both modalities: gather [image | text] rows.
-    gathered = GatherRows.apply(torch.cat([image_emb, text_emb], dim=1).contiguous(), sizes, rank)
+    gathered = GatherRows.apply(torch.cat([image_embeds, text_embeds], dim=1).contiguous(), sizes, rank)
     all_image, all_text = gathered[:, :d], gathered[:, d:]
     if n > 0:
         offset = sum(sizes[:rank])
-        i2t = infonce_rows(image_emb, all_text, scale, offset, chunk_size=chunk_size)
-        t2i = infonce_rows(text_emb, all_image, scale, offset, chunk_size=chunk_size)
+        i2t = infonce_rows(image_embeds, all_text, scale, offset, chunk_size=chunk_size)
+        t2i = infonce_rows(text_embeds, all_image, scale, offset, chunk_size=chunk_size)
         row_sum = i2t.sum() + t2i.sum()
     else:  # nothing local, but the backward of the gather is collective: stay in the graph
         row_sum = gathered.sum() * 0 + scale.reshape(()).to(gathered.dtype) * 0
@@ -302,7 +302,7 @@ class SigLIPRing(torch.autograd.Function):
         return (*out, None, None, None, None, None)
 
 
-def distributed_siglip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale, logit_bias,
+def distributed_siglip_loss(image_embeds: torch.Tensor, text_embeds: torch.Tensor, scale, logit_bias,
                             chunk_size=None) -> torch.Tensor:
     """SigLIP loss of the global batch over a ring of text embeddings (no all-gather).
 
@@ -315,18 +315,18 @@ def distributed_siglip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, log
     from ..losses import siglip_loss
     rank, world = _world()
     if world == 1:
-        return siglip_loss(image_emb, text_emb, logit_scale, logit_bias, chunk_size=chunk_size)
-    _check_local(image_emb, text_emb)
-    scale = _as_tensor("logit_scale", logit_scale, image_emb)
-    bias = _as_tensor("logit_bias", logit_bias, image_emb)
+        return siglip_loss(image_embeds, text_embeds, scale, logit_bias, chunk_size=chunk_size)
+    _check_local(image_embeds, text_embeds)
+    scale = _as_tensor("scale", scale, image_embeds)
+    bias = _as_tensor("logit_bias", logit_bias, image_embeds)
     grad_on = torch.is_grad_enabled()
-    want_y_here = grad_on and text_emb.requires_grad
-    sizes, want_y = _exchange_counts(image_emb.shape[0], want_y_here, image_emb.device)
+    want_y_here = grad_on and text_embeds.requires_grad
+    sizes, want_y = _exchange_counts(image_embeds.shape[0], want_y_here, image_embeds.device)
     total = _total_rows(sizes)
-    want = (grad_on and image_emb.requires_grad, want_y,
+    want = (grad_on and image_embeds.requires_grad, want_y,
             grad_on and scale.requires_grad, grad_on and bias.requires_grad)
     factor = world / total
-    train = SigLIPRing.apply(image_emb, text_emb.contiguous(), scale, bias, sizes, rank, chunk_size, factor, want)
+    train = SigLIPRing.apply(image_embeds, text_embeds.contiguous(), scale, bias, sizes, rank, chunk_size, factor, want)
     return _global_value(train, train / world)
 
 
@@ -335,17 +335,17 @@ def distributed_siglip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, log
 # --------------------------------------------------------------------------------------------
 
 class _DistributedLoss:
-    """``loss_fn(image_emb, text_emb, scale, bias)`` for the trainer, across ranks."""
+    """``loss_fn(image_embeds, text_embeds, scale, bias)`` for the trainer, across ranks."""
 
     def __init__(self, kind: str, chunk_size) -> None:
         if kind not in ("clip", "siglip"):
             raise ValueError(f"no distributed version of loss {kind!r}; expected 'clip' or 'siglip'")
         self.kind, self.chunk_size = kind, chunk_size
 
-    def __call__(self, image_emb, text_emb, scale, bias=None):
+    def __call__(self, image_embeds, text_embeds, scale, bias=None):
         if self.kind == "clip":
-            return distributed_clip_loss(image_emb, text_emb, scale, chunk_size=self.chunk_size)
-        return distributed_siglip_loss(image_emb, text_emb, scale, bias, chunk_size=self.chunk_size)
+            return distributed_clip_loss(image_embeds, text_embeds, scale, chunk_size=self.chunk_size)
+        return distributed_siglip_loss(image_embeds, text_embeds, scale, bias, chunk_size=self.chunk_size)
 
     def __repr__(self) -> str:
         return f"_DistributedLoss({self.kind!r}, chunk_size={self.chunk_size!r})"

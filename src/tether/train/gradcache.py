@@ -6,7 +6,7 @@ negatives). The gradient cache (Gao et al., 2021) keeps the full-batch loss exac
 
 1. embed the whole batch micro-batch by micro-batch without autograd graphs;
 2. compute the loss on the full set of embeddings and its gradient with respect to
-   each embedding (plus the temperature and bias);
+   each embedding (plus the scale and bias);
 3. re-encode each micro-batch with autograd and back-propagate the cached
    embedding gradients through it.
 

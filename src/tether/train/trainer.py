@@ -124,7 +124,7 @@ class Trainer:
         loss_value = float(loss)
         if not math.isfinite(loss_value):
             raise FloatingPointError(f"loss became {loss_value} at step {self.step}; lower optim.lr or check the data")
-        record = {"loss": loss_value, "lr": lr, "logit_scale": self.model.scale().item()}
+        record = {"loss": loss_value, "lr": lr, "scale": self.model.scale().item()}
         if self.model.logit_bias is not None:
             record["logit_bias"] = self.model.logit_bias.item()
         if norm is not None:
