@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .engine_options import add_engine_options, engine_options
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -23,11 +25,7 @@ def add_parser(sub) -> None:
     p.add_argument("--images", nargs="*", default=[], help="image files or folders")
     p.add_argument("--texts", help="text file, one text per line")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=0, help="DataLoader processes decoding inputs (0: in process)")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
-                   help="fp32, bf16 (autocast, CPU or GPU) or fp16 (CUDA only)")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    add_engine_options(p, batch_size=64, device=True)
     p.add_argument("--query", action="append", default=[],
                    help="print the 5 nearest images for this text (repeatable)")
     p.set_defaults(func=run)
@@ -41,7 +39,7 @@ def run(args) -> int:
     if not args.images and not args.texts and not args.query:
         raise ValueError("nothing to embed: give --images and/or --texts")
     model = resolve_model(args.model).to(args.device)
-    options = dict(workers=args.workers, precision=args.precision, device=args.device)
+    options = engine_options(args)
     images = None
     if args.images:
         paths = find_images(args.images)

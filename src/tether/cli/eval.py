@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from .engine_options import add_engine_options, engine_options
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -28,10 +30,7 @@ def add_parser(sub) -> None:
     p.add_argument("--task", action="append", default=[], help="zeroshot, retrieval, linear_probe, captioning")
     p.add_argument("--templates", help="template set name or a file with one template per line ({} = class)")
     p.add_argument("--out", required=True, help="output folder (or CSV path with merge)")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--workers", type=int, default=0, help="DataLoader processes decoding inputs (0: in process)")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
-                   help="fp32, bf16 (autocast, CPU or GPU) or fp16 (CUDA only)")
+    add_engine_options(p, batch_size=256)
     p.set_defaults(func=run)
 
 
@@ -46,8 +45,8 @@ def run(args) -> int:
     tasks = args.task or list(TASKS[:3])
     for spec in args.dataset:
         files = run_tasks(model, args.model_name or args.model, resolve_dataset(spec, args.train_data), tasks,
-                          args.out, templates=args.templates, batch_size=args.batch_size, workers=args.workers,
-                          precision=args.precision)
+                          args.out, templates=args.templates, batch_size=args.batch_size,
+                          **engine_options(args))
         for f in files:
             print(f)
     return 0
