@@ -182,7 +182,7 @@ def test_registry_name_applies_the_registry_preprocessing(hf_cache, oc_dir, tiny
     assert saved["mean"] != pre["mean"] and saved["resize_mode"] != pre["resize_mode"]  # the files say otherwise
     context = tiny_model.config.towers["text"].context_length
     names.register_pretrained("tiny-vit-28/acme", dict(
-        hub_id="acme/tiny-oc", layout="open_clip", files=["open_clip_model.safetensors"],
+        hub_id="acme/tiny-oc", format="open_clip", files=["open_clip_model.safetensors"],
         sha256={"open_clip_model.safetensors": weights_sha}, preprocess=pre,
         tokenizer={"kind": "clip", "context_length": context}, license="MIT"))
     model = tether.load("tiny-vit-28/acme")
@@ -198,7 +198,7 @@ def test_wrong_registry_checksum_is_one_line_naming_file_expected_found(hf_cache
     snapshot = put_in_cache(hf_cache, "acme/tiny-oc", oc_dir, COMMIT_A)
     real = blob_of(snapshot, "open_clip_model.safetensors").name
     names.register_pretrained("tiny-vit-28/acme", dict(
-        hub_id="acme/tiny-oc", layout="open_clip", files=["open_clip_model.safetensors"],
+        hub_id="acme/tiny-oc", format="open_clip", files=["open_clip_model.safetensors"],
         sha256={"open_clip_model.safetensors": "0" * 64}))
     with pytest.raises(CheckpointError) as err:
         tether.load("tiny-vit-28/acme")
@@ -263,9 +263,9 @@ def test_hf_hub_prefix_picks_open_clip_in_a_repository_with_both_layouts(hf_cach
     both = {p.relative_to(d).as_posix(): p.read_bytes() for d in (hf_files, oc_dir)
             for p in d.rglob("*") if p.is_file()}
     put_in_cache(hf_cache, "acme/both-layouts", both, COMMIT_A)
-    assert fetch("acme/both-layouts").layout == "hf"
+    assert fetch("acme/both-layouts").format == "hf"
     oc = tether.hub.fetch_name("hf-hub:acme/both-layouts")
-    assert oc.layout == "open_clip" and oc.target.name == "open_clip_model.safetensors"
+    assert oc.format == "open_clip" and oc.target.name == "open_clip_model.safetensors"
 
 
 # ----------------------------------------------------------------------------- errors

@@ -77,7 +77,7 @@ def test_entries_fit_tethers_architecture_of_the_same_name(name):
     assert entry.preprocess["image_size"] == cfg.towers["image"].image_size
     assert entry.tokenizer["context_length"] == cfg.towers["text"].context_length
     assert (entry.tokenizer["kind"] == "siglip") == (cfg.family == "siglip")
-    assert set(entry.files) <= set(weight_candidates(entry.layout)), "files the layout's reader would not pick"
+    assert set(entry.files) <= set(weight_candidates(entry.format)), "files the format's reader would not pick"
     assert entry.files[0].endswith(".safetensors")
     assert entry.license and entry.accuracy_source and entry.publisher
     assert 0.5 < entry.imagenet_zeroshot_top1 < 0.9
@@ -86,14 +86,14 @@ def test_entries_fit_tethers_architecture_of_the_same_name(name):
 def test_open_clip_entries_say_which_activation():
     """Without open_clip_config.json the activation is not in the weights: LAION's models use GELU."""
     for entry in REGISTRY.values():
-        if entry.layout == "open_clip":
+        if entry.format == "open_clip":
             assert entry.load_options == {"quick_gelu": False}, entry.name
 
 
 def test_registry_entries_are_checked():
     from tether.checkpoints import CheckpointError
-    good = {"hub_id": "acme/x", "layout": "hf", "files": ["model.safetensors"]}
-    for bad, match in ((dict(good, layout="onnx"), "layout"), (dict(good, hub_id="no-slash"), "hub_id"),
+    good = {"hub_id": "acme/x", "format": "hf", "files": ["model.safetensors"]}
+    for bad, match in ((dict(good, format="onnx"), "format"), (dict(good, hub_id="no-slash"), "hub_id"),
                        (dict(good, files=[]), "files"), (dict(good, sha256={"model.safetensors": "xyz"}), "64 hex"),
                        (dict(good, colour="red"), "unknown key")):
         with pytest.raises(CheckpointError, match=match):

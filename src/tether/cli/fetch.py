@@ -27,7 +27,7 @@ def run(args) -> int:
     for name in args.names:
         fetched = fetch_name(name)
         files = ", ".join(p.name for p in fetched.files)
-        print(f"{name}: {fetched.repo_id}@{fetched.revision} (commit {fetched.commit}, {fetched.layout} layout) "
+        print(f"{name}: {fetched.repo_id}@{fetched.revision} (commit {fetched.commit}, {fetched.format} format) "
               f"verified: {files}")
     print(f"cache: {hf_cache_dir()}")
     return 0

@@ -6,7 +6,7 @@ environment once, at import; tether reads ``HF_HUB_CACHE``/``HF_HOME``/``HF_HUB_
 call and passes them explicitly. Tokens come from huggingface_hub's usual places (``HF_TOKEN``,
 ``huggingface-cli login``); interrupted downloads resume (huggingface_hub keeps ``.incomplete`` blobs).
 
-Only what tether reads is fetched: the config and tokenizer files, and one weights file per layout,
+Only what tether reads is fetched: the config and tokenizer files, and one weights file per format,
 safetensors before pickles (a repository with both never costs the second download).
 """
 from __future__ import annotations
@@ -28,12 +28,12 @@ METADATA_DIRS = ("tokenizer/",)  # tether's layout keeps its tokenizer in a fold
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
-def weight_candidates(layout: str) -> tuple[str, ...]:
-    """The weights files each layout's reader looks for, in its own order (safetensors first)."""
-    if layout == "hf":
+def weight_candidates(format: str) -> tuple[str, ...]:
+    """The weights files each format's reader looks for, in its own order (safetensors first)."""
+    if format == "hf":
         from ..checkpoints.hf import WEIGHT_FILES
         return WEIGHT_FILES
-    if layout == "open_clip":
+    if format == "open_clip":
         from ..checkpoints.open_clip import WEIGHT_NAMES
         return WEIGHT_NAMES[:2]
     return ("model.safetensors",)
@@ -76,14 +76,14 @@ class Fetched:
     revision: str
     commit: str
     directory: Path
-    layout: str
+    format: str
     weights: tuple[Path, ...]
     files: tuple[Path, ...]
 
     @property
     def target(self) -> Path:
-        """What the layout's reader is given: the weights file for OpenCLIP, the directory otherwise."""
-        return self.weights[0] if self.layout == "open_clip" else self.directory
+        """What the format's reader is given: the weights file for OpenCLIP, the directory otherwise."""
+        return self.weights[0] if self.format == "open_clip" else self.directory
 
 
 class _Session:
@@ -108,8 +108,8 @@ class _Session:
     def translate(self, err: Exception, filename: str | None = None) -> CheckpointError:
         from huggingface_hub import utils as E
         if isinstance(err, E.GatedRepoError):
-            return CheckpointError(f"{self.label}: gated repository: accept its terms on "
-                                   f"https://huggingface.co/{self.repo_id} and log in (huggingface-cli login or HF_TOKEN)")
+            return CheckpointError(f"{self.label}: gated repository: accept its terms on https://huggingface.co/"
+                                   f"{self.repo_id} and log in (huggingface-cli login or HF_TOKEN)")
         if isinstance(err, E.RepositoryNotFoundError):
             return CheckpointError(f"{self.label}: no such repository on the Hugging Face Hub (a private one needs "
                                    "a token: huggingface-cli login or HF_TOKEN)")
@@ -174,7 +174,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _detect_layout(files: list[str], config: Path | None, label: str) -> str:
+def _detect_format(files: list[str], config: Path | None, label: str) -> str:
     if config is not None:
         cfg = _read_json(config)
         if cfg.get("model_type") in ("clip", "siglip"):
@@ -183,7 +183,7 @@ def _detect_layout(files: list[str], config: Path | None, label: str) -> str:
             return "tether"
     if "open_clip_config.json" in files or any(f in files for f in weight_candidates("open_clip")):
         return "open_clip"
-    raise CheckpointError(f"{label}: not a model layout tether reads: expected config.json with model_type 'clip' "
+    raise CheckpointError(f"{label}: not a model format tether reads: expected config.json with model_type 'clip' "
                           "or 'siglip' (transformers), open_clip_config.json + open_clip_model.safetensors (OpenCLIP) "
                           f"or a tether config.json; the repository has {', '.join(files[:12]) or 'no files'}")
 
@@ -204,13 +204,13 @@ def _weights(session: _Session, files: list[str], candidates: Sequence[str]) -> 
     return [chosen, *shards]
 
 
-def fetch(repo_id: str, revision: str | None = None, layout: str | None = None,
+def fetch(repo_id: str, revision: str | None = None, format: str | None = None,
           weights: Sequence[str] | None = None, sha256: dict[str, str] | None = None,
           name: str | None = None) -> Fetched:
     """Download (or find in the cache) what tether needs of ``repo_id`` and verify every file.
 
-    layout: force "hf", "open_clip" or "tether" (default: read from the repository's files).
-    weights: weights file names, preferred first (default: the layout reader's own order).
+    format: force "hf", "open_clip" or "tether" (default: read from the repository's files).
+    weights: weights file names, preferred first (default: the format reader's own order).
     sha256: file -> expected SHA-256 (a registry entry's); other files are checked against the Hub's ids.
     name: the name the user gave, for messages.
     """
@@ -218,14 +218,14 @@ def fetch(repo_id: str, revision: str | None = None, layout: str | None = None,
     files = session.listing()
     wanted = [f for f in files if f in METADATA_FILES or f.startswith(METADATA_DIRS)]
     paths = {f: session.download(f) for f in wanted}
-    layout = layout or _detect_layout(files, paths.get("config.json"), session.label)
-    chosen = _weights(session, files, tuple(weights or weight_candidates(layout)))
+    format = format or _detect_format(files, paths.get("config.json"), session.label)
+    chosen = _weights(session, files, tuple(weights or weight_candidates(format)))
     paths.update({f: session.download(f) for f in chosen if f not in paths})
     directory = _snapshot_dir(paths, session)
     for filename, path in paths.items():
         verify_file(path, (sha256 or {}).get(filename), label=f"{session.label}: {filename}")
     weight_paths = tuple(paths[f] for f in chosen if not f.endswith(".index.json")) or (paths[chosen[0]],)
-    return Fetched(repo_id, session.revision, directory.name, directory, layout, weight_paths,
+    return Fetched(repo_id, session.revision, directory.name, directory, format, weight_paths,
                    tuple(paths.values()))
 
 
@@ -234,7 +234,8 @@ def _snapshot_dir(paths: dict[str, Path], session: _Session) -> Path:
     dirs = {Path(str(p)[: -len(f) - 1]) for f, p in paths.items()}
     if len(dirs) > 1:
         raise CheckpointError(f"{session.label}: the revision moved while downloading (files landed in "
-                              f"{', '.join(sorted(d.name for d in dirs))}); run again, or pin a commit with NAME@COMMIT")
+                              f"{', '.join(sorted(d.name for d in dirs))}); run again, or pin a commit: "
+                              "NAME@COMMIT")
     return dirs.pop()
 
 

@@ -1,4 +1,4 @@
-"""Published models by name: fetch, verify, read with the layout's reader, then apply the registry.
+"""Published models by name: fetch, verify, read with the format's reader, then apply the registry.
 
 A registry entry knows what bare files cannot say (OpenCLIP #1068: the wrong normalisation applied
 silently to weights without a config): its preprocessing and tokenizer replace whatever the files
@@ -20,7 +20,7 @@ def fetch_name(name: str | ModelName) -> Fetched:
     if parsed.kind not in ("registry", "hub"):
         raise CheckpointError(f"{parsed.text!r} is not a published name or Hub repository id; nothing to fetch")
     entry = parsed.entry
-    return fetch(parsed.repo_id, revision=parsed.revision, layout=parsed.layout,
+    return fetch(parsed.repo_id, revision=parsed.revision, format=parsed.format,
                  weights=entry.files if entry else None, sha256=entry.sha256 if entry else None, name=parsed.text)
 
 
@@ -30,7 +30,7 @@ def load_pretrained(name: str | ModelName, **kwargs: Any):
     fetched = fetch_name(parsed)
     entry = parsed.entry
     options = {**(entry.load_options if entry else {}), **kwargs}
-    model = importlib.import_module(FORMATS[fetched.layout]).load(fetched.target, **options)
+    model = importlib.import_module(FORMATS[fetched.format]).load(fetched.target, **options)
     if entry is not None:
         apply_entry(model, entry)
     return model.eval()

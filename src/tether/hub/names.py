@@ -24,10 +24,10 @@ from typing import Any
 from ..checkpoints.common import CheckpointError
 
 HF_HUB_PREFIX = "hf-hub:"
-LAYOUTS = ("hf", "open_clip", "tether")
+CHECKPOINT_FORMATS = ("hf", "open_clip", "tether")
 REGISTRY_FORMAT = "tether.pretrained/1"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_ENTRY_KEYS = {"hub_id", "layout", "files", "sha256", "revision", "preprocess", "tokenizer", "load_options",
+_ENTRY_KEYS = {"hub_id", "format", "files", "sha256", "revision", "preprocess", "tokenizer", "load_options",
                "license", "imagenet_zeroshot_top1", "accuracy_source", "publisher"}
 
 
@@ -37,13 +37,13 @@ class PretrainedEntry:
 
     name: str  # "ViT-B-32/openai"
     hub_id: str
-    layout: str  # "hf" | "open_clip" | "tether"
+    format: str  # "hf" | "open_clip" | "tether"
     files: tuple[str, ...]  # weights files, preferred first; the first one the repository has is used
     sha256: dict[str, str] = field(default_factory=dict)  # file -> expected digest, where the publisher gives one
     revision: str | None = None
     preprocess: dict[str, Any] = field(default_factory=dict)  # PreprocessConfig keys
     tokenizer: dict[str, Any] = field(default_factory=dict)  # {"kind": "clip" | "siglip", "context_length": N}
-    load_options: dict[str, Any] = field(default_factory=dict)  # keywords for the layout's reader
+    load_options: dict[str, Any] = field(default_factory=dict)  # keywords for the format's reader
     license: str = ""
     imagenet_zeroshot_top1: float | None = None
     accuracy_source: str = ""
@@ -59,7 +59,7 @@ class PretrainedEntry:
 
     @classmethod
     def from_dict(cls, name: str, data: dict[str, Any], where: str = "pretrained.json") -> PretrainedEntry:
-        """Checked: unknown keys, a missing hub id, an unknown layout or a bad digest name the entry."""
+        """Checked: unknown keys, a missing hub id, an unknown format or a bad digest name the entry."""
         unknown = sorted(set(data) - _ENTRY_KEYS)
         if unknown:
             raise CheckpointError(f"{where}: {name}: unknown key(s) {unknown}; expected {sorted(_ENTRY_KEYS)}")
@@ -68,8 +68,9 @@ class PretrainedEntry:
         if not isinstance(data.get("hub_id"), str) or not _REPO_ID.match(data["hub_id"]):
             raise CheckpointError(f"{where}: {name}: hub_id must be a Hub repository id ORG/NAME, "
                                   f"found {data.get('hub_id')!r}")
-        if data.get("layout") not in LAYOUTS:
-            raise CheckpointError(f"{where}: {name}: layout must be one of {LAYOUTS}, found {data.get('layout')!r}")
+        if data.get("format") not in CHECKPOINT_FORMATS:
+            raise CheckpointError(f"{where}: {name}: format must be one of {CHECKPOINT_FORMATS}, "
+                                  f"found {data.get('format')!r}")
         files = data.get("files")
         if not files or not isinstance(files, list) or not all(isinstance(f, str) for f in files):
             raise CheckpointError(f"{where}: {name}: files must be a non-empty list of file names, found {files!r}")
@@ -82,7 +83,7 @@ class PretrainedEntry:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "architecture": self.architecture, "tag": self.tag, "hub_id": self.hub_id,
-                "layout": self.layout, "files": list(self.files), "sha256": dict(self.sha256),
+                "format": self.format, "files": list(self.files), "sha256": dict(self.sha256),
                 "revision": self.revision, "preprocess": dict(self.preprocess), "tokenizer": dict(self.tokenizer),
                 "load_options": dict(self.load_options), "license": self.license,
                 "imagenet_zeroshot_top1": self.imagenet_zeroshot_top1, "accuracy_source": self.accuracy_source,
@@ -128,7 +129,7 @@ class ModelName:
     path: Path | None = None
     repo_id: str | None = None
     revision: str | None = None
-    layout: str | None = None  # forced layout (hf-hub: -> open_clip; a registry entry's); None: read from files
+    format: str | None = None  # forced format (hf-hub: -> open_clip; a registry entry's); None: read from files
     entry: PretrainedEntry | None = None
 
 
@@ -157,13 +158,14 @@ def parse_name(spec: str | Path) -> ModelName:
     if base.startswith(HF_HUB_PREFIX):
         repo = base[len(HF_HUB_PREFIX):].strip("/")
         if not _REPO_ID.match(repo):
-            raise CheckpointError(f"{text!r}: expected hf-hub:ORG/NAME, e.g. hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K")
-        return ModelName(text, "hub", repo_id=repo, revision=revision, layout="open_clip")
+            raise CheckpointError(f"{text!r}: expected hf-hub:ORG/NAME, "
+                                  "e.g. hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K")
+        return ModelName(text, "hub", repo_id=repo, revision=revision, format="open_clip")
     registry = pretrained_registry()
     if base in registry:
         entry = registry[base]
         return ModelName(text, "registry", repo_id=entry.hub_id, revision=revision or entry.revision,
-                         layout=entry.layout, entry=entry)
+                         format=entry.format, entry=entry)
     architectures = _architectures()
     if base in architectures:
         if revision is not None:
@@ -199,5 +201,5 @@ def random_weights_refusal(architecture: str) -> str:
             f"(Python: tether.create_model({architecture!r}))")
 
 
-__all__ = ["HF_HUB_PREFIX", "LAYOUTS", "ModelName", "PretrainedEntry", "parse_name", "pretrained_registry",
+__all__ = ["HF_HUB_PREFIX", "CHECKPOINT_FORMATS", "ModelName", "PretrainedEntry", "parse_name", "pretrained_registry",
            "pretrained_tags", "random_weights_refusal", "register_pretrained"]
