@@ -100,7 +100,7 @@ class _Session:
 
     def not_cached(self, what: str) -> CheckpointError:
         why = ("downloads are off (HF_HUB_OFFLINE=1)" if self.offline
-               else f"the Hub cannot be reached ({self.unreachable})")
+               else f"the Hub cannot be reached ({self.unreachable or 'the download failed'})")
         return CheckpointError(f"{self.label}: {what} is not in the Hugging Face cache {self.cache} and {why}; "
                                f"on a connected machine run `tether fetch {self.name}` (or `huggingface-cli download "
                                f"{self.repo_id}`) and copy that cache directory here (HF_HOME or HF_HUB_CACHE)")
