@@ -13,6 +13,15 @@ class CheckpointError(ValueError):
     """A checkpoint does not fit the model or is not in a layout tether knows."""
 
 
+# format name -> the module with detect(path), load(path, **kw), save(model, path).
+# Order matters: the most specific layouts are tried first.
+FORMATS = {
+    "tether": "tether.checkpoints.tether_format",
+    "hf": "tether.checkpoints.hf",
+    "open_clip": "tether.checkpoints.open_clip",
+}
+
+
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     """A flat state dict from .safetensors, or a torch .pt/.bin/.pth file (weights only).
 

@@ -16,12 +16,15 @@ def add_parser(sub) -> None:
             "line) into L2-normalised float32 vectors. Writes OUT/images.safetensors + OUT/images.json\n"
             "and OUT/texts.safetensors + OUT/texts.json; the JSON lists the item of each row and any\n"
             "inputs that were skipped (unreadable images, empty lines) with the reason.\n\n"
-            "MODEL is a checkpoint path (tether, Hugging Face, OpenCLIP, OpenAI), or a name from\n"
-            "`tether models` (random weights: only useful for testing pipelines).\n\n"
+            "MODEL is a checkpoint path (tether, Hugging Face, OpenCLIP, OpenAI), a published name\n"
+            "(`tether models --pretrained`, e.g. ViT-B-32/openai) or a Hub id (org/name[@rev],\n"
+            "hf-hub:org/name), downloaded once into the Hugging Face cache. An architecture name alone\n"
+            "(ViT-B-32) is random weights and needs --random-weights (only useful to test pipelines).\n\n"
             "Example:\n"
             "  tether embed --model ./my-clip --images photos/ --texts captions.txt --out emb/ --query 'a cat'"),
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="checkpoint path or model name")
+    p.add_argument("--model", required=True, help="checkpoint path, published name or Hub id")
+    p.add_argument("--random-weights", action="store_true", help="allow an architecture name (random weights)")
     p.add_argument("--images", nargs="*", default=[], help="image files or folders")
     p.add_argument("--texts", help="text file, one text per line")
     p.add_argument("--out", required=True, help="output directory")
@@ -38,7 +41,7 @@ def run(args) -> int:
 
     if not args.images and not args.texts and not args.query:
         raise ValueError("nothing to embed: give --images and/or --texts")
-    model = resolve_model(args.model).to(args.device)
+    model = resolve_model(args.model, random_weights=args.random_weights).to(args.device)
     options = engine_options(args)
     images = None
     if args.images:

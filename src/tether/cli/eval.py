@@ -23,7 +23,8 @@ def add_parser(sub) -> None:
             "  tether eval merge results/ --out results/table.csv"),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="*", help="with `merge`: result files or folders")
-    p.add_argument("--model", help="checkpoint path or model name")
+    p.add_argument("--model", help="checkpoint path, published name (ViT-B-32/openai) or Hub id")
+    p.add_argument("--random-weights", action="store_true", help="allow an architecture name (random weights)")
     p.add_argument("--model-name", help="name recorded in the results (default: the --model value)")
     p.add_argument("--dataset", action="append", default=[], help="dataset name or TYPE:PATH (repeatable)")
     p.add_argument("--train-data", help="TYPE:PATH training split for your own data (probe, caption pool)")
@@ -41,7 +42,7 @@ def run(args) -> int:
     from tether.checkpoints import resolve_model
     if not args.model or not args.dataset:
         raise ValueError("give --model and at least one --dataset (or use `tether eval merge`)")
-    model = resolve_model(args.model)
+    model = resolve_model(args.model, random_weights=args.random_weights)
     tasks = args.task or list(TASKS[:3])
     for spec in args.dataset:
         files = run_tasks(model, args.model_name or args.model, resolve_dataset(spec, args.train_data), tasks,

@@ -6,13 +6,15 @@ import importlib
 import sys
 
 # command name -> module under tether.cli; each module has add_parser(subparsers)
-COMMANDS = ("demo", "models", "info", "convert", "embed", "train", "eval")
+COMMANDS = ("demo", "models", "fetch", "info", "convert", "embed", "train", "eval")
 
 DESCRIPTION = """\
 tether maps images and text into one shared, L2-normalised embedding space.
 
 Start here:
   tether models                      list the named architectures
+  tether models --pretrained         list the published models tether loads by name
+  tether fetch NAME                  download a published model into the Hugging Face cache
   tether info PATH                   what a checkpoint holds (any supported format)
   tether convert SRC DST --to hf     convert between tether, Hugging Face and OpenCLIP
   tether embed --model M --images DIR --texts FILE --out DIR

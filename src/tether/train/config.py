@@ -28,7 +28,7 @@ class OptimConfig:
 class TrainConfig:
     """What to train, on what, for how long, and where to write it."""
 
-    model: str = "tiny-vit-28"  # a model name (tether.list_models()) or a checkpoint path
+    model: str = "tiny-vit-28"  # an architecture (random init), a checkpoint path, a published name or a Hub id
     model_overrides: dict[str, Any] = field(default_factory=dict)  # top-level ModelConfig keys (named models)
     loss: str = "clip"  # "clip" (InfoNCE) | "siglip"
     loss_chunk_size: int | None = None  # exact memory-efficient loss tiles; None = plain

@@ -17,14 +17,15 @@ from .trainer import Trainer
 
 
 def prepare_model(cfg: TrainConfig):
-    """The model to train: a model name (``tether.create_model``) or a checkpoint path."""
-    from ..checkpoints import load_model
-    from ..models import create_model, get_model_config
+    """The model to train: an architecture (``tether.create_model``, random init), or a checkpoint path,
+    published name or Hub id (``tether.load``: fine-tuning and LiT from published weights)."""
+    from ..checkpoints import resolve_model
+    from ..models import create_model, get_model_config, list_models
 
-    if Path(cfg.model).exists():
+    if Path(cfg.model).exists() or cfg.model not in list_models():
         if cfg.model_overrides:
-            raise ValueError(f"train.model_overrides applies to named models only, not to the checkpoint {cfg.model!r}")
-        model = load_model(cfg.model)
+            raise ValueError(f"train.model_overrides applies to architecture names only, not to {cfg.model!r}")
+        model = resolve_model(cfg.model)
     else:
         overrides = dict(cfg.model_overrides)
         if cfg.loss == "siglip" and "logit_bias_init" not in overrides \
