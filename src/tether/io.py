@@ -70,7 +70,7 @@ _NO_DIRECTORY_FSYNC = {errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EACC
 
 
 # errno values that mean "the file system will not take this output" rather than a bug.
-WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO}
+WRITE_ERRNOS = {getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG", "EROFS", "EIO") if hasattr(errno, name)}
 KILL_HOOK = "TETHER_KILL_BEFORE_REPLACE"
 
 
@@ -220,7 +220,6 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
         _fsync_tree(tmp)
         _kill_hook(path)
         _replace_directory(tmp, path)
-        _fsync_path(path.parent, directory=True)
     except OSError as err:
         refusal = _refusal(path, err)
         if refusal is None:
@@ -228,6 +227,7 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
         raise refusal from err
     finally:
         shutil.rmtree(tmp, ignore_errors=True)     # after a swap: the old directory
+    _fsync_path(path.parent, directory=True)
 
 
 def _replace_directory(new: Path, path: Path) -> None:
