@@ -9,7 +9,8 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from .common import FORMATS, CheckpointError
+from ..errors import ConfigError
+from .common import FORMATS, CheckpointError, check_safetensors, damaged_json_note
 
 EXPECTED = (
     "a tether directory (config.json with 'embed_dim', model.safetensors, tokenizer/), "
@@ -21,7 +22,7 @@ EXPECTED = (
 
 def _module(fmt: str):
     if fmt not in FORMATS:
-        raise ValueError(f"unknown checkpoint format {fmt!r}; known: {', '.join(FORMATS)}")
+        raise ConfigError(f"unknown checkpoint format {fmt!r}; known: {', '.join(FORMATS)}")
     return importlib.import_module(FORMATS[fmt])
 
 
@@ -29,6 +30,8 @@ def detect_format(path: str | Path) -> str:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or directory")
+    if path.suffix == ".safetensors" and path.is_file():
+        check_safetensors(path)  # a truncated file: say so, not "unknown layout"
     for fmt in FORMATS:
         try:
             mod = _module(fmt)
@@ -36,7 +39,8 @@ def detect_format(path: str | Path) -> str:
             continue
         if mod.detect(path):
             return fmt
-    raise CheckpointError(f"{path}: not a checkpoint layout tether knows; expected {EXPECTED}")
+    raise CheckpointError(f"{path}: not a checkpoint layout tether knows; expected {EXPECTED}"
+                          + damaged_json_note(path))
 
 
 def load_model(path: str | Path, format: str | None = None, **kwargs):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import InputError
 from .engine_options import add_engine_options, engine_options
 
 
@@ -36,13 +37,14 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    if args.paths and args.paths[0] == "merge":
+    _check_arguments(args)
+    if args.paths:
         return merge(args.paths[1:], args.out)
     from tether.metrics.evaluate import TASKS, resolve_dataset, run_tasks
     from tether.checkpoints import resolve_model
-    if not args.model or not args.dataset:
-        raise ValueError("give --model and at least one --dataset (or use `tether eval merge`)")
+    from tether.models.attach import check_processors
     model = resolve_model(args.model, random_weights=args.random_weights)
+    check_processors(model, args.model)
     tasks = args.task or list(TASKS[:3])
     for spec in args.dataset:
         files = run_tasks(model, args.model_name or args.model, resolve_dataset(spec, args.train_data), tasks,
@@ -51,6 +53,29 @@ def run(args) -> int:
         for f in files:
             print(f)
     return 0
+
+
+def _check_arguments(args) -> None:
+    """Refuse arguments that would be ignored: stray positionals, evaluation options with merge,
+    --train-data beside built-in datasets (they bring their own training split)."""
+    from tether.metrics.evaluate import BUILTIN
+    if args.paths and args.paths[0] != "merge":
+        raise InputError(f"unexpected argument(s) {' '.join(args.paths)}: `tether eval` takes options "
+                         "(--model, --dataset ...); `tether eval merge FILES --out table.csv` joins result files")
+    given = [f"--{k.replace('_', '-')}" for k in ("model", "model_name", "dataset", "train_data", "task", "templates")
+             if getattr(args, k)]
+    if args.paths:
+        if given:
+            raise InputError(f"`tether eval merge` joins result files; it takes no {', '.join(given)}")
+        if len(args.paths) == 1:
+            raise InputError("`tether eval merge` needs result files or folders: tether eval merge DIR --out table.csv")
+        return
+    if not args.model or not args.dataset:
+        raise InputError("give --model and at least one --dataset (or use `tether eval merge`)")
+    builtin = [d for d in args.dataset if d in BUILTIN]
+    if args.train_data and builtin:
+        raise InputError(f"--train-data is the training split of a TYPE:PATH dataset; the built-in dataset(s) "
+                         f"{', '.join(builtin)} bring their own: drop --train-data or evaluate them separately")
 
 
 def merge(paths: list[str], out: str) -> int:

@@ -16,18 +16,15 @@ from typing import Callable
 
 import torch
 
+from ..devices import pick_device
+from ..errors import ConfigError
 from ..io import atomic_write_json
+from ..models.attach import check_processors
 from .config import TrainConfig
 from .optim import build_optimizer, lock_tower
 from .parallel import build_strategy
 from .schedule import lr_at
 from .state import latest_checkpoint, read_checkpoint, save_checkpoint_state, set_rng_state
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def loss_function(cfg: TrainConfig) -> Callable:
@@ -43,11 +40,12 @@ class Trainer:
         from .distributed import DistributedContext
         self.cfg, self.data, self.evaluate = cfg, data, evaluate
         self.dist = dist or DistributedContext.from_env()
-        self.device = self.dist.device if self.dist.enabled else pick_device(cfg.device)
+        self.device = self.dist.device if self.dist.enabled else pick_device(cfg.device, "train.device")
         missing = [m for m in cfg.modalities if m not in model.towers]
         if missing:
-            raise ValueError(f"train.modalities: the model has no {missing[0]!r} tower; its towers: "
-                             f"{', '.join(model.towers)}")
+            raise ConfigError(f"train.modalities: the model has no {missing[0]!r} tower; its towers: "
+                              f"{', '.join(model.towers)}")
+        check_processors(model)  # a tokenizer the text tower cannot take fails before the first step
         for modality in cfg.lock:  # LiT (prepare_model has done it already for `tether train`)
             lock_tower(model, modality)
         self.strategy = build_strategy(cfg, self.dist, self.device)  # ddp / fsdp / manual under torchrun
