@@ -202,7 +202,8 @@ class RunLogger:
     def log(self, step: int, record: dict, prefix: str = "train/") -> None:
         if not self.enabled or not record:
             return
-        flat = {k: v for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        flat = {k: v for k, v in record.items()  # "step" is the x-axis, not a scalar of its own
+                if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)}
         self.file.write(json.dumps({"step": step, "kind": prefix.strip("/"), **flat}) + "\n")
         self.file.flush()
         if self.writer is not None:
