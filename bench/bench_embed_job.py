@@ -148,7 +148,8 @@ def main() -> None:
         processor = CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224})
         ours = tether.load(tether_dir).eval()
         runs = {
-            "transformers fp32": lambda out: transformers_loop(hf, processor, paths, out, args.batch_size, args.workers),
+            "transformers fp32": lambda out: transformers_loop(hf, processor, paths, out, args.batch_size,
+                                                               args.workers),
             "tether fp32": lambda out: tether_job(ours, tmp / "images", out, "fp32", args.batch_size, args.workers),
             "tether bf16": lambda out: tether_job(ours, tmp / "images", out, "bf16", args.batch_size, args.workers),
         }

@@ -97,7 +97,8 @@ def _source(args) -> tuple[str, tuple[str, ...]]:
 
 
 def _print_agreement(a: dict) -> None:
-    cos = ", ".join(f"{m} min {c['min']:.6f} mean {c['mean']:.6f}" for m, c in a["cosine"].items() if c["min"] is not None)
+    cos = ", ".join(f"{m} min {c['min']:.6f} mean {c['mean']:.6f}"
+                    for m, c in a["cosine"].items() if c["min"] is not None)
     print(f"{a['precision']} vs fp32 on {a['rows']} rows: cosine {cos}")
     if "recall" in a:
         for precision, recall in a["recall"].items():

@@ -210,7 +210,8 @@ def part_record(root: str | Path, part: int) -> dict[str, Any]:
 
     meta = pq.read_schema(layout.metadata_path(root, part)).metadata or {}
     if PART_KEY not in meta:
-        raise JobError(f"{layout.metadata_path(root, part)}: no {PART_KEY.decode()} record (not written by tether embed)")
+        raise JobError(f"{layout.metadata_path(root, part)}: no {PART_KEY.decode()} record "
+                       "(not written by tether embed)")
     return json.loads(meta[PART_KEY])
 
 

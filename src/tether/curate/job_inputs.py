@@ -100,7 +100,8 @@ def resolve_model(model: Any) -> tuple[Any, Any]:
         ident = os.path.abspath(spec) if Path(spec).exists() else spec
         return load(spec), ident
     config = getattr(model, "config", None)
-    return model, f"<{type(model).__name__} {getattr(config, 'name', '') or ''} embed_dim={getattr(config, 'embed_dim', '?')}>"
+    name = getattr(config, "name", "") or ""
+    return model, f"<{type(model).__name__} {name} embed_dim={getattr(config, 'embed_dim', '?')}>"
 
 
 __all__ = ["JobError", "image_folder_source", "parse_data_spec", "resolve_model", "resolve_source",

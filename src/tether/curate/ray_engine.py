@@ -51,10 +51,10 @@ class EmbedActor:
     """A model replica embedding batches of samples with tether's engine (``part.embed_samples``)."""
 
     def __init__(self, model: Any, modalities: list[str], precision: str, batch_size: int, workers: int,
-                 device: Any, dim: int) -> None:
+                 device: Any, dim: int, base: Any = None) -> None:
         from .job_inputs import resolve_model
 
-        self.model = resolve_model(model)[0].eval()
+        self.model, self.base = resolve_model(model)[0].eval(), base
         self.modalities, self.precision, self.batch_size = modalities, precision, batch_size
         self.workers, self.device, self.dim = workers, device, dim
 
@@ -62,8 +62,8 @@ class EmbedActor:
         n = len(batch["pos"])
         samples = [pickle.loads(s) if s else None for s in batch["sample"]]
         live = [(int(p), s) for p, s, r in zip(batch["pos"], samples, batch["reason"]) if not r]
-        rows = embed_samples(self.model, live, self.modalities, batch_size=self.batch_size, workers=self.workers,
-                             precision=self.precision, device=self.device)
+        rows = embed_samples(self.model, live, self.modalities, base=self.base, batch_size=self.batch_size,
+                             workers=self.workers, precision=self.precision, device=self.device)
         reason, detail = list(batch["reason"]), list(batch["detail"])
         index = {int(p): i for i, p in enumerate(batch["pos"])}
         for s in rows.skipped:
@@ -120,11 +120,14 @@ def run_parts_on_ray(job: Any, todo: list[int], *, model_spec: Any, batch_size: 
     expected = {p: part_range(p, job.part_size, job.n_inputs) for p in todo}
     ds = ray.data.from_items([{"part": p} for p in todo], override_num_blocks=len(todo))
     ds = ds.flat_map(functools.partial(_read_rows, job.source, job.part_size), num_cpus=0)
+    gpus = 1 if str(device or "").startswith("cuda") else 0  # one GPU per replica when asked for CUDA
     ds = ds.map_batches(EmbedActor, compute=ray.data.ActorPoolStrategy(size=actors), batch_size=batch_size,
-                        num_cpus=1, batch_format="numpy",
+                        num_cpus=1, num_gpus=gpus, batch_format="numpy",
                         fn_constructor_kwargs={"model": model_spec, "modalities": job.modalities,
                                                "precision": job.precision, "batch_size": batch_size,
-                                               "workers": workers, "device": device, "dim": job.dim})
+                                               "workers": workers, "device": device, "dim": job.dim,
+                                               # arrays' vectorised pixels, as the local engine makes them
+                                               "base": job.source if hasattr(job.source, "pixel_batch") else None})
     pending: dict[int, list[dict[str, Any]]] = {}
     written, t0 = 0, time.perf_counter()
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
