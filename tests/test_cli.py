@@ -1,10 +1,10 @@
 """The tether command line, run in-process through tether.cli.main.main."""
 import json
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import load_file
 
 import tether
 from tether.cli.main import main
@@ -41,23 +41,23 @@ def test_info_and_convert_roundtrip(checkpoint, tmp_path, capsys):
 
 
 def test_embed_skips_and_reports_bad_images(checkpoint, tmp_path, capsys):
+    from tether.curate import read_embeddings, read_metadata
+
     folder = tmp_path / "imgs"
     (folder / "sub").mkdir(parents=True)
     for i in range(3):
         Image.new("RGB", (30, 20 + i), (50 * i, 90, 10)).save(folder / "sub" / f"ok{i}.png")
     (folder / "bad.jpg").write_bytes(b"definitely not an image")
-    texts = tmp_path / "texts.txt"
-    texts.write_text("a red cat\n\na blue shoe\n")
     out = tmp_path / "out"
-    assert main(["embed", "--model", str(checkpoint), "--images", str(folder), "--texts", str(texts),
-                 "--out", str(out), "--query", "a red cat"]) == 0
-    printed = capsys.readouterr()
-    assert "3 embedded, 1 skipped" in printed.out and "bad.jpg" in printed.err
-    index = json.loads((out / "images.json").read_text())
-    assert index["count"] == 3 and index["failures"][0]["item"].endswith("bad.jpg")
-    emb = load_file(out / "images.safetensors")["embeddings"]
-    assert emb.shape == (3, 64) and torch.allclose(emb.norm(dim=1), torch.ones(3), atol=1e-5)
-    assert json.loads((out / "texts.json").read_text())["failures"] == [{"item": "", "reason": "empty text"}]
+    assert main(["embed", "--model", str(checkpoint), "--images", str(folder), "--out", str(out), "--quiet",
+                 "--query", "a red cat"]) == 0
+    printed = capsys.readouterr().out
+    assert "embedded 3 of 4 inputs" in printed and "skipped bad.jpg: corrupt_image" in printed
+    assert read_metadata(out).column("key").to_pylist() == ["sub/ok0.png", "sub/ok1.png", "sub/ok2.png"]
+    emb = read_embeddings(out, "image")
+    assert emb.shape == (3, 64) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=2e-3)  # float16 files
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["skipped"][0]["key"] == "bad.jpg" and summary["skips"] == {"corrupt_image": 1}
 
 
 def test_errors_are_one_line_not_tracebacks(tmp_path, capsys):

@@ -176,10 +176,8 @@ def test_embedding_texts_without_a_tokenizer_says_so_before_any_work(tiny_checkp
     export = tmp_path / "oc"
     tether.save(tether.load(tiny_checkpoint), export, format="open_clip")
     shutil.rmtree(export / "tokenizer")                          # an OpenCLIP export of a model with no tokenizer
-    images = tmp_path / "imgs"
-    images.mkdir()
-    fails(capsys, ["embed", "--model", str(export), "--images", str(images), "--texts", str(texts), "--out",
-                   str(tmp_path / "out")], str(export), "no text processor (tokenizer)", "attach one")
+    fails(capsys, ["embed", "--model", str(export), "--texts", str(texts), "--out", str(tmp_path / "out")],
+          str(export), "no text processor (tokenizer)", "attach one")
     assert not (tmp_path / "out").exists()
 
 

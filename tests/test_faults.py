@@ -18,13 +18,13 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import load_file
 
 import tether
 import tether.io
 from tether.cli.main import main
-from tether.embedding import read_embeddings
-from tether.errors import CheckpointError, DataError, WriteError
+from tether.curate.layout import (LayoutError, embedding_path, finished_parts, read_embeddings,
+                                  read_metadata)
+from tether.errors import CheckpointError, WriteError
 from tether.io import KILL_HOOK
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -62,39 +62,33 @@ def images(folder: Path, n: int) -> Path:
 
 
 # ---------------------------------------------------------------- SIGKILL
-def test_sigkill_during_embed_leaves_the_previous_output(tiny_checkpoint, tmp_path):
-    out = tmp_path / "emb"
-    assert main(["embed", "--model", str(tiny_checkpoint), "--images", str(images(tmp_path / "a", 3)),
-                 "--out", str(out)]) == 0
-    before = snapshot(out)
-    more = str(images(tmp_path / "b", 5))
-    killed = tether_cli("embed", "--model", str(tiny_checkpoint), "--images", more, "--out", str(out),
-                        kill_at="images.safetensors")
+def embed_args(checkpoint, folder: Path, out: Path) -> list[str]:
+    return ["embed", "--model", str(checkpoint), "--images", str(folder), "--out", str(out), "--part-size", "2",
+            "--dtype", "float32", "--quiet"]
+
+
+def test_sigkill_during_embed_keeps_finished_parts_and_a_rerun_completes(tiny_checkpoint, tmp_path):
+    src, out, clean = images(tmp_path / "a", 5), tmp_path / "emb", tmp_path / "clean"
+    killed = tether_cli(*embed_args(tiny_checkpoint, src, out), kill_at="metadata_0001.parquet")
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    assert snapshot(out) == before                          # the matrix and its index: both the old ones
-    vectors, ids = read_embeddings(out, "images")
-    assert vectors.shape == (3, 64) and len(ids) == 3
-    assert leftovers(out) and all(name.endswith(".tmp") for name in leftovers(out))
-
-    # killed between the two files: a new matrix beside the old index, which the reader refuses
-    killed = tether_cli("embed", "--model", str(tiny_checkpoint), "--images", more, "--out", str(out),
-                        kill_at="images.json")
-    assert killed.returncode == -signal.SIGKILL
-    assert load_file(out / "images.safetensors")["embeddings"].shape == (5, 64)
-    with pytest.raises(DataError, match="images.json does not describe .*images.safetensors"):
-        read_embeddings(out, "images")
-    assert main(["embed", "--model", str(tiny_checkpoint), "--images", more, "--out", str(out)]) == 0
-    assert read_embeddings(out, "images")[0].shape == (5, 64)   # a rerun repairs it
+    assert finished_parts(out) == [0]                       # part 1's metadata never published
+    assert read_embeddings(out, "image").shape == (2, 64)   # what a reader sees: the finished part only
+    assert embedding_path(out, "image", 1).exists()         # its embeddings were written, not yet counted
+    assert main(embed_args(tiny_checkpoint, src, out)) == 0     # the same command resumes
+    assert main(embed_args(tiny_checkpoint, src, clean)) == 0   # an uninterrupted run
+    assert read_metadata(out).column("key").to_pylist() == read_metadata(clean).column("key").to_pylist()
+    torch.testing.assert_close(torch.from_numpy(read_embeddings(out, "image")),
+                               torch.from_numpy(read_embeddings(clean, "image")), rtol=0, atol=1e-6)
 
 
-def test_sigkill_during_a_first_embed_leaves_no_output(tiny_checkpoint, tmp_path):
+def test_sigkill_during_a_first_embed_leaves_no_finished_part(tiny_checkpoint, tmp_path):
     out = tmp_path / "emb"
-    killed = tether_cli("embed", "--model", str(tiny_checkpoint), "--images", str(images(tmp_path / "a", 2)),
-                        "--out", str(out), kill_at="images.safetensors")
+    killed = tether_cli(*embed_args(tiny_checkpoint, images(tmp_path / "a", 2), out),
+                        kill_at="metadata_0000.parquet")
     assert killed.returncode == -signal.SIGKILL
-    assert snapshot(out) == {}                              # nothing a reader would pick up
-    with pytest.raises(FileNotFoundError):
-        read_embeddings(out, "images")
+    assert finished_parts(out) == []
+    with pytest.raises(LayoutError, match="no finished parts"):
+        read_embeddings(out, "image")
 
 
 def test_sigkill_during_eval_leaves_each_record_old_or_new(tiny_checkpoint, tmp_path):
@@ -172,20 +166,17 @@ def disk_full_for(monkeypatch):
     return install
 
 
-def test_full_disk_during_embed_is_one_line_and_keeps_the_old_output(tiny_checkpoint, tmp_path, capsys,
+def test_full_disk_during_embed_is_one_line_and_keeps_finished_parts(tiny_checkpoint, tmp_path, capsys,
                                                                      disk_full_for):
-    out = tmp_path / "emb"
-    assert main(["embed", "--model", str(tiny_checkpoint), "--images", str(images(tmp_path / "a", 3)),
-                 "--out", str(out)]) == 0
-    before = snapshot(out)
-    capsys.readouterr()
-    disk_full_for("images.safetensors")
-    assert main(["embed", "--model", str(tiny_checkpoint), "--images", str(images(tmp_path / "b", 5)),
-                 "--out", str(out)]) == 1
+    src, out = images(tmp_path / "a", 5), tmp_path / "emb"
+    disk_full_for("img_emb_0001.npy")
+    assert main(embed_args(tiny_checkpoint, src, out)) == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err == (f"tether embed: error: {out / 'images.safetensors'}: cannot write (no space left on the device); "
+    path = embedding_path(out, "image", 1)
+    assert err == (f"tether embed: error: {path}: cannot write (no space left on the device); "
                    "any earlier version of it is unchanged")
-    assert snapshot(out) == before and leftovers(out) == []
+    assert finished_parts(out) == [0] and not path.exists() and leftovers(path.parent) == []
+    assert read_embeddings(out, "image").shape == (2, 64)
 
 
 def test_full_disk_during_eval_names_the_record(tiny_checkpoint, tmp_path, capsys, disk_full_for):

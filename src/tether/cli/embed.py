@@ -1,91 +1,130 @@
-"""``tether embed``: images and texts to embeddings on disk."""
+"""``tether embed``: a dataset to an embedding folder in clip-retrieval's layout, resumable (tether.curate)."""
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from ..errors import InputError, MissingProcessorError
 from .engine_options import add_engine_options, engine_options
+
+DESCRIPTION = """\
+Embed a dataset into OUT in clip-retrieval's layout, readable by clip-retrieval, autofaiss and
+embedding-reader:
+
+  OUT/img_emb/img_emb_0000.npy        image embeddings (float16 by default), L2-normalised
+  OUT/text_emb/text_emb_0000.npy      caption embeddings, the same rows
+  OUT/metadata/metadata_0000.parquet  key, image_path or url, caption, the source's own columns
+  OUT/job.json, OUT/summary.json      the job's parameters; counts, skips by reason, throughput
+
+The inputs are cut into parts of --part-size in a fixed order; each part is written atomically
+(metadata last). Rerunning the same command resumes: finished parts are kept, the others are
+written, and the folder ends up with exactly the rows of an uninterrupted run. A rerun with
+another model, dataset, part size, precision, dtype or modalities is refused. Bad inputs (corrupt
+images, empty captions, unreadable shards) are skipped, counted by reason and listed in
+summary.json; a sample skipped in one modality is left out of every file of its part.
+
+Inputs (one of):
+  --images DIR          every image file under DIR (no captions: image embeddings only)
+  --texts FILE          one text per line (text embeddings only)
+  --data TYPE:PATH      webdataset:SHARDS (img2dataset's layout), manifest:FILE.csv|.parquet,
+                        folder:DIR (images + .txt captions), tuxpaint[:DIR], fashion_mnist, digits
+
+MODEL is a checkpoint path (tether, Hugging Face, OpenCLIP, OpenAI), a published name from
+`tether models --pretrained` (ViT-B-32/openai) or a Hugging Face Hub id; an architecture name
+(ViT-B-32, from `tether models`) needs --random-weights (random init: only for testing pipelines).
+
+Examples:
+  tether embed --model ./my-clip --data tuxpaint:/usr/share/tuxpaint/stamps --out emb/
+  tether embed --model ./my-clip --data webdataset:shards/ --out emb/ --precision bf16 --workers 4
+  tether embed --model ./my-clip --images photos/ --out emb/ --query 'a red bicycle'
+  tether embed --model ./my-clip --data manifest:pairs.parquet --out emb/ --engine ray --ray-address HOST:6379
+  tether embed --model ./my-clip --data tuxpaint --out emb/ --precision bf16 --compare-fp32 500
+"""
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "embed", help="embed image files and/or text lines with a model",
-        description=(
-            "Embed images (files or folders, searched recursively) and texts (a file with one text per\n"
-            "line) into L2-normalised float32 vectors. Writes OUT/images.safetensors + OUT/images.json\n"
-            "and OUT/texts.safetensors + OUT/texts.json; the JSON lists the item of each row and any\n"
-            "inputs that were skipped (unreadable images, empty lines) with the reason.\n\n"
-            "MODEL is a checkpoint path (tether, Hugging Face, OpenCLIP, OpenAI), a published name\n"
-            "(`tether models --pretrained`, e.g. ViT-B-32/openai) or a Hub id (org/name[@rev],\n"
-            "hf-hub:org/name), downloaded once into the Hugging Face cache. An architecture name alone\n"
-            "(ViT-B-32) is random weights and needs --random-weights (only useful to test pipelines).\n\n"
-            "Example:\n"
-            "  tether embed --model ./my-clip --images photos/ --texts captions.txt --out emb/ --query 'a cat'"),
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="checkpoint path, published name or Hub id")
-    p.add_argument("--random-weights", action="store_true", help="allow an architecture name (random weights)")
-    p.add_argument("--images", nargs="*", default=[], help="image files or folders")
-    p.add_argument("--texts", help="text file, one text per line")
-    p.add_argument("--out", required=True, help="output directory")
+    p = sub.add_parser("embed", help="embed a dataset into clip-retrieval's layout (resumable)",
+                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="checkpoint path, published name (ViT-B-32/openai) or Hub id")
+    p.add_argument("--random-weights", action="store_true",
+                   help="allow an architecture name (e.g. ViT-B-32) with random weights, to test a pipeline")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", metavar="DIR", help="a folder of images (searched recursively)")
+    source.add_argument("--texts", metavar="FILE", help="a text file, one text per line")
+    source.add_argument("--data", metavar="TYPE:PATH", help="a dataset: webdataset:, manifest:, folder:, tuxpaint...")
+    p.add_argument("--out", required=True, help="output folder (rerun the same command to resume)")
+    p.add_argument("--modalities", help="comma-separated, e.g. image (default: image,text for --data)")
+    p.add_argument("--part-size", type=int, default=10_000, help="inputs per part (default 10000)")
+    p.add_argument("--dtype", default="float16", choices=("float16", "float32"),
+                   help="stored embedding type (default float16, as clip-retrieval)")
     add_engine_options(p, batch_size=64, device=True)
+    p.add_argument("--engine", default="local", choices=("local", "ray"),
+                   help="local (this process + --workers) or ray (Ray Data actor pool; pip install 'tether[ray]')")
+    p.add_argument("--ray-address", help="a Ray cluster (HOST:6379, from `ray start --head`); default: local Ray")
+    p.add_argument("--ray-actors", type=int, default=1, help="model replicas in the Ray actor pool (default 1)")
+    p.add_argument("--compare-fp32", type=int, default=0, metavar="N",
+                   help="also embed the first N inputs in fp32 and report cosine and Recall@1/5/10 agreement")
     p.add_argument("--query", action="append", default=[],
-                   help="print the 5 nearest images for this text (repeatable)")
+                   help="then print the 5 nearest images for this text (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from tether.data.skips import SkipStats
-    from tether.embedding import embed, find_images, write_embeddings
-    from tether.checkpoints import resolve_model
-    from tether.models.attach import check_processor
+    from tether.curate.embed_job import embed_dataset, summary_line
+    from tether.errors import InputError
 
-    _check_arguments(args)
-    model = resolve_model(args.model, random_weights=args.random_weights)
-    if args.texts or args.query:
-        if model.processors.get("text") is None:
-            raise MissingProcessorError.for_modality("text", args.model)
-        check_processor(model, "text", model.processors["text"], args.model)
+    if args.query and args.texts:
+        raise InputError("--query searches image embeddings: give --images DIR or --data TYPE:PATH, not --texts")
+    source, default = _source(args)
+    modalities = tuple(m.strip() for m in args.modalities.split(",") if m.strip()) if args.modalities else default
     options = engine_options(args)
-    images = None
-    if args.images:
-        paths = find_images(args.images)
-        if not paths:
-            raise InputError(f"no image files found in {args.images}")
-        images = embed(model, "image", paths, batch_size=args.batch_size, progress=True,
-                       skips=SkipStats(max_examples=len(paths)), **options)
-        _report("images", write_embeddings(images, args.out, "images"), images)
-    if args.texts:
-        lines = Path(args.texts).read_text(encoding="utf-8").splitlines()
-        texts = embed(model, "text", lines, batch_size=max(args.batch_size, 256), progress=True,
-                      skips=SkipStats(max_examples=len(lines)), **options)
-        _report("texts", write_embeddings(texts, args.out, "texts"), texts)
-    if args.query and images is not None and len(images):
-        queries = embed(model, "text", args.query, **options).vectors
-        scores = queries @ images.vectors.T
-        for q, row in zip(args.query, scores):
-            top = row.topk(min(5, row.numel()))
-            print(f"query {q!r}:")
-            for s, i in zip(top.values.tolist(), top.indices.tolist()):
-                print(f"  {s:+.3f}  {images.ids[i]}")
+    summary = embed_dataset(args.model, source, args.out, modalities=modalities, part_size=args.part_size,
+                            dtype=args.dtype, batch_size=args.batch_size, engine=args.engine,
+                            ray_address=args.ray_address, ray_actors=args.ray_actors,
+                            compare_fp32=args.compare_fp32, progress=not args.quiet,
+                            random_weights=args.random_weights, **options)
+    print(summary_line(summary, args.out))
+    for s in summary["skipped"][:10]:
+        print(f"  skipped {s['key']}: {s['reason']} ({s['detail']})")
+    if summary["counts"]["skipped"] > 10:
+        print(f"  ... {summary['counts']['skipped'] - 10} more in {Path(args.out) / 'summary.json'}")
+    if "agreement" in summary:
+        _print_agreement(summary["agreement"])
+    for query in args.query:
+        _print_nearest(args, query)
     return 0
 
 
-def _check_arguments(args) -> None:
-    """Refuse options that would be ignored, and bad ones, before loading anything."""
-    from tether.devices import pick_device
-    if not args.images and not args.texts:
-        raise InputError("nothing to embed: give --images and/or --texts")
-    if args.query and not args.images:
-        raise InputError("--query ranks the images of the same command: give --images too")
-    if args.texts and not Path(args.texts).is_file():
-        raise FileNotFoundError(f"--texts {args.texts}: no such file")
-    pick_device(args.device, "--device")
+def _source(args) -> tuple[str, tuple[str, ...]]:
+    if args.images:
+        return f"images:{args.images}", ("image",)
+    if args.texts:
+        return f"texts:{args.texts}", ("text",)
+    return args.data, ("image", "text")
 
 
-def _report(what: str, path: Path, result) -> None:
-    print(f"{what}: {len(result)} embedded, {result.skips.skipped} skipped -> {path}")
-    shown = [(key, detail) for examples in result.skips.examples.values() for key, detail in examples]
-    for key, detail in shown[:10]:
-        print(f"  skipped {key}: {detail}", file=sys.stderr)
+def _print_agreement(a: dict) -> None:
+    cos = ", ".join(f"{m} min {c['min']:.6f} mean {c['mean']:.6f}"
+                    for m, c in a["cosine"].items() if c["min"] is not None)
+    print(f"{a['precision']} vs fp32 on {a['rows']} rows: cosine {cos}")
+    if "recall" in a:
+        for precision, recall in a["recall"].items():
+            print(f"  {precision}: " + ", ".join(f"{k} {v:.4f}" for k, v in recall.items()))
+
+
+def _print_nearest(args, query: str) -> None:
+    """The 5 images nearest to ``query`` among the folder's image embeddings."""
+    import numpy as np
+
+    from tether.checkpoints import resolve_model
+    from tether.curate import read_embeddings, read_metadata
+    from tether.embedding import embed
+
+    images = read_embeddings(args.out, "image")
+    keys = read_metadata(args.out, columns=["key"]).column("key").to_pylist()
+    model = resolve_model(args.model, random_weights=args.random_weights)
+    q = embed(model, "text", [query], strict=True, **engine_options(args)).vectors.numpy()[0]
+    scores = images @ q
+    print(f"query {query!r}:")
+    for i in np.argsort(-scores, kind="stable")[:5]:
+        print(f"  {scores[i]:+.3f}  {keys[i]}")

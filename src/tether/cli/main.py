@@ -18,8 +18,8 @@ Start here:
   tether fetch NAME                  download a published model into the Hugging Face cache
   tether info PATH                   what a checkpoint holds (any supported format)
   tether convert SRC DST --to hf     convert between tether, Hugging Face and OpenCLIP
-  tether embed --model M --images DIR --texts FILE --out DIR
-                                     embed images and texts to safetensors + JSON
+  tether embed --model M --data TYPE:PATH --out DIR
+                                     embed a dataset (clip-retrieval's layout, resumable)
 Run `tether COMMAND --help` for details and examples.
 """
 

@@ -20,10 +20,11 @@ import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from ..errors import DataError
 from ..io import atomic_write_bytes
 
 EMBEDDING_DIRS = {"image": "img_emb", "text": "text_emb"}
@@ -33,7 +34,7 @@ DTYPES = ("float16", "float32")
 _PART = re.compile(r"^metadata_(\d+)\.parquet$")
 
 
-class LayoutError(ValueError):
+class LayoutError(DataError):
     """An embedding folder that does not hold consistent parts."""
 
 
@@ -52,10 +53,10 @@ def metadata_path(root: str | Path, part: int) -> Path:
 
 
 def write_part(root: str | Path, part: int, embeddings: Mapping[str, np.ndarray], metadata: Any,
-               dtype: str = "float16") -> None:
+               dtype: str = "float16", before_metadata: Callable[[], None] | None = None) -> None:
     """Write part ``part``: each modality's (rows, D) array, then the metadata (a pyarrow Table or a
     mapping of column name -> list), all row-aligned. The metadata file is written last: it marks
-    the part finished."""
+    the part finished. ``before_metadata`` runs between the two (tests kill a job there)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -70,6 +71,8 @@ def write_part(root: str | Path, part: int, embeddings: Mapping[str, np.ndarray]
         buf = io.BytesIO()
         np.save(buf, np.ascontiguousarray(array, dtype=dtype))
         atomic_write_bytes(embedding_path(root, modality, part), buf.getvalue())
+    if before_metadata is not None:
+        before_metadata()
     buf = io.BytesIO()
     pq.write_table(table, buf)
     atomic_write_bytes(metadata_path(root, part), buf.getvalue())

@@ -3,8 +3,7 @@
 See docs/embedding.md.
 """
 from .engine import DEFAULT_BATCH_SIZE, Embeddings, embed
-from .files import find_images, read_embeddings, write_embeddings
+from .files import find_images
 from .precision import PRECISIONS, autocast
 
-__all__ = ["embed", "Embeddings", "DEFAULT_BATCH_SIZE", "PRECISIONS", "autocast", "find_images",
-           "read_embeddings", "write_embeddings"]
+__all__ = ["embed", "Embeddings", "DEFAULT_BATCH_SIZE", "PRECISIONS", "autocast", "find_images"]
