@@ -58,6 +58,7 @@ class TrainConfig:
     log_every: int = 10
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:1"
     tensorboard: bool = True
+    resume_allow: list[str] = field(default_factory=list)  # keys that may differ from the checkpoint's run
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,6 +90,9 @@ class TrainConfig:
         need(self.optim.lr > 0, "optim.lr", "must be positive")
         need(len(self.optim.betas) == 2, "optim.betas", "needs two values")
         need(self.checkpoint_every > 0, "checkpoint_every", "must be positive")
+        from .resume import known_key
+        unknown = [k for k in self.resume_allow if not known_key(k)]
+        need(not unknown, "resume_allow", f"unknown key {unknown[0]!r}" if unknown else "")
 
 
 def load_train_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
