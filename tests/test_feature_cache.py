@@ -86,6 +86,7 @@ def _lit_run(tmp_path, data, name, cache_mib, extra=()):
     return final, load_file(str(tmp_path / name / "model" / "model.safetensors"))
 
 
+@pytest.mark.slow
 def test_lit_training_with_the_cache_matches_training_without(tmp_path):
     # Bitwise by construction: with micro-batches of one row every tower call has the same shape
     # (1, 3, 28, 28), so an input encoded again in a later step or epoch gives the same bits as its

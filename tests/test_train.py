@@ -58,6 +58,7 @@ def _train_command(config):
     return [sys.executable, "-m", "tether.cli.main", "train", "--config", str(config), "--no-progress"]
 
 
+@pytest.mark.slow
 def test_sigkill_and_resume_gives_the_same_weights(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # same thread count in every run: bitwise-equal math
     straight, killed = tmp_path / "straight", tmp_path / "killed"

@@ -6,7 +6,7 @@ with the key's dotted name, so a typo never silently trains the wrong thing.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -90,9 +90,17 @@ class TrainConfig:
         need(self.optim.lr > 0, "optim.lr", "must be positive")
         need(len(self.optim.betas) == 2, "optim.betas", "needs two values")
         need(self.checkpoint_every > 0, "checkpoint_every", "must be positive")
-        from .resume import known_key
         unknown = [k for k in self.resume_allow if not known_key(k)]
         need(not unknown, "resume_allow", f"unknown key {unknown[0]!r}" if unknown else "")
+
+
+def known_key(key: str) -> bool:
+    """Whether ``key`` (dotted) names a TrainConfig key or a part of one (``resume_allow`` entries)."""
+    head, _, rest = key.partition(".")
+    if head == "optim" and rest:
+        return rest in {f.name for f in fields(OptimConfig)}
+    return head in {f.name for f in fields(TrainConfig)} and \
+        (not rest or head in ("model_overrides", "train_data", "val_data", "tokenizer"))
 
 
 def load_train_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError
+from .config import TrainConfig, known_key
 from .schedule import lr_at
 
 # key -> why changing it on resume is safe (docs/training.md#what-resume-checks lists the same)
@@ -42,16 +42,6 @@ class ResumeMismatchError(ConfigError):
     """The checkpoint in ``out_dir`` was written by a run with different settings."""
 
 
-def known_key(key: str) -> bool:
-    """Whether ``key`` (dotted) names a TrainConfig key or a part of one, for ``resume_allow``."""
-    from .config import OptimConfig, TrainConfig
-    head, _, rest = key.partition(".")
-    names = {f.name for f in fields(TrainConfig)}
-    if head == "optim" and rest:
-        return rest in {f.name for f in fields(OptimConfig)}
-    return head in names and (not rest or head in ("model_overrides", "train_data", "val_data", "tokenizer"))
-
-
 def run_snapshot(cfg, model) -> dict[str, Any]:
     """What a checkpoint stores about its run: the train config and the model's architecture."""
     snapshot = {"config": cfg.to_dict()}
@@ -68,7 +58,6 @@ def check_resume(path: Path, saved: dict[str, Any], cfg, model_config: dict | No
     ``saved`` is the checkpoint's training state (with ``config`` and ``model_config`` when it
     was written by a tether that stores them; without ``config`` it resumes with a warning).
     """
-    from .config import TrainConfig
     if "config" not in saved:
         warnings.warn(f"{path}: the checkpoint stores no training config (written by an older tether); "
                       "resuming without checking that this run has the same settings", stacklevel=2)
