@@ -68,7 +68,7 @@ def test_eval_rejects_unknown_dataset_and_task(checkpoint, tmp_path, capsys):
     assert "unknown task 'vqa'" in capsys.readouterr().err
 
 
-def test_eval_on_a_users_manifest(checkpoint, tmp_path):
+def test_eval_on_a_users_manifest(checkpoint, tiny_model, tmp_path):
     from PIL import Image
     rows = ["image,caption"]
     for i, colour in enumerate([(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30)]):
@@ -82,4 +82,16 @@ def test_eval_on_a_users_manifest(checkpoint, tmp_path):
                  "--task", "retrieval", "--out", str(out)]) == 0
     record = json.loads((out / "val__tiny__retrieval.json").read_text())
     assert record["metrics"]["n_images"] == 4 and record["metrics"]["skipped_samples"] == 1
-    assert record["metrics"]["image_retrieval_recall@10"] == 1.0
+    # by hand: with 4 images Recall@10 is 1 whatever the model; Recall@1 and the mean ranks are not
+    sims = tiny_model.embed_images([tmp_path / f"img{i}.png" for i in range(4)]) @ \
+        tiny_model.embed_texts([f"a photo of the number {i}" for i in range(4)]).T
+    # rank of the right image for each caption (text -> image) and of the right caption for each image
+    t2i = (sims.T > sims.diagonal()[:, None]).sum(1) + 1
+    i2t = (sims > sims.diagonal()[:, None]).sum(1) + 1  # (no near-ties that rounding could flip:)
+    off, diagonal = ~torch.eye(4, dtype=torch.bool), sims.diagonal()
+    assert min((sims - diagonal[None, :])[off].abs().min(), (sims - diagonal[:, None])[off].abs().min()) > 1e-5
+    metrics = record["metrics"]
+    assert metrics["image_retrieval_recall@1"] == pytest.approx((t2i == 1).float().mean().item())
+    assert metrics["text_retrieval_recall@1"] == pytest.approx((i2t == 1).float().mean().item())
+    assert metrics["image_retrieval_mean_rank"] == pytest.approx(t2i.float().mean().item())
+    assert metrics["text_retrieval_mean_rank"] == pytest.approx(i2t.float().mean().item())
