@@ -105,6 +105,7 @@ def test_lit_training_with_the_cache_matches_training_without(tmp_path):
         assert torch.equal(with_cache[key], without[key]), key
 
 
+@pytest.mark.slow
 def test_gradient_cache_reencodes_from_the_feature_cache(tmp_path):
     data = _folder_dataset(tmp_path / "pairs")
     extra = ["micro_batch_size=4", "steps=3"]               # one epoch; each batch encoded twice
