@@ -157,7 +157,7 @@ def build_tether_model(cfg: dict):
     from tether import create_model, get_model_config
     mc = get_model_config(cfg["model"]["name"], logit_scale_init=cfg["logit_scale_init"],
                           logit_bias_init=cfg["logit_bias_init"])
-    mc.text.vocab_size = cfg["model"]["vocab_size"]
+    mc.towers["text"].vocab_size = cfg["model"]["vocab_size"]
     torch.manual_seed(cfg["seed"])
     model = create_model(mc)
     if cfg.get("tether_init_state"):  # control: OpenCLIP's init, renamed by tether's checkpoint loader

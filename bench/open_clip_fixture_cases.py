@@ -224,6 +224,26 @@ CASES: dict[str, dict] = {
             "text_cfg": {"context_length": 16, "vocab_size": 1000, "width": 128, "heads": 2, "layers": 1},
         },
     ),
+    "openai_jit": dict(
+        seed=1009,
+        save="openai_jit",
+        description=(
+            "ViT CLIP saved as a TorchScript archive, as OpenAI's released .pt files are: the model "
+            "built by OpenCLIP's own jit path, open_clip.create_model(..., precision='fp16', jit=True) "
+            "(torch.jit.script after OpenAI's mixed fp16/fp32 cast), then torch.jit.save. No config: the "
+            "architecture is inferred from the archive's state dict (heads = width // 64, quick_gelu). "
+            "Verified with open_clip.load_openai_model, which opens the archive with torch.jit.load."
+        ),
+        options=["TorchScript archive (torch.jit.script via create_model(jit=True), torch.jit.save)",
+                 "quick_gelu=True", "head_width 64 in both towers (1 head at width 64)",
+                 "fp16/fp32 mixed dtypes", "no config"],
+        cfg={
+            "embed_dim": 32,
+            "quick_gelu": True,
+            "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "head_width": 64, "patch_size": 8},
+            "text_cfg": {"context_length": 16, "vocab_size": 500, "width": 64, "heads": 1, "layers": 1},
+        },
+    ),
     "vit_options": dict(
         seed=1006,
         save="hub",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import tempfile
 from pathlib import Path
 
 import open_clip
@@ -13,7 +14,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from open_clip_fixture_cases import CASES, HUB_PREPROCESS
-from open_clip_fixture_models import build_model, fp16_round, make_inputs, perturb, run_model
+from open_clip_fixture_models import build_model, fp16_round, make_inputs, model_name, perturb, run_model
 
 
 def write_keys(path: Path, sd: dict) -> None:
@@ -32,12 +33,12 @@ def generate(case: str, out_root: Path) -> dict:
 
     model = build_model(case, spec["seed"])
     perturb(model, gen)
-    if spec["save"] == "openai":
+    if spec["save"] in ("openai", "openai_jit"):
         fp16_round(model)
     inputs, input_info = make_inputs(case, spec, gen)
     expected = run_model(model, inputs)
 
-    on_disk, meta_weights = save_weights(spec, model, d)
+    on_disk, meta_weights = save_weights(case, model, d)
     write_keys(d / "keys.txt", on_disk)
     save_file(inputs, str(d / "inputs.safetensors"))
     save_file(expected, str(d / "expected.safetensors"))
@@ -46,8 +47,9 @@ def generate(case: str, out_root: Path) -> dict:
     return meta
 
 
-def save_weights(spec: dict, model: nn.Module, d: Path) -> tuple[dict, dict]:
+def save_weights(case: str, model: nn.Module, d: Path) -> tuple[dict, dict]:
     """Save the model's weights in the case's on-disk layout; -> (state dict as saved, meta["weights"])."""
+    spec = CASES[case]
     sd = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
     meta_weights: dict
     if spec["save"] == "hub":
@@ -75,9 +77,31 @@ def save_weights(spec: dict, model: nn.Module, d: Path) -> tuple[dict, dict]:
                         "key_prefix": "", "wrapper": None,
                         "dtypes": {"float16": sorted(k for k, v in on_disk.items() if v.dtype == torch.float16),
                                    "float32": sorted(k for k, v in on_disk.items() if v.dtype == torch.float32)}}
+    elif spec["save"] == "openai_jit":
+        on_disk = save_jit_archive(case, sd, d / "model.pt")
+        meta_weights = {"file": "model.pt",
+                        "format": "TorchScript archive: torch.jit.save(open_clip.create_model(cfg, pretrained=..., "
+                                  "precision='fp16', jit=True))",
+                        "config_file": None, "layout": "openai (== openclip-root key names)",
+                        "key_prefix": "", "wrapper": None,
+                        "dtypes": {"float16": sorted(k for k, v in on_disk.items() if v.dtype == torch.float16),
+                                   "float32": sorted(k for k, v in on_disk.items() if v.dtype == torch.float32)}}
     else:
         raise ValueError(spec["save"])
     return on_disk, meta_weights
+
+
+def save_jit_archive(case: str, sd: dict, path: Path) -> dict:
+    """OpenCLIP's own jit export of ``sd``: create_model(jit=True) scripts the fp16-cast model; save it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = Path(tmp) / "weights.pt"
+        torch.save(sd, weights)
+        scripted = open_clip.create_model(model_name(case), pretrained=str(weights), precision="fp16",
+                                          device="cpu", jit=True)
+    # create_model returns the eager model with a warning when scripting fails: refuse that
+    assert isinstance(scripted, torch.jit.ScriptModule), type(scripted)
+    torch.jit.save(scripted, str(path))
+    return {k: v.detach().clone().contiguous() for k, v in torch.jit.load(str(path)).state_dict().items()}
 
 
 def case_meta(case: str, spec: dict, model: nn.Module, on_disk: dict, meta_weights: dict, inputs: dict,

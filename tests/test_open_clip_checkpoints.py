@@ -22,8 +22,8 @@ from tether.models.vit import resize_pos_embed
 
 FIXTURES = Path(__file__).parent / "fixtures" / "open_clip"
 # Every case bench/open_clip_fixtures.py writes, listed so that a deleted or missing folder fails.
-CASES = ["openai_style", "resnet", "vit_attn_pool", "vit_custom_block", "vit_gelu_state_dict", "vit_options",
-         "vit_root", "vit_text_layout"]
+CASES = ["openai_jit", "openai_style", "resnet", "vit_attn_pool", "vit_custom_block", "vit_gelu_state_dict",
+         "vit_options", "vit_root", "vit_text_layout"]
 # open_clip features tether does not implement: loading must fail, naming the feature.
 UNSUPPORTED = {"vit_attn_pool": "attentional_pool", "vit_custom_block": "qk_norm"}
 TOL = 1e-5

@@ -17,13 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .errors import ConfigError, UnknownNameError
 from .io import atomic_write_json
 
 ACTIVATIONS = ("quick_gelu", "gelu", "gelu_tanh", "relu")
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing, unknown or has the wrong type."""
 
 
 PROJECTIONS = ("linear", "mlp", "none")
@@ -156,7 +153,8 @@ class ModelConfig:
     def tower(self, modality: str) -> TowerConfig:
         """``towers[modality]``, with an error naming the modalities there are."""
         if modality not in self.towers:
-            raise KeyError(f"the model has no {modality!r} tower; its towers: {', '.join(self.towers) or 'none'}")
+            raise UnknownNameError(f"the model has no {modality!r} tower; its towers: "
+                                   f"{', '.join(self.towers) or 'none'}")
         return self.towers[modality]
 
     def to_dict(self) -> dict[str, Any]:

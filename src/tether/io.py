@@ -15,19 +15,30 @@ is killed or the machine loses power mid-write. How:
 Temporaries are hidden and end in ``.tmp`` (``.plot.png.k2j9.tmp``), so a leftover from a killed
 process never matches a reader's ``*.tar`` / ``*.json`` / ``*.safetensors`` glob. Writers that pick
 a format from the extension must be told it (``savefig(tmp, format="png")``).
-This module imports nothing from tether, so any module may use it.
+
+A write the file system refuses (no space left, quota, file too large, read-only) raises
+:class:`tether.errors.WriteError` naming the output path, with the earlier version left in place.
+Fault injection for tests: with ``TETHER_KILL_BEFORE_REPLACE=<file name pattern>`` in its
+environment a process SIGKILLs itself when a matching output is complete at its temporary name,
+just before the rename that would publish it (the last moment a crash can hit).
+This module imports only :mod:`tether.errors`, so any module may use it.
 """
 from __future__ import annotations
 
 import errno
+import fnmatch
 import json
 import os
+import re
 import shutil
+import signal
 import tempfile
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator, Mapping
+
+from .errors import WriteError
 
 __all__ = ["PendingFile", "atomic_file", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
            "atomic_save_safetensors", "atomic_directory"]
@@ -56,6 +67,23 @@ def _default_mode(directory: bool = False) -> int:
 # A folder that cannot be fsynced (no read permission, a file system without directory fsync)
 # only loses the rename's durability on power loss, never atomicity: not worth failing a write.
 _NO_DIRECTORY_FSYNC = {errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EACCES, errno.EPERM, errno.EISDIR}
+
+
+# errno values that mean "the file system will not take this output" rather than a bug.
+WRITE_ERRNOS = {getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG", "EROFS", "EIO") if hasattr(errno, name)}
+KILL_HOOK = "TETHER_KILL_BEFORE_REPLACE"
+
+
+def _refusal(path: Path, err: OSError) -> WriteError | None:
+    """``err`` as a :class:`WriteError` naming ``path`` if the file system refused the write, else None."""
+    return WriteError(path, err) if err.errno in WRITE_ERRNOS else None
+
+
+def _kill_hook(path: Path) -> None:
+    """Tests' fault injection (see the module docstring): die here if ``path`` matches the pattern."""
+    pattern = os.environ.get(KILL_HOOK)
+    if pattern and fnmatch.fnmatchcase(path.name, pattern):
+        os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
 
 
 def _fsync_path(path: Path, directory: bool = False) -> None:
@@ -92,7 +120,14 @@ class PendingFile:
         try:
             _fsync_path(self.tmp)
             os.chmod(self.tmp, _default_mode())
+            _kill_hook(self.path)
             os.replace(self.tmp, self.path)
+        except OSError as err:
+            self.discard()
+            refusal = _refusal(self.path, err)
+            if refusal is None:
+                raise
+            raise refusal from err
         except BaseException:
             self.discard()
             raise
@@ -112,6 +147,12 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     pending = PendingFile(path)
     try:
         yield pending.tmp
+    except OSError as err:
+        pending.discard()
+        refusal = _refusal(Path(path), err)
+        if refusal is None:
+            raise
+        raise refusal from err
     except BaseException:
         pending.discard()
         raise
@@ -142,7 +183,14 @@ def atomic_save_safetensors(tensors: Mapping[str, Any], path: str | Path,
 
     flat = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     with atomic_file(path) as tmp:
-        save_file(flat, str(tmp), metadata=dict(metadata) if metadata is not None else None)
+        try:
+            save_file(flat, str(tmp), metadata=dict(metadata) if metadata is not None else None)
+        except Exception as err:  # safetensors' own error type, even for an OS error
+            found = re.search(r"\(os error (\d+)\)", str(err))
+            if not found:
+                raise
+            code = int(found.group(1))
+            raise OSError(code, os.strerror(code), str(tmp)) from err
     return Path(path)
 
 
@@ -170,10 +218,16 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
         yield tmp
         os.chmod(tmp, _default_mode(directory=True))
         _fsync_tree(tmp)
+        _kill_hook(path)
         _replace_directory(tmp, path)
-        _fsync_path(path.parent, directory=True)
+    except OSError as err:
+        refusal = _refusal(path, err)
+        if refusal is None:
+            raise
+        raise refusal from err
     finally:
         shutil.rmtree(tmp, ignore_errors=True)     # after a swap: the old directory
+    _fsync_path(path.parent, directory=True)
 
 
 def _replace_directory(new: Path, path: Path) -> None:

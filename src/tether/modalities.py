@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .config import TowerConfig, set_tower_config_lookup
+from .errors import ConfigError
 
 
 @runtime_checkable
@@ -31,7 +32,7 @@ class Processor(Protocol):
 
 
 def _no_tower(config: TowerConfig, embed_dim: int) -> nn.Module:
-    raise ValueError(f"kind={config.kind!r}: pass the tower itself, AlignedModel(config, towers={{modality: module}})")
+    raise ConfigError(f"kind={config.kind!r}: pass the tower itself, AlignedModel(config, towers={{modality: module}})")
 
 
 def _no_processor(config: TowerConfig, files: Path | None) -> None:
@@ -40,6 +41,10 @@ def _no_processor(config: TowerConfig, files: Path | None) -> None:
 
 def _call(processor: Processor, item: Any) -> Any:
     return processor(item)
+
+
+def _no_check(config: TowerConfig, processor: Processor) -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,9 @@ class Modality:
     build_processor: Callable[[TowerConfig, Path | None], Processor | None] = _no_processor  # (config, files dir)
     input_name: str = "inputs"  # what encode() calls the tensor: "pixel_values", "input_ids" ...
     prepare: Callable[[Processor, Any], Any] = _call  # one raw input -> one row for processor.collate
+    # (tower config, processor) -> None, or a TetherError when the tower cannot take what the processor makes
+    # (a tokenizer with more ids or a longer context than the text tower): checked when a processor is attached
+    check_processor: Callable[[TowerConfig, Processor], None] = _no_check
 
 
 MODALITIES: dict[str, Modality] = {}

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from .errors import ConfigError, ImageDecodeError
+
 __all__ = [
     "OPENAI_CLIP_MEAN",
     "OPENAI_CLIP_STD",
@@ -67,15 +69,6 @@ _INTERPOLATIONS: dict[str, Image.Resampling] = {
 _RESIZE_MODES = ("shortest", "squash")
 
 ImageInput = Union[str, Path, bytes, bytearray, memoryview, Image.Image, np.ndarray]
-
-
-class ImageDecodeError(ValueError):
-    """An image could not be read or decoded; ``source`` names it, ``reason`` says why."""
-
-    def __init__(self, source: str, reason: str) -> None:
-        self.source = source
-        self.reason = reason
-        super().__init__(f"cannot load image {source!r}: {reason}")
 
 
 # --------------------------------------------------------------------------- loading
@@ -292,21 +285,21 @@ class PreprocessConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.image_size, bool):
-            raise ValueError(f"image_size must be an int, got {self.image_size!r}")
+            raise ConfigError(f"image_size must be an int, got {self.image_size!r}")
         try:
             self.image_size = operator.index(self.image_size)
         except TypeError:
-            raise ValueError(f"image_size must be an int, got {self.image_size!r}") from None
+            raise ConfigError(f"image_size must be an int, got {self.image_size!r}") from None
         if self.image_size <= 0:
-            raise ValueError(f"image_size must be positive, got {self.image_size}")
+            raise ConfigError(f"image_size must be positive, got {self.image_size}")
         self.mean = tuple(float(x) for x in self.mean)  # type: ignore[assignment]
         self.std = tuple(float(x) for x in self.std)  # type: ignore[assignment]
         if len(self.mean) != 3 or len(self.std) != 3:
-            raise ValueError("mean and std must have exactly 3 values (R, G, B)")
+            raise ConfigError("mean and std must have exactly 3 values (R, G, B)")
         if any(not s > 0 for s in self.std):
-            raise ValueError(f"std values must be > 0, got {self.std}")
+            raise ConfigError(f"std values must be > 0, got {self.std}")
         if self.resize_mode not in _RESIZE_MODES:
-            raise ValueError(f"resize_mode must be one of {_RESIZE_MODES}, got {self.resize_mode!r}")
+            raise ConfigError(f"resize_mode must be one of {_RESIZE_MODES}, got {self.resize_mode!r}")
         _resample(self.interpolation)
 
     def to_dict(self) -> dict[str, Any]:
@@ -321,7 +314,7 @@ class PreprocessConfig:
         known = {f.name for f in fields(cls)}
         for key in d:
             if key not in known:
-                raise ValueError(f"unknown PreprocessConfig key {key!r}; expected {sorted(known)}")
+                raise ConfigError(f"unknown PreprocessConfig key {key!r}; expected {sorted(known)}")
         return cls(**d)
 
     @classmethod
@@ -332,7 +325,7 @@ class PreprocessConfig:
             return cls(image_size, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, "shortest", "bicubic")
         if key == "siglip":
             return cls(image_size, SIGLIP_MEAN, SIGLIP_STD, "squash", "bicubic")
-        raise ValueError(f"unknown preprocessing preset {name!r}; expected 'openai', 'clip' or 'siglip'")
+        raise ConfigError(f"unknown preprocessing preset {name!r}; expected 'openai', 'clip' or 'siglip'")
 
 
 # ------------------------------------------------------------------ preprocessor

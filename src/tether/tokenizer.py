@@ -30,6 +30,7 @@ from tokenizers import Regex, decoders, normalizers, pre_tokenizers
 from tokenizers.models import BPE, Unigram
 
 from .bpe import learn_bpe
+from .errors import ConfigError, TokenizerError
 from .io import atomic_file, atomic_write_json
 
 __all__ = ["Tokenizer", "clip_style_bpe", "spm_unigram"]
@@ -80,7 +81,26 @@ def _token_str(value: Any) -> str | None:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    """A tokenizer JSON file's object ({} when there is no such file); a damaged one names the file."""
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise TokenizerError(f"{path}: not valid JSON ({err}); the tokenizer files are damaged") from err
+    if not isinstance(data, dict):
+        raise TokenizerError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    return data
+
+
+def _backend_from_file(path: Path) -> tokenizers.Tokenizer:
+    """A ``tokenizers`` backend from a tokenizer.json; a damaged or foreign file names itself."""
+    try:
+        return tokenizers.Tokenizer.from_str(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise TokenizerError(f"{path}: not a tokenizer.json (not UTF-8 text: {err})") from err
+    except Exception as err:  # the Rust library raises a bare Exception naming no file
+        raise TokenizerError(f"{path}: not a readable tokenizer.json ({err})") from err
 
 
 def _read_merges(path: Path) -> list[tuple[str, str]]:
@@ -116,7 +136,7 @@ def _pb_fields(buf: bytes) -> Iterator[tuple[int, int | bytes]]:
             n = 8 if wire == 1 else 4
             val, i = buf[i:i + n], i + n
         else:
-            raise ValueError(f"unsupported protobuf wire type {wire}")
+            raise TokenizerError(f"unsupported protobuf wire type {wire}")
         yield key >> 3, val
 
 
@@ -139,7 +159,7 @@ def spm_unigram(path: str | Path) -> tokenizers.Tokenizer:
         elif field in (2, 3):
             (trainer if field == 2 else norm).update(_pb_fields(val))  # type: ignore[arg-type]
     if trainer.get(3, 1) != 1:
-        raise ValueError(f"{path}: only sentencepiece Unigram models are supported (model_type={trainer[3]})")
+        raise TokenizerError(f"{path}: only sentencepiece Unigram models are supported (model_type={trainer[3]})")
     tok = tokenizers.Tokenizer(Unigram(pieces, unk_id=trainer.get(40, 0), byte_fallback=bool(trainer.get(35, 0))))
     norms: list[normalizers.Normalizer] = [normalizers.Precompiled(norm[2])] if norm.get(2) else []
     if norm.get(4, 1):  # remove_extra_whitespaces
@@ -159,13 +179,13 @@ class Tokenizer:
                  pad_id: int, padding: str = "zeros", lowercase: bool = False, clean: str = "whitespace",
                  keep_eos_on_truncate: bool = True) -> None:
         if padding not in PADDINGS:
-            raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+            raise TokenizerError(f"padding must be one of {PADDINGS}, got {padding!r}")
         if clean not in CLEANS:
-            raise ValueError(f"clean must be one of {CLEANS}, got {clean!r}")
+            raise TokenizerError(f"clean must be one of {CLEANS}, got {clean!r}")
         n = backend.get_vocab_size(with_added_tokens=True)
         for name, value in (("bos_id", bos_id), ("eos_id", eos_id), ("pad_id", pad_id)):
             if value is not None and not 0 <= value < n:
-                raise ValueError(f"{name}={value} is outside the vocabulary (size {n})")
+                raise TokenizerError(f"{name}={value} is outside the vocabulary (size {n})")
         self.backend = backend
         # tether truncates and pads itself; settings baked into a tokenizer.json would fight with that.
         backend.no_truncation()
@@ -187,7 +207,8 @@ class Tokenizer:
     def _check_length(self, length: int) -> int:
         need = 1 + (self.bos_id is not None)
         if not isinstance(length, int) or isinstance(length, bool) or length < need:
-            raise ValueError(f"context_length must be an int >= {need} (room for the special tokens), got {length!r}")
+            raise TokenizerError(f"context_length must be an int >= {need} (room for the special tokens), "
+                                 f"got {length!r}")
         return length
 
     def _prepare(self, text: str) -> str:
@@ -318,8 +339,13 @@ class Tokenizer:
                                     "tokenizer_config.json written by Tokenizer.save()")
         cfg = _read_json(files[1])
         if cfg.get("format") != CONFIG_FORMAT:
-            raise ValueError(f"{files[1]} was not written by tether's Tokenizer.save(); use Tokenizer.from_hf_dir()")
-        return cls(tokenizers.Tokenizer.from_file(str(files[0])), cfg["context_length"], bos_id=cfg["bos_id"],
+            raise TokenizerError(f"{files[1]} was not written by tether's Tokenizer.save(); "
+                                 "use Tokenizer.from_hf_dir()")
+        missing = [k for k in ("context_length", "bos_id", "eos_id", "pad_id", "padding", "lowercase", "clean")
+                   if k not in cfg]
+        if missing:
+            raise TokenizerError(f"{files[1]}: missing key(s) {', '.join(missing)}")
+        return cls(_backend_from_file(files[0]), cfg["context_length"], bos_id=cfg["bos_id"],
                    eos_id=cfg["eos_id"], pad_id=cfg["pad_id"], padding=cfg["padding"], lowercase=cfg["lowercase"],
                    clean=cfg["clean"], keep_eos_on_truncate=cfg.get("keep_eos_on_truncate", True))
 
@@ -345,7 +371,7 @@ class Tokenizer:
         bos, eos, pad, padding, lowercase, clean, length = _hf_specials(d, cfg, kind, backend)
         length = context_length if context_length is not None else length
         if length is None:
-            raise ValueError(f"{d}: no model_max_length in tokenizer_config.json; pass context_length")
+            raise TokenizerError(f"{d}: no model_max_length in tokenizer_config.json; pass context_length")
         return cls(backend, length, bos_id=bos, eos_id=eos, pad_id=pad, padding=padding, lowercase=lowercase,
                    clean=clean)
 
@@ -364,7 +390,7 @@ class Tokenizer:
         alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
         base = specials + alphabet + [c + EOW for c in alphabet]
         if vocab_size <= len(base):
-            raise ValueError(f"vocab_size must exceed {len(base)} (specials + 2 x 256 byte symbols), got {vocab_size}")
+            raise ConfigError(f"vocab_size must exceed {len(base)} (specials + 2 x 256 byte symbols), got {vocab_size}")
         plain = cls(clip_style_bpe({t: i for i, t in enumerate(base)}, [], lowercase=lowercase), context_length,
                     bos_id=1, eos_id=2, pad_id=0, padding="zeros", lowercase=lowercase)
         words = ((tuple(w[:-1]) + (w[-1] + EOW,), n) for w, n in plain._word_counts(texts).items())
@@ -380,7 +406,7 @@ def _hf_backend(d: Path, kind: str) -> tuple[str, tokenizers.Tokenizer]:
     tok_json, vocab_json, merges_txt, spiece = (d / n for n in ("tokenizer.json", "vocab.json", "merges.txt",
                                                                 "spiece.model"))
     if tok_json.is_file():
-        backend_json = json.loads(tok_json.read_text(encoding="utf-8"))
+        backend_json = _read_json(tok_json)
         model = backend_json.get("model", {})
         if not kind and model.get("end_of_word_suffix") == EOW:
             kind = "cliptokenizer"  # a BPE with CLIP's '</w>' suffix and no config
@@ -389,7 +415,7 @@ def _hf_backend(d: Path, kind: str) -> tuple[str, tokenizers.Tokenizer]:
             merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
             backend = clip_style_bpe(model["vocab"], merges)
         else:
-            backend = tokenizers.Tokenizer.from_str(json.dumps(backend_json))
+            backend = _backend_from_file(tok_json)
     elif vocab_json.is_file() and merges_txt.is_file() and kind in ("", "cliptokenizer"):
         kind, backend = "cliptokenizer", clip_style_bpe(_read_json(vocab_json), _read_merges(merges_txt))
     elif spiece.is_file():
@@ -412,7 +438,7 @@ def _hf_specials(d: Path, cfg: dict[str, Any], kind: str, backend: tokenizers.To
             return None
         idx = backend.token_to_id(token)
         if idx is None:
-            raise ValueError(f"{d}: {key} {token!r} is not in the vocabulary")
+            raise TokenizerError(f"{d}: {key} {token!r} is not in the vocabulary")
         return idx
 
     max_len = cfg.get("model_max_length")  # HF writes ~1e30 when unknown
@@ -432,7 +458,7 @@ def _hf_specials(d: Path, cfg: dict[str, Any], kind: str, backend: tokenizers.To
         eos = eos if eos is not None else tid("sep_token", None)  # BERT-style: [CLS] text [SEP]
         eos = eos if eos is not None else (probe[-1] if probe else None)
         if eos is None:
-            raise ValueError(f"{d}: cannot tell the eos token; set eos_token in tokenizer_config.json")
+            raise TokenizerError(f"{d}: cannot tell the eos token; set eos_token in tokenizer_config.json")
         bos = probe[0] if probe and probe[0] != eos else None
         pad = tid("pad_token", None)
         pad = eos if pad is None else pad

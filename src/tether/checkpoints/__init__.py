@@ -9,14 +9,8 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from .common import CheckpointError
-
-# Order matters: the most specific layouts are tried first.
-FORMATS = {
-    "tether": "tether.checkpoints.tether_format",
-    "hf": "tether.checkpoints.hf",
-    "open_clip": "tether.checkpoints.open_clip",
-}
+from ..errors import ConfigError
+from .common import FORMATS, CheckpointError, check_safetensors, damaged_json_note
 
 EXPECTED = (
     "a tether directory (config.json with 'embed_dim', model.safetensors, tokenizer/), "
@@ -28,7 +22,7 @@ EXPECTED = (
 
 def _module(fmt: str):
     if fmt not in FORMATS:
-        raise ValueError(f"unknown checkpoint format {fmt!r}; known: {', '.join(FORMATS)}")
+        raise ConfigError(f"unknown checkpoint format {fmt!r}; known: {', '.join(FORMATS)}")
     return importlib.import_module(FORMATS[fmt])
 
 
@@ -36,6 +30,8 @@ def detect_format(path: str | Path) -> str:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or directory")
+    if path.suffix == ".safetensors" and path.is_file():
+        check_safetensors(path)  # a truncated file: say so, not "unknown layout"
     for fmt in FORMATS:
         try:
             mod = _module(fmt)
@@ -43,7 +39,8 @@ def detect_format(path: str | Path) -> str:
             continue
         if mod.detect(path):
             return fmt
-    raise CheckpointError(f"{path}: not a checkpoint layout tether knows; expected {EXPECTED}")
+    raise CheckpointError(f"{path}: not a checkpoint layout tether knows; expected {EXPECTED}"
+                          + damaged_json_note(path))
 
 
 def load_model(path: str | Path, format: str | None = None, **kwargs):
@@ -58,15 +55,23 @@ def save_model(model, path: str | Path, format: str = "tether") -> Path:
     return path
 
 
-def resolve_model(spec: str):
-    """A checkpoint path (loaded, eval mode) or a model name (``tether.create_model``, eval mode), in that order."""
-    from ..models.registry import create_model, list_models
+def resolve_model(spec: str | Path, random_weights: bool = False, **kwargs):
+    """A ready model (eval mode) from whatever names one: a checkpoint path, a published name
+    (``ViT-B-32/openai``), a Hub id (``org/name[@rev]``, ``hf-hub:org/name``), or, only with
+    ``random_weights=True``, an architecture (``ViT-B-32``). See tether.hub.names."""
+    from ..hub import load_pretrained, parse_name, random_weights_refusal
+    from ..models.registry import create_model
 
-    if Path(spec).exists():
-        return load_model(spec)
-    if spec in list_models():
-        return create_model(spec).eval()
-    raise FileNotFoundError(f"{spec!r} is neither a checkpoint path nor a known model ({', '.join(list_models())})")
+    name = parse_name(spec)
+    if name.kind == "path":
+        return load_model(name.path, **kwargs).eval()
+    if random_weights and name.kind != "architecture":
+        raise CheckpointError(f"{spec!r} names published weights; --random-weights applies to architecture names")
+    if name.kind == "architecture":
+        if not random_weights:
+            raise CheckpointError(random_weights_refusal(str(spec)))
+        return create_model(str(spec), **kwargs).eval()
+    return load_pretrained(name, **kwargs)
 
 
 __all__ = ["CheckpointError", "FORMATS", "detect_format", "load_model", "resolve_model", "save_model"]

@@ -1,6 +1,7 @@
 """Reading, checking and writing weights: shared by every checkpoint format."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Mapping
 
@@ -8,9 +9,16 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from ..errors import CheckpointError
 
-class CheckpointError(ValueError):
-    """A checkpoint does not fit the model or is not in a layout tether knows."""
+
+# format name -> the module with detect(path), load(path, **kw), save(model, path).
+# Order matters: the most specific layouts are tried first.
+FORMATS = {
+    "tether": "tether.checkpoints.tether_format",
+    "hf": "tether.checkpoints.hf",
+    "open_clip": "tether.checkpoints.open_clip",
+}
 
 
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
@@ -24,7 +32,11 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such weights file")
     if path.suffix == ".safetensors":
-        return load_file(str(path))
+        check_safetensors(path)
+        try:
+            return load_file(str(path))
+        except Exception as err:  # safetensors' own error type names no file
+            raise CheckpointError(f"{path}: cannot read the .safetensors file ({err})") from err
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # TorchScript archives and pickles with custom classes
@@ -38,6 +50,45 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path}: expected a mapping of tensor names to tensors")
     return dict(obj)
+
+
+def check_safetensors(path: str | Path) -> None:
+    """Refuse a file that is not a complete .safetensors file (a half-written download), naming it.
+
+    The format is an 8-byte little-endian header length, a JSON header giving each tensor's byte
+    range, then the data: a truncated file announces more bytes than it has.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if n < 0 or n > size - 8:
+            raise CheckpointError(f"{path}: truncated or not a .safetensors file: expected an 8-byte header length "
+                                  f"and that many header bytes, found a file of {size} bytes"
+                                  + (f" announcing a {n}-byte header" if n >= 0 else ""))
+        raw = f.read(n)
+    try:
+        header = json.loads(raw)
+        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as err:
+        raise CheckpointError(f"{path}: not a .safetensors file: expected a JSON header of tensor entries with "
+                              f"data_offsets ({type(err).__name__}: {err})") from err
+    if 8 + n + end > size:
+        raise CheckpointError(f"{path}: truncated .safetensors file: its header describes {8 + n + end} bytes, "
+                              f"found {size} (an interrupted download or copy?)")
+
+
+def damaged_json_note(directory: Path) -> str:
+    """``"; <file> is not valid JSON (...)"`` for a checkpoint directory's config file that does not parse, else ""."""
+    for name in ("config.json", "open_clip_config.json"):
+        file = Path(directory) / name
+        if file.is_file():
+            try:
+                json.loads(file.read_text(encoding="utf-8"))
+            except (ValueError, UnicodeDecodeError) as err:
+                return f"; found {file}, which is not valid JSON ({err}): a damaged checkpoint?"
+    return ""
 
 
 def strip_prefix(state: Mapping[str, torch.Tensor], prefix: str = "module.") -> dict[str, torch.Tensor]:

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 import torch
 
-from ..config import ModelConfig
+from ..config import ConfigError, ModelConfig
 from ..io import atomic_directory, atomic_save_safetensors
 from .common import CheckpointError, load_into, read_weights
 
@@ -34,8 +34,11 @@ def detect(path: Path) -> bool:
     if not (path.is_dir() and cfg.is_file() and (path / "model.safetensors").is_file()):
         return False
     try:
-        data = json.loads(cfg.read_text())
-    except (OSError, json.JSONDecodeError):
+        text = cfg.read_text(encoding="utf-8", errors="replace")
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return '"tether_format"' in text  # a damaged tether config: load() says what is wrong with it
+    except OSError:
         return False
     return isinstance(data, dict) and "tether_format" in data
 
@@ -91,6 +94,23 @@ def migrate_v1(data: dict[str, Any], state: Mapping[str, torch.Tensor] | None = 
     return data, renamed
 
 
+def _read_config(file: Path) -> tuple[dict[str, Any], int]:
+    """config.json's mapping (without "tether_format") and its format version; errors name the file."""
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{file}: a tether config that is not valid JSON ({err}); the checkpoint is "
+                              "damaged (an interrupted copy?)") from err
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{file}: an invalid tether config: expected a JSON object, found "
+                              f"{type(data).__name__}")
+    version = data.pop("tether_format", None)
+    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        raise CheckpointError(f"{file}: tether_format {version!r} is not supported (this tether reads 1 to "
+                              f"{FORMAT_VERSION})")
+    return data, version
+
+
 def load(path: Path, towers: Mapping[str, torch.nn.Module] | None = None, map_location: str = "cpu"):
     """Rebuild the model from config.json, load its weights and attach its processors.
 
@@ -99,18 +119,14 @@ def load(path: Path, towers: Mapping[str, torch.nn.Module] | None = None, map_lo
     from ..models.aligned import AlignedModel
     from ..models.attach import attach_processors
 
-    try:
-        data = json.loads((path / "config.json").read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path / 'config.json'}: not valid JSON ({err})") from err
-    version = data.pop("tether_format", None)
-    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
-        raise CheckpointError(f"{path}: tether_format {version!r} is not supported (this tether reads 1 to "
-                              f"{FORMAT_VERSION})")
+    data, version = _read_config(path / "config.json")
     state = read_weights(path / "model.safetensors")
     if version == 1:
         data, state = migrate_v1(data, state)
-    config = ModelConfig.from_dict(data)
+    try:
+        config = ModelConfig.from_dict(data)
+    except ConfigError as err:
+        raise CheckpointError(f"{path / 'config.json'}: an invalid tether config: {err}") from err
     model = AlignedModel(config, towers=towers)
     load_into(model, state, str(path / "model.safetensors"))
     files = {m: path / _processor_dir(m) for m in config.towers if (path / _processor_dir(m)).is_dir()}

@@ -17,7 +17,7 @@ def add_parser(sub) -> None:
             "  tether convert ./clip-vit-base-patch32 ./vitb32-tether --to tether\n"
             "  tether convert ViT-B-32.pt ./vitb32-hf --to hf"),
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("src", help="checkpoint directory or weights file")
+    p.add_argument("src", help="checkpoint directory, weights file, published name or Hub id")
     p.add_argument("dst", help="output directory (replaced atomically if it exists)")
     p.add_argument("--to", choices=["tether", "hf", "open_clip"], default="tether", help="output format")
     p.add_argument("--from", dest="src_format", choices=["tether", "hf", "open_clip"],
@@ -26,9 +26,14 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from tether.checkpoints import detect_format, load_model, save_model
-    fmt = args.src_format or detect_format(args.src)
-    model = load_model(args.src, format=fmt)
+    from pathlib import Path
+
+    from tether.checkpoints import detect_format, load_model, resolve_model, save_model
+    if Path(args.src).exists() or args.src_format:
+        fmt = args.src_format or detect_format(args.src)
+        model = load_model(args.src, format=fmt)
+    else:  # a published name or Hub id, with the registry's preprocessing
+        fmt, model = "published", resolve_model(args.src)
     save_model(model, args.dst, format=args.to)
     print(f"{args.src} ({fmt}) -> {args.dst} ({args.to})")
     return 0

@@ -5,6 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..errors import InputError, MissingProcessorError
 from .engine_options import add_engine_options, engine_options
 
 
@@ -16,12 +17,15 @@ def add_parser(sub) -> None:
             "line) into L2-normalised float32 vectors. Writes OUT/images.safetensors + OUT/images.json\n"
             "and OUT/texts.safetensors + OUT/texts.json; the JSON lists the item of each row and any\n"
             "inputs that were skipped (unreadable images, empty lines) with the reason.\n\n"
-            "MODEL is a checkpoint path (tether, Hugging Face, OpenCLIP, OpenAI), or a name from\n"
-            "`tether models` (random weights: only useful for testing pipelines).\n\n"
+            "MODEL is a checkpoint path (tether, Hugging Face, OpenCLIP, OpenAI), a published name\n"
+            "(`tether models --pretrained`, e.g. ViT-B-32/openai) or a Hub id (org/name[@rev],\n"
+            "hf-hub:org/name), downloaded once into the Hugging Face cache. An architecture name alone\n"
+            "(ViT-B-32) is random weights and needs --random-weights (only useful to test pipelines).\n\n"
             "Example:\n"
             "  tether embed --model ./my-clip --images photos/ --texts captions.txt --out emb/ --query 'a cat'"),
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="checkpoint path or model name")
+    p.add_argument("--model", required=True, help="checkpoint path, published name or Hub id")
+    p.add_argument("--random-weights", action="store_true", help="allow an architecture name (random weights)")
     p.add_argument("--images", nargs="*", default=[], help="image files or folders")
     p.add_argument("--texts", help="text file, one text per line")
     p.add_argument("--out", required=True, help="output directory")
@@ -35,16 +39,20 @@ def run(args) -> int:
     from tether.data.skips import SkipStats
     from tether.embedding import embed, find_images, write_embeddings
     from tether.checkpoints import resolve_model
+    from tether.models.attach import check_processor
 
-    if not args.images and not args.texts and not args.query:
-        raise ValueError("nothing to embed: give --images and/or --texts")
-    model = resolve_model(args.model).to(args.device)
+    _check_arguments(args)
+    model = resolve_model(args.model, random_weights=args.random_weights)
+    if args.texts or args.query:
+        if model.processors.get("text") is None:
+            raise MissingProcessorError.for_modality("text", args.model)
+        check_processor(model, "text", model.processors["text"], args.model)
     options = engine_options(args)
     images = None
     if args.images:
         paths = find_images(args.images)
         if not paths:
-            raise ValueError(f"no image files found in {args.images}")
+            raise InputError(f"no image files found in {args.images}")
         images = embed(model, "image", paths, batch_size=args.batch_size, progress=True,
                        skips=SkipStats(max_examples=len(paths)), **options)
         _report("images", write_embeddings(images, args.out, "images"), images)
@@ -62,6 +70,18 @@ def run(args) -> int:
             for s, i in zip(top.values.tolist(), top.indices.tolist()):
                 print(f"  {s:+.3f}  {images.ids[i]}")
     return 0
+
+
+def _check_arguments(args) -> None:
+    """Refuse options that would be ignored, and bad ones, before loading anything."""
+    from tether.devices import pick_device
+    if not args.images and not args.texts:
+        raise InputError("nothing to embed: give --images and/or --texts")
+    if args.query and not args.images:
+        raise InputError("--query ranks the images of the same command: give --images too")
+    if args.texts and not Path(args.texts).is_file():
+        raise FileNotFoundError(f"--texts {args.texts}: no such file")
+    pick_device(args.device, "--device")
 
 
 def _report(what: str, path: Path, result) -> None:

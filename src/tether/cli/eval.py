@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import InputError
 from .engine_options import add_engine_options, engine_options
 
 
@@ -23,7 +24,8 @@ def add_parser(sub) -> None:
             "  tether eval merge results/ --out results/table.csv"),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="*", help="with `merge`: result files or folders")
-    p.add_argument("--model", help="checkpoint path or model name")
+    p.add_argument("--model", help="checkpoint path, published name (ViT-B-32/openai) or Hub id")
+    p.add_argument("--random-weights", action="store_true", help="allow an architecture name (random weights)")
     p.add_argument("--model-name", help="name recorded in the results (default: the --model value)")
     p.add_argument("--dataset", action="append", default=[], help="dataset name or TYPE:PATH (repeatable)")
     p.add_argument("--train-data", help="TYPE:PATH training split for your own data (probe, caption pool)")
@@ -35,13 +37,14 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    if args.paths and args.paths[0] == "merge":
+    _check_arguments(args)
+    if args.paths:
         return merge(args.paths[1:], args.out)
     from tether.metrics.evaluate import TASKS, resolve_dataset, run_tasks
     from tether.checkpoints import resolve_model
-    if not args.model or not args.dataset:
-        raise ValueError("give --model and at least one --dataset (or use `tether eval merge`)")
-    model = resolve_model(args.model)
+    from tether.models.attach import check_processors
+    model = resolve_model(args.model, random_weights=args.random_weights)
+    check_processors(model, args.model)
     tasks = args.task or list(TASKS[:3])
     for spec in args.dataset:
         files = run_tasks(model, args.model_name or args.model, resolve_dataset(spec, args.train_data), tasks,
@@ -50,6 +53,29 @@ def run(args) -> int:
         for f in files:
             print(f)
     return 0
+
+
+def _check_arguments(args) -> None:
+    """Refuse arguments that would be ignored: stray positionals, evaluation options with merge,
+    --train-data beside built-in datasets (they bring their own training split)."""
+    from tether.metrics.evaluate import BUILTIN
+    if args.paths and args.paths[0] != "merge":
+        raise InputError(f"unexpected argument(s) {' '.join(args.paths)}: `tether eval` takes options "
+                         "(--model, --dataset ...); `tether eval merge FILES --out table.csv` joins result files")
+    given = [f"--{k.replace('_', '-')}" for k in ("model", "model_name", "dataset", "train_data", "task", "templates")
+             if getattr(args, k)]
+    if args.paths:
+        if given:
+            raise InputError(f"`tether eval merge` joins result files; it takes no {', '.join(given)}")
+        if len(args.paths) == 1:
+            raise InputError("`tether eval merge` needs result files or folders: tether eval merge DIR --out table.csv")
+        return
+    if not args.model or not args.dataset:
+        raise InputError("give --model and at least one --dataset (or use `tether eval merge`)")
+    builtin = [d for d in args.dataset if d in BUILTIN]
+    if args.train_data and builtin:
+        raise InputError(f"--train-data is the training split of a TYPE:PATH dataset; the built-in dataset(s) "
+                         f"{', '.join(builtin)} bring their own: drop --train-data or evaluate them separately")
 
 
 def merge(paths: list[str], out: str) -> int:

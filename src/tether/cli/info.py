@@ -12,15 +12,20 @@ def add_parser(sub) -> None:
                        description="Load a checkpoint and print its format, architecture and parameter count.\n\n"
                                    "Example:\n  tether info ./my-clip\n  tether info ViT-B-32.pt",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("path", help="checkpoint directory or weights file")
+    p.add_argument("path", help="checkpoint directory, weights file, published name or Hub id")
     p.add_argument("--json", action="store_true", help="print the config as JSON")
     p.set_defaults(func=run_info)
 
 
 def run_info(args) -> int:
-    from tether.checkpoints import detect_format, load_model
-    fmt = detect_format(args.path)
-    model = load_model(args.path, format=fmt)
+    from pathlib import Path
+
+    from tether.checkpoints import detect_format, load_model, resolve_model
+    if Path(args.path).exists():
+        fmt = detect_format(args.path)
+        model = load_model(args.path, format=fmt)
+    else:  # a published name or Hub id (downloaded once)
+        fmt, model = "published", resolve_model(args.path)
     n = sum(p.numel() for p in model.parameters())
     if args.json:
         print(json.dumps({"format": fmt, "parameters": n, "config": model.config.to_dict()}, indent=2))

@@ -3,16 +3,19 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # command name -> module under tether.cli; each module has add_parser(subparsers)
-COMMANDS = ("demo", "models", "info", "convert", "embed", "train", "eval")
+COMMANDS = ("demo", "models", "fetch", "info", "convert", "embed", "train", "eval")
 
 DESCRIPTION = """\
 tether maps images and text into one shared, L2-normalised embedding space.
 
 Start here:
   tether models                      list the named architectures
+  tether models --pretrained         list the published models tether loads by name
+  tether fetch NAME                  download a published model into the Hugging Face cache
   tether info PATH                   what a checkpoint holds (any supported format)
   tether convert SRC DST --to hf     convert between tether, Hugging Face and OpenCLIP
   tether embed --model M --images DIR --texts FILE --out DIR
@@ -37,6 +40,11 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. tether's own errors (``tether.errors.TetherError``: bad input, named) and the
+    operating system's (a missing file, a full disk) print one line and exit 1; anything else is a
+    bug and keeps its traceback. ``TETHER_DEBUG=1`` re-raises every error with its traceback."""
+    from tether.errors import TetherError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -44,9 +52,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError, KeyError, TypeError) as err:
-        print(f"tether {args.command}: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        if os.environ.get("TETHER_DEBUG"):
+            raise
+        print(f"tether {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (TetherError, OSError) as err:
+        if os.environ.get("TETHER_DEBUG"):
+            raise
+        print(f"tether {args.command}: error: {one_line(err)}", file=sys.stderr)
         return 1
+
+
+def one_line(err: BaseException) -> str:
+    """The error's message on one line (an OSError without one: its errno text and file name)."""
+    text = str(err) or type(err).__name__
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

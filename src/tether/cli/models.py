@@ -6,15 +6,19 @@ import json
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("models", help="list named model configs",
-                       description="List the named architectures tether can build, with their sizes.\n\n"
-                                   "Example:\n  tether models\n  tether models --json",
+    p = sub.add_parser("models", help="list named architectures, or published models with --pretrained",
+                       description="List the named architectures tether can build, with their sizes, or with\n"
+                                   "--pretrained the published models tether loads by name (docs/pretrained.md).\n\n"
+                                   "Example:\n  tether models\n  tether models --pretrained\n  tether models --json",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--json", action="store_true", help="print the full configs as JSON")
+    p.add_argument("--json", action="store_true", help="print the full configs (or registry entries) as JSON")
+    p.add_argument("--pretrained", action="store_true", help="list the published models (the registry)")
     p.set_defaults(func=run_models)
 
 
 def run_models(args) -> int:
+    if args.pretrained:
+        return run_pretrained(args.json)
     from tether.models import get_model_config, list_models
     rows = []
     for name in list_models():
@@ -26,6 +30,19 @@ def run_models(args) -> int:
         print(f"{name:<20} {cfg.family:<7} embed {cfg.embed_dim:<5} {towers}")
     if args.json:
         print(json.dumps(rows, indent=2))
+    return 0
+
+
+def run_pretrained(as_json: bool) -> int:
+    from tether.hub import pretrained_registry
+    entries = sorted(pretrained_registry().values(), key=lambda e: e.name)
+    if as_json:
+        print(json.dumps([e.to_dict() for e in entries], indent=2))
+        return 0
+    print(f"{'name':<32} {'hub id':<44} {'licence':<11} ImageNet zero-shot top-1")
+    for e in entries:
+        acc = f"{100 * e.imagenet_zeroshot_top1:.2f}%" if e.imagenet_zeroshot_top1 is not None else "-"
+        print(f"{e.name:<32} {e.hub_id:<44} {e.license:<11} {acc}")
     return 0
 
 

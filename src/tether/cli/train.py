@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 
 
 def add_parser(sub) -> None:
@@ -42,11 +44,18 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from tether.train.config import load_train_config
+    from tether.train.resume import ResumeMismatchError
     from tether.train.run import train
     cfg = load_train_config(args.config, args.overrides)
     if args.allow_changed:
         cfg.resume_allow = [*cfg.resume_allow, *args.allow_changed]
         cfg.validate()
-    final = train(cfg, progress=not args.no_progress)
+    try:
+        final = train(cfg, progress=not args.no_progress)
+    except ResumeMismatchError as err:  # the one error printed on several lines: one per changed key
+        if os.environ.get("TETHER_DEBUG"):
+            raise
+        print(f"tether train: error: {err}", file=sys.stderr)
+        return 1
     print(json.dumps(final, indent=2, default=str))
     return 0

@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from ..errors import ConfigError
 from .sample import Sample, key_fraction
 from .shards import ShardWriteResult, write_shards
 from .sources import ArraySource, format_caption
@@ -42,7 +43,7 @@ def _all() -> tuple[np.ndarray, np.ndarray]:
 
 def _rows(split: str) -> np.ndarray:
     if split not in _SPLITS:
-        raise ValueError(f"digits: split must be one of {_SPLITS}, got {split!r}")
+        raise ConfigError(f"digits: split must be one of {_SPLITS}, got {split!r}")
     n = len(_all()[1])
     if split == "all":
         return np.arange(n)

@@ -31,6 +31,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from PIL import Image
 
+from ..errors import ConfigError, DataError
 from ..io import atomic_file
 from .sample import Sample, key_fraction
 from .shards import ShardWriteResult, write_shards
@@ -104,14 +105,14 @@ def read_idx(path: str | Path) -> np.ndarray:
     with opener(path, "rb") as f:
         data = f.read()
     if len(data) < 4:
-        raise ValueError(f"{path}: too short for an IDX header")
+        raise DataError(f"{path}: too short for an IDX header")
     zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
     if zero != 0 or dtype_code != 0x08:
-        raise ValueError(f"{path}: not an unsigned-byte IDX file (magic {data[:4].hex()})")
+        raise DataError(f"{path}: not an unsigned-byte IDX file (magic {data[:4].hex()})")
     dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(dims)):
-        raise ValueError(f"{path}: header says {dims} = {int(np.prod(dims))} bytes, file has {body.size}")
+        raise DataError(f"{path}: header says {dims} = {int(np.prod(dims))} bytes, file has {body.size}")
     return body.reshape(dims)
 
 
@@ -121,9 +122,9 @@ def _arrays(folder: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     images = read_idx(Path(folder) / img_file)
     labels = read_idx(Path(folder) / lbl_file).astype(np.int64)
     if images.shape != (_SIZES[split], 28, 28) or labels.shape != (_SIZES[split],):
-        raise ValueError(f"fashion_mnist {split}: unexpected shapes {images.shape} / {labels.shape}")
+        raise DataError(f"fashion_mnist {split}: unexpected shapes {images.shape} / {labels.shape}")
     if labels.min() < 0 or labels.max() > 9:
-        raise ValueError(f"fashion_mnist {split}: labels outside 0..9")
+        raise DataError(f"fashion_mnist {split}: labels outside 0..9")
     images.flags.writeable = False
     labels.flags.writeable = False
     return images, labels
@@ -135,7 +136,7 @@ def fashion_mnist_arrays(split: str = "train", root: str | Path | None = None) -
     Cached per process and read-only (copy before modifying).
     """
     if split not in FASHION_MNIST_FILES:
-        raise ValueError(f"fashion_mnist: split must be 'train' or 'test', got {split!r}")
+        raise ConfigError(f"fashion_mnist: split must be 'train' or 'test', got {split!r}")
     return _arrays(str(find_fashion_mnist(root).resolve()), split)
 
 

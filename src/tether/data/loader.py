@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from torch.utils.data import DataLoader
 
+from ..errors import CheckpointError
 from .skips import SkipStats
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ class PairLoader:
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         if "seed" in state and int(state["seed"]) != self.dataset.seed:
-            raise ValueError(f"state was recorded with seed {state['seed']}, dataset has seed {self.dataset.seed}")
+            raise CheckpointError(f"state was recorded with seed {state['seed']}, dataset has seed {self.dataset.seed}")
         self.set_epoch(int(state["epoch"]), int(state["samples_consumed"]))
 
     def __iter__(self) -> Iterator[dict[str, Any]]:

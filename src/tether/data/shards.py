@@ -30,6 +30,7 @@ from typing import Any, Iterable, Sequence
 
 from PIL import Image
 
+from ..errors import DataError
 from ..io import PendingFile, atomic_write_json
 from .sample import Sample, sniff_image_format
 
@@ -138,7 +139,7 @@ def read_index(directory: str | Path) -> dict[str, Any] | None:
         return None
     data = json.loads(p.read_text(encoding="utf-8"))
     if data.get("format") != INDEX_FORMAT:
-        raise ValueError(f"{p} is not a tether shard index (format {data.get('format')!r})")
+        raise DataError(f"{p} is not a tether shard index (format {data.get('format')!r})")
     return data
 
 

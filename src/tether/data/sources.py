@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..errors import ConfigError, DataError
 from .sample import IMAGE_EXTENSIONS, Sample, SkipSample
 
 __all__ = ["Source", "ListSource", "ArraySource", "ManifestSource", "FolderSource", "format_caption"]
@@ -235,7 +236,7 @@ class ManifestSource(Source):
             required.append(key_column)
         missing = [c for c in required if c not in columns]
         if missing:
-            raise ValueError(f"{self.name}: column(s) {missing} not found in {self.path}; columns are {columns}")
+            raise DataError(f"{self.name}: column(s) {missing} not found in {self.path}; columns are {columns}")
         if label_column not in columns:
             label_column = None
         self.image_column, self.caption_column = image_column, caption_column
@@ -255,7 +256,7 @@ class ManifestSource(Source):
                 lookup = {n: i for i, n in enumerate(class_names)}
                 bad = sorted({n for n in names if n not in lookup})
                 if bad:
-                    raise ValueError(f"{self.name}: labels {bad[:5]} are not in class_names {list(class_names)}")
+                    raise DataError(f"{self.name}: labels {bad[:5]} are not in class_names {list(class_names)}")
                 raw = [lookup[v] if isinstance(v, str) else v for v in raw]
             self._labels = raw  # type: ignore[assignment]
         self.class_names = list(class_names) if class_names is not None else None
@@ -277,15 +278,15 @@ class ManifestSource(Source):
             try:
                 header = next(reader)
             except StopIteration:
-                raise ValueError(f"{self.name}: {self.path} is empty (no header row)") from None
+                raise DataError(f"{self.name}: {self.path} is empty (no header row)") from None
             header = [h.strip() for h in header]
             data: dict[str, list[Any]] = {h: [] for h in header}
             for line_no, row in enumerate(reader, start=2):
                 if not row:
                     continue
                 if len(row) != len(header):
-                    raise ValueError(f"{self.name}: {self.path} line {line_no} has {len(row)} fields, "
-                                     f"header has {len(header)}")
+                    raise DataError(f"{self.name}: {self.path} line {line_no} has {len(row)} fields, "
+                                    f"header has {len(header)}")
                 for h, v in zip(header, row):
                     data[h].append(v)
         return header, data
@@ -341,9 +342,9 @@ class FolderSource(Source):
         self.root = Path(root)
         self.name = name or f"folder:{self.root.name}"
         if caption not in ("first_line", "whole"):
-            raise ValueError(f"{self.name}: caption must be 'first_line' or 'whole', got {caption!r}")
+            raise ConfigError(f"{self.name}: caption must be 'first_line' or 'whole', got {caption!r}")
         if labels not in (None, "parent", "top"):
-            raise ValueError(f"{self.name}: labels must be None, 'parent' or 'top', got {labels!r}")
+            raise ConfigError(f"{self.name}: labels must be None, 'parent' or 'top', got {labels!r}")
         if not self.root.is_dir():
             raise FileNotFoundError(f"{self.name}: folder {self.root} does not exist")
         exts = {e.lower() if e.startswith(".") else "." + e.lower() for e in extensions}
@@ -365,7 +366,7 @@ class FolderSource(Source):
             self.class_names = list(class_names) if class_names is not None else found
             unknown = sorted(set(found) - set(self.class_names))
             if unknown:
-                raise ValueError(f"{self.name}: folders {unknown[:5]} are not in class_names")
+                raise DataError(f"{self.name}: folders {unknown[:5]} are not in class_names")
             self._lookup = {n: i for i, n in enumerate(self.class_names)}
 
     def __len__(self) -> int:

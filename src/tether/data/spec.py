@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
+from ..errors import ConfigError, DataError
 from .sources import FolderSource, ManifestSource, Source
 from .webdataset import WebDatasetSource
 
-__all__ = ["build_source", "SOURCE_TYPES"]
+__all__ = ["build_source", "check_source_spec", "SOURCE_TYPES"]
 
 
 def _webdataset(path: Any, **kw: Any) -> WebDatasetSource:
@@ -43,7 +44,7 @@ def _tuxpaint(path: Any = None, **kw: Any) -> Source:
 def _digits(path: Any = None, **kw: Any) -> Source:
     from .digits import digits_source
     if path is not None:
-        raise ValueError("the digits dataset ships inside scikit-learn; it takes no 'path'")
+        raise ConfigError("the digits dataset ships inside scikit-learn; it takes no 'path'")
     return digits_source(kw.pop("split", "all"), **kw)
 
 
@@ -59,6 +60,26 @@ SOURCE_TYPES: dict[str, tuple[Callable[..., Any], bool, frozenset[str]]] = {
 }
 
 
+def check_source_spec(spec: Any) -> tuple[str, Any, dict[str, Any]]:
+    """Check a spec's type and keys without opening anything: -> (label for messages, path, options)."""
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"a dataset spec must be a mapping, got {type(spec).__name__}")
+    kind = spec.get("type")
+    if kind not in SOURCE_TYPES:
+        what = "has no 'type'" if kind is None else f"has unknown type {kind!r}"
+        raise ConfigError(f"dataset spec {dict(spec)!r} {what}; expected one of {sorted(SOURCE_TYPES)}")
+    _, needs_path, allowed = SOURCE_TYPES[kind]
+    path = spec.get("path", spec.get("urls"))
+    label = spec.get("name") or (f"{kind}:{path}" if path is not None else kind)
+    unknown = sorted(set(spec) - allowed - {"type", "path", "name"} - ({"urls"} if kind == "webdataset" else set()))
+    if unknown:
+        raise ConfigError(f"dataset {label!r}: unknown key(s) {unknown} for type {kind!r}; allowed: "
+                          f"{sorted(allowed | {'type', 'path', 'name'})}")
+    if needs_path and path in (None, ""):
+        raise ConfigError(f"dataset {label!r}: type {kind!r} needs 'path'")
+    return label, path, {k: v for k, v in spec.items() if k in allowed}
+
+
 def build_source(spec: Mapping[str, Any]) -> Source | WebDatasetSource:
     """A source from ``{"type": ..., "path": ..., "name": ..., **options}``.
 
@@ -67,22 +88,8 @@ def build_source(spec: Mapping[str, Any]) -> Source | WebDatasetSource:
     train|test; ``path`` = IDX folder), ``tuxpaint`` (``split`` all|train|validation; ``path`` =
     stamps folder), ``digits`` (``split`` all|train|test).  ``name`` overrides the source's name.
     """
-    if not isinstance(spec, Mapping):
-        raise TypeError(f"a dataset spec must be a dict, got {type(spec).__name__}")
-    kind = spec.get("type")
-    if kind not in SOURCE_TYPES:
-        what = "has no 'type'" if kind is None else f"has unknown type {kind!r}"
-        raise ValueError(f"dataset spec {dict(spec)!r} {what}; expected one of {sorted(SOURCE_TYPES)}")
-    make, needs_path, allowed = SOURCE_TYPES[kind]
-    path = spec.get("path", spec.get("urls"))
-    label = spec.get("name") or (f"{kind}:{path}" if path is not None else kind)
-    unknown = sorted(set(spec) - allowed - {"type", "path", "name"} - ({"urls"} if kind == "webdataset" else set()))
-    if unknown:
-        raise ValueError(f"dataset {label!r}: unknown key(s) {unknown} for type {kind!r}; allowed: "
-                         f"{sorted(allowed | {'type', 'path', 'name'})}")
-    if needs_path and path in (None, ""):
-        raise ValueError(f"dataset {label!r}: type {kind!r} needs 'path'")
-    options = {k: v for k, v in spec.items() if k in allowed}
+    label, path, options = check_source_spec(spec)
+    make = SOURCE_TYPES[spec["type"]][0]
     try:
         source = make(path, **options)
     except (FileNotFoundError, ValueError, ImportError) as exc:
@@ -91,5 +98,5 @@ def build_source(spec: Mapping[str, Any]) -> Source | WebDatasetSource:
         source.name = spec["name"]
     if len(source) == 0:
         why = source.describe_empty() if hasattr(source, "describe_empty") else "empty"
-        raise ValueError(f"source {label!r} yielded 0 samples: {why}")
+        raise DataError(f"source {label!r} yielded 0 samples: {why}")
     return source

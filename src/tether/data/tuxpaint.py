@@ -26,6 +26,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
 from .sample import Sample, SkipSample, key_fraction
 from .shards import ShardWriteResult, write_shards
 from .sources import Source
@@ -84,9 +85,9 @@ class TuxPaintSource(Source):
         self.root = Path(root) if root is not None else DEFAULT_TUXPAINT_DIR
         self.name = f"tuxpaint/{split}"
         if split not in ("all", "train", "validation"):
-            raise ValueError(f"tuxpaint: split must be 'all', 'train' or 'validation', got {split!r}")
+            raise ConfigError(f"tuxpaint: split must be 'all', 'train' or 'validation', got {split!r}")
         if svg not in ("auto", "skip"):
-            raise ValueError(f"tuxpaint: svg must be 'auto' or 'skip', got {svg!r}")
+            raise ConfigError(f"tuxpaint: svg must be 'auto' or 'skip', got {svg!r}")
         if not self.root.is_dir():
             raise FileNotFoundError(f"tuxpaint: {self.root} does not exist; install Debian's tuxpaint-stamps-default "
                                     "(apt-get install tuxpaint-stamps-default) or pass root=")

@@ -35,6 +35,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from ..errors import DataError
 from .sample import Sample, mix_seed, resolve_rank_world
 from .shards import INDEX_NAME, read_index
 
@@ -76,7 +77,7 @@ def expand_urls(urls: str | Path | Sequence[str | Path], split: str | None = Non
         if text.startswith("file://"):
             text = text[len("file://"):]
         if re.match(r"^[a-z][a-z0-9+.-]*://", text) or text.startswith("pipe:"):
-            raise ValueError(f"webdataset: {text!r} is not a local path; only local shard files are supported")
+            raise DataError(f"webdataset: {text!r} is not a local path; only local shard files are supported")
         path = Path(text)
         if path.is_dir() or path.name == INDEX_NAME:
             folder = path if path.is_dir() else path.parent
@@ -84,11 +85,11 @@ def expand_urls(urls: str | Path | Sequence[str | Path], split: str | None = Non
             if index is not None:
                 splits = index.get("splits", {})
                 if split is None and len(splits) > 1:
-                    raise ValueError(f"webdataset: {folder} holds splits {sorted(splits)}; say which with split=")
+                    raise DataError(f"webdataset: {folder} holds splits {sorted(splits)}; say which with split=")
                 name = split if split is not None else next(iter(splits), None)
                 if name not in splits:
-                    raise ValueError(f"webdataset: split {name!r} not in {folder / INDEX_NAME} "
-                                     f"(splits: {sorted(splits)})")
+                    raise DataError(f"webdataset: split {name!r} not in {folder / INDEX_NAME} "
+                                    f"(splits: {sorted(splits)})")
                 out += [folder / s["file"] for s in splits[name]["shards"]]
             elif path.is_dir():
                 found = sorted(folder.glob("*.tar")) + sorted(folder.glob("*.tar.gz")) + sorted(folder.glob("*.tgz"))

@@ -19,6 +19,8 @@ from torch.utils.data import DataLoader
 
 from ..data.sample import Sample
 from ..data.skips import SkipStats
+from ..devices import pick_device
+from ..errors import InputError
 from ..modalities import get_modality
 from .inputs import is_source, make_batches
 from .precision import autocast
@@ -64,12 +66,15 @@ def embed(model: Any, modality: str, inputs: Any, *, batch_size: int | None = No
     """
     batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise ValueError(f"workers must be an integer >= 0, got {workers!r}")
+        raise InputError(f"workers must be an integer >= 0, got {workers!r}")
     device = _place(model, device)
     precision_context = autocast(precision, device)
     processor = model.processors.get(modality)
+    towers = getattr(getattr(model, "config", None), "towers", {})
+    if processor is not None and modality in towers:  # a tokenizer the tower cannot take: refused up front
+        get_modality(modality).check_processor(towers[modality], processor)
     prepare = functools.partial(get_modality(modality).prepare, processor)
     batches = make_batches(inputs, modality, processor, prepare, batch_size, strict)
     stats = skips if skips is not None else SkipStats()
@@ -97,7 +102,7 @@ def _place(model: Any, device: str | torch.device | None) -> torch.device:
     current = param.device if param is not None else torch.device("cpu")
     if device is None:
         return current
-    device = torch.device(device)
+    device = pick_device(device)
     if device != current:
         model.to(device)
         current = next(model.parameters()).device

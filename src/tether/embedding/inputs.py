@@ -21,6 +21,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from ..data.sample import Sample, SampleRandom, SkipSample, mix_seed
 from ..data.skips import skip_reason
 from ..data.webdataset import SKIP_REASON_KEY, WebDatasetSource, record_to_sample
+from ..errors import MissingProcessorError
 
 #: The :class:`Sample` field that holds each modality's input; other modalities read ``sample.extra[name]``.
 SAMPLE_FIELDS = {"image": "image", "text": "caption"}
@@ -207,8 +208,7 @@ def make_batches(inputs: Any, modality: str, processor: Any, prepare: Prepare, b
     if isinstance(inputs, torch.Tensor):
         return TensorBatches(inputs, batch_size)
     if processor is None:
-        raise RuntimeError(f"the model has no {modality} processor (model.processors[{modality!r}] is None); "
-                           f"attach one to embed raw {modality} inputs")
+        raise MissingProcessorError.for_modality(modality)
     if isinstance(inputs, WebDatasetSource):
         return StreamBatches(inputs, modality, prepare, processor.collate, batch_size, strict)
     if is_source(inputs):

@@ -6,6 +6,8 @@ from typing import ContextManager
 
 import torch
 
+from ..errors import InputError
+
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
@@ -16,14 +18,14 @@ def autocast(precision: str, device: torch.device) -> ContextManager:
     missing there, so asking for it is a mistake worth stopping on).
     """
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "fp32":
         return nullcontext()
     if precision == "fp16" and device.type != "cuda":
-        raise ValueError(f"precision 'fp16' needs a CUDA device, the model is on {device.type}; "
+        raise InputError(f"precision 'fp16' needs a CUDA device, the model is on {device.type}; "
                          "use precision 'bf16' or 'fp32'")
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ValueError(f"precision 'bf16' is not supported by {torch.cuda.get_device_name(device)}; "
+        raise InputError(f"precision 'bf16' is not supported by {torch.cuda.get_device_name(device)}; "
                          "use precision 'fp16' or 'fp32'")
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device.type, dtype=dtype)

@@ -21,6 +21,7 @@ import torch
 
 from ..data.webdataset import SKIP_REASON_KEY
 from ..embedding import embed
+from ..errors import InputError
 from .tasks import NEEDS_TRAIN, TASK_FUNCTIONS, TASK_NAMES, TASKS, Job, Split
 
 __all__ = ["EvalDataset", "BUILTIN", "resolve_dataset", "Evaluation", "evaluate", "evaluate_splits",
@@ -50,7 +51,7 @@ def resolve_dataset(spec: str, train_spec: str | None = None) -> EvalDataset:
     if spec in BUILTIN:
         return BUILTIN[spec]
     if ":" not in spec:
-        raise ValueError(f"unknown dataset {spec!r}: use one of {', '.join(BUILTIN)} or TYPE:PATH "
+        raise InputError(f"unknown dataset {spec!r}: use one of {', '.join(BUILTIN)} or TYPE:PATH "
                          "(manifest:pairs.csv, webdataset:shards/, folder:images/)")
     kind, path = spec.split(":", 1)
     train = None
@@ -163,7 +164,7 @@ def run_tasks(model: Any, model_name: str, dataset: EvalDataset, tasks: list[str
 def _check_tasks(tasks: Sequence[str]) -> None:
     for task in tasks:
         if task not in TASKS:
-            raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
+            raise InputError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
 
 
 def _slug(text: str) -> str:

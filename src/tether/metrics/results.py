@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from ..errors import DataError
 from ..io import atomic_write_text
 
 __all__ = ["ID_FIELDS", "result_record", "write_result", "read_result", "merge_results", "write_csv"]
@@ -77,14 +78,14 @@ def read_result(path: str | Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+        raise DataError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object")
+        raise DataError(f"{path}: expected a JSON object")
     missing = [k for k in ("dataset", "model", "task", "metrics") if k not in data]
     if missing:
-        raise ValueError(f"{path}: not a CLIP_benchmark-style result (missing {missing})")
+        raise DataError(f"{path}: not a CLIP_benchmark-style result (missing {missing})")
     if not isinstance(data["metrics"], dict):
-        raise ValueError(f"{path}: 'metrics' must be an object")
+        raise DataError(f"{path}: 'metrics' must be an object")
     return data
 
 
@@ -117,12 +118,12 @@ def merge_results(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
         row["model_fullname"] = f"{row['model']} {row['pretrained']}".strip()
         key = tuple(row[k] for k in ID_FIELDS)
         if key in seen:
-            raise ValueError(f"{path} and {seen[key]} both hold {dict(zip(ID_FIELDS, key))}")
+            raise DataError(f"{path} and {seen[key]} both hold {dict(zip(ID_FIELDS, key))}")
         seen[key] = path
         for name, value in data["metrics"].items():
             if value is None or isinstance(value, (bool, int, float, str)):
                 if name in row:
-                    raise ValueError(f"{path}: metric {name!r} clashes with an id column")
+                    raise DataError(f"{path}: metric {name!r} clashes with an id column")
                 row[name] = value
         rows.append(row)
     return rows

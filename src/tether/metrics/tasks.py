@@ -14,6 +14,7 @@ import torch
 
 from ..data.skips import SkipStats
 from ..embedding import embed
+from ..errors import DataError, InputError
 
 TASKS = ("zeroshot", "retrieval", "linear_probe", "captioning")
 TASK_NAMES = {"zeroshot": "zeroshot_classification", "retrieval": "zeroshot_retrieval",
@@ -53,7 +54,7 @@ class Job:
     def embed_texts(self, texts: list[str]) -> torch.Tensor:
         result = embed(self.model, "text", texts, batch_size=TEXT_BATCH_SIZE, **self.engine)
         if len(result) != len(texts):
-            raise ValueError(f"{self.test.name}: {result.skips.summary('texts')}; every caption must embed")
+            raise DataError(f"{self.test.name}: {result.skips.summary('texts')}; every caption must embed")
         return result.vectors
 
     def plot(self, task: str) -> Path | None:
@@ -65,7 +66,7 @@ def _zeroshot(job: Job) -> dict:
     from .zeroshot import ZeroShotClassifier
     names, images, labels = job.test.class_names, job.test.images, job.test.labels
     if not names or (labels < 0).any():
-        raise ValueError(f"{job.test.name}: zero-shot classification needs labelled data with class names")
+        raise InputError(f"{job.test.name}: zero-shot classification needs labelled data with class names")
     classifier = ZeroShotClassifier.build(job.model, names, job.templates,
                                           precision=job.engine.get("precision", "fp32"))
     metrics = classifier.evaluate(images, labels)
@@ -92,7 +93,7 @@ def _retrieval(job: Job) -> dict:
 def _linear_probe(job: Job) -> dict:
     from .linear_probe import linear_probe
     if job.train is None:
-        raise ValueError(f"{job.test.name}: the linear probe needs a training split (--train-data)")
+        raise InputError(f"{job.test.name}: the linear probe needs a training split (--train-data)")
     return linear_probe(job.train.images, job.train.labels, job.test.images, job.test.labels,
                         class_names=job.test.class_names)
 
@@ -100,7 +101,7 @@ def _linear_probe(job: Job) -> dict:
 def _captioning(job: Job) -> dict:
     from .captioning import caption_by_retrieval, cider_d
     if job.train is None:
-        raise ValueError(f"{job.test.name}: captioning by retrieval needs a training split as caption pool")
+        raise InputError(f"{job.test.name}: captioning by retrieval needs a training split as caption pool")
     pool = sorted(set(job.train.texts))
     chosen = caption_by_retrieval(job.test.images, job.embed_texts(pool), pool)
     references = {i: _references(text, extra) for i, (text, extra) in enumerate(zip(job.test.texts,

@@ -23,6 +23,8 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from ..errors import ConfigError, UnknownNameError
+
 __all__ = ["TEMPLATE_SETS", "get_templates", "load_templates", "resolve_templates", "fill_template", "check_templates",
            "list_template_sets"]
 
@@ -104,15 +106,15 @@ def get_templates(name: str) -> list[str]:
     try:
         return list(TEMPLATE_SETS[name])
     except KeyError:
-        raise KeyError(f"unknown template set {name!r}; known: {', '.join(TEMPLATE_SETS)}") from None
+        raise UnknownNameError(f"unknown template set {name!r}; known: {', '.join(TEMPLATE_SETS)}") from None
 
 
 def _check_template(t: Any, where: str) -> str:
     if not isinstance(t, str):
-        raise ValueError(f"{where}: a template must be a string, got {type(t).__name__}")
+        raise ConfigError(f"{where}: a template must be a string, got {type(t).__name__}")
     t = t.replace("{c}", SLOT)
     if SLOT not in t:
-        raise ValueError(f"{where}: template {t!r} has no '{{}}' slot for the class name")
+        raise ConfigError(f"{where}: template {t!r} has no '{{}}' slot for the class name")
     return t
 
 
@@ -122,7 +124,7 @@ def check_templates(templates: Sequence[str], where: str = "templates") -> list[
         templates = [templates]
     out = [_check_template(t, f"{where}[{i}]") for i, t in enumerate(templates)]
     if not out:
-        raise ValueError(f"{where}: no templates")
+        raise ConfigError(f"{where}: no templates")
     return out
 
 
@@ -141,19 +143,19 @@ def load_templates(path: str | Path, key: str | None = None) -> list[str]:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from None
+            raise ConfigError(f"{path}: not valid JSON ({e})") from None
         if isinstance(data, dict):
             if key is not None:
                 if key not in data:
-                    raise KeyError(f"{path}: no key {key!r}; keys: {', '.join(map(str, data))}")
+                    raise ConfigError(f"{path}: no key {key!r}; keys: {', '.join(map(str, data))}")
                 data = data[key]
             elif "templates" in data:
                 data = data["templates"]
             else:
-                raise ValueError(f"{path}: a JSON object needs a 'templates' list or key=... "
-                                 f"choosing one of: {', '.join(map(str, data))}")
+                raise ConfigError(f"{path}: a JSON object needs a 'templates' list or key=... "
+                                  f"choosing one of: {', '.join(map(str, data))}")
         if not isinstance(data, list):
-            raise ValueError(f"{path}: expected a list of template strings")
+            raise ConfigError(f"{path}: expected a list of template strings")
         out = [_check_template(t, f"{path} entry {i}") for i, t in enumerate(data)]
     else:
         out = []
@@ -163,7 +165,7 @@ def load_templates(path: str | Path, key: str | None = None) -> list[str]:
                 continue
             out.append(_check_template(line, f"{path} line {lineno}"))
     if not out:
-        raise ValueError(f"{path}: no templates found")
+        raise ConfigError(f"{path}: no templates found")
     return out
 
 
@@ -188,14 +190,14 @@ def resolve_templates(templates: Any) -> list[str] | dict[str, list[str]]:
             return check_templates([templates])
         if Path(templates).is_file():
             return load_templates(templates)
-        raise ValueError(f"templates={templates!r} is not a template set ({', '.join(TEMPLATE_SETS)}), "
-                         "a template with '{}', or an existing file")
+        raise ConfigError(f"templates={templates!r} is not a template set ({', '.join(TEMPLATE_SETS)}), "
+                          "a template with '{}', or an existing file")
     if isinstance(templates, Mapping):
         out: dict[str, list[str]] = {}
         for name, prompts in templates.items():
             prompts = [prompts] if isinstance(prompts, str) else list(prompts)
             if not prompts or not all(isinstance(p, str) for p in prompts):
-                raise ValueError(f"class-specific prompts for {name!r} must be a non-empty list of strings")
+                raise ConfigError(f"class-specific prompts for {name!r} must be a non-empty list of strings")
             out[str(name)] = prompts
         return out
     return check_templates(list(templates))

@@ -315,6 +315,19 @@ def _class_of(items, icase):
             return None
     return ("[^" if neg else "[") + "".join(parts) + "]"
 
+def _nested_pattern(op, av, icase):
+    """(sub-pattern, its case folding, whether it must match at least once) for a group, a
+    repeat or an atomic group; None for other ops."""
+    if op is _sre.SUBPATTERN:
+        _, add, dele, p = av
+        return p, (icase or bool(add & re.IGNORECASE)) and not (dele & re.IGNORECASE), True
+    if op in _REPEATS:
+        lo, _, p = av
+        return p, icase, lo > 0
+    if op is _ATOMIC_GROUP:
+        return av, icase, True
+    return None
+
 def _first_set(seq, icase=False):
     """(list of class strings or None meaning any char, nullable)"""
     out = []
@@ -339,31 +352,14 @@ def _first_set(seq, icase=False):
             if not nullable:
                 return out, False
             continue
-        if op is _sre.SUBPATTERN:
-            group, add, dele, p = av
-            ic = (icase or bool(add & re.IGNORECASE)) and not (dele & re.IGNORECASE)
+        nested = _nested_pattern(op, av, icase)
+        if nested is not None:
+            p, ic, consumes = nested
             f, n = _first_set(p, ic)
             if f is None:
                 return None, False
             out += f
-            if not n:
-                return out, False
-            continue
-        if op in _REPEATS:
-            lo, hi, p = av
-            f, n = _first_set(p, icase)
-            if f is None:
-                return None, False
-            out += f
-            if lo > 0 and not n:
-                return out, False
-            continue
-        if op is _ATOMIC_GROUP:
-            f, n = _first_set(av, icase)
-            if f is None:
-                return None, False
-            out += f
-            if not n:
+            if consumes and not n:
                 return out, False
             continue
         return None, False

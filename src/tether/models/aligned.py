@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
+from ..errors import ConfigError, MissingProcessorError, UnknownNameError
 from ..modalities import Processor, get_modality
 from .tower import set_grad_checkpointing
 
@@ -50,9 +51,9 @@ def projection(kind: str, in_dim: int, out_dim: int, bias: bool) -> nn.Module:
         return nn.Sequential(nn.Linear(in_dim, in_dim, bias=bias), nn.GELU(), nn.Linear(in_dim, out_dim, bias=bias))
     if kind == "none":
         if in_dim != out_dim:
-            raise ValueError(f"projection 'none' needs tower width {in_dim} == embed_dim {out_dim}")
+            raise ConfigError(f"projection 'none' needs tower width {in_dim} == embed_dim {out_dim}")
         return nn.Identity()
-    raise ValueError(f"unknown projection {kind!r}: expected 'linear', 'mlp' or 'none'")
+    raise ConfigError(f"unknown projection {kind!r}: expected 'linear', 'mlp' or 'none'")
 
 
 class AlignedModel(nn.Module):
@@ -113,13 +114,15 @@ class AlignedModel(nn.Module):
         if value is None:
             self.processors.pop(modality, None)
         else:
+            if modality in self.config.towers:  # a tokenizer the text tower cannot take fails here, not mid-run
+                get_modality(modality).check_processor(self.config.towers[modality], value)
             self.processors[modality] = value
 
     # ---- tensors in, embeddings out -------------------------------------------------------
     def encode(self, modality: str, inputs: torch.Tensor, normalize: bool = False) -> torch.Tensor:
         """Processed inputs of ``modality`` (a batch) -> (N, embed_dim)."""
         if modality not in self.towers:
-            raise KeyError(f"the model has no {modality!r} tower; its towers: {', '.join(self.towers)}")
+            raise UnknownNameError(f"the model has no {modality!r} tower; its towers: {', '.join(self.towers)}")
         emb = self.projections[modality](self.towers[modality](inputs))
         return F.normalize(emb, dim=-1) if normalize else emb
 
@@ -161,7 +164,7 @@ class AlignedModel(nn.Module):
         """
         from ..embedding import embed
         if self.processors.get(modality) is None:
-            raise RuntimeError(_no_processor_message(modality))
+            raise MissingProcessorError.for_modality(modality)
         return embed(self, modality, items, batch_size=batch_size, progress=progress, strict=True,
                      **options).vectors
 
@@ -179,12 +182,6 @@ class AlignedModel(nn.Module):
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
         for tower in self.towers.values():
             set_grad_checkpointing(tower, enabled)
-
-
-def _no_processor_message(modality: str) -> str:
-    return (f"this model has no {modality} processor (for text, its tokenizer): train one (`tether train` "
-            f"trains and saves a tokenizer with the model) or attach one (model.processors[{modality!r}] = ..., "
-            "e.g. model.tokenizer = tether.tokenizer.Tokenizer.load(dir))")
 
 
 def _init_projection(proj: nn.Module, width: int) -> None:

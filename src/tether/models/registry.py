@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 from torch import nn
 
 from ..config import ModelConfig
+from ..errors import UnknownNameError
 
 if TYPE_CHECKING:
     from .aligned import AlignedModel
@@ -47,7 +48,7 @@ def get_model_config(name: str, **overrides: Any) -> ModelConfig:
     """The shipped config for ``name``; ``overrides`` replace top-level keys (e.g. embed_dim=256)."""
     path = resources.files("tether").joinpath("model_configs").joinpath(f"{name}.json")
     if not path.is_file():
-        raise KeyError(f"no model config named {name!r}; known: {', '.join(_config_names())}")
+        raise UnknownNameError(f"no model config named {name!r}; known: {', '.join(_config_names())}")
     data = json.loads(path.read_text())
     data.update(overrides)
     return ModelConfig.from_dict(data).validate()

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ImageTowerConfig
+from ..errors import ConfigError
 from .tower import Tower
 from .vit import resize_pos_embed
 
@@ -93,7 +94,7 @@ class ModifiedResNet(Tower, nn.Module):
         self._inplanes = width
         stages = cfg.resnet_layers
         if len(stages) != 4:
-            raise ValueError(f"towers.image.resnet_layers needs 4 stage depths, got {list(stages)}")
+            raise ConfigError(f"towers.image.resnet_layers needs 4 stage depths, got {list(stages)}")
         self.layer1 = self._make_layer(width, stages[0])
         self.layer2 = self._make_layer(width * 2, stages[1], stride=2)
         self.layer3 = self._make_layer(width * 4, stages[2], stride=2)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..config import TextTowerConfig
+from ..errors import ConfigError, InputError
 from .layers import Transformer, clip_text_init_
 from .tower import Tower
 
@@ -24,9 +25,9 @@ class TextTransformer(Tower, nn.Module):
     def __init__(self, cfg: TextTowerConfig) -> None:
         super().__init__()
         if cfg.pool not in POOLS:
-            raise ValueError(f"towers.text.pool={cfg.pool!r}: expected one of {POOLS}")
+            raise ConfigError(f"towers.text.pool={cfg.pool!r}: expected one of {POOLS}")
         if cfg.pool == "eot" and cfg.eot_token_id is None:
-            raise ValueError("towers.text.pool='eot' needs towers.text.eot_token_id")
+            raise ConfigError("towers.text.pool='eot' needs towers.text.eot_token_id")
         self.cfg = cfg
         self.token_embedding = nn.Embedding(cfg.vocab_size, cfg.width)
         self.positional_embedding = nn.Parameter(torch.randn(cfg.context_length, cfg.width) * 0.01)
@@ -40,7 +41,7 @@ class TextTransformer(Tower, nn.Module):
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         n = input_ids.shape[1]
         if n > self.cfg.context_length:
-            raise ValueError(f"input_ids has {n} positions, the text tower's context is {self.cfg.context_length}")
+            raise InputError(f"input_ids has {n} positions, the text tower's context is {self.cfg.context_length}")
         index = self.pool_index(input_ids)
         if index is not None and self.cfg.causal and not torch.compiler.is_compiling():
             # Causal attention: tokens after the pooled one cannot change it, so drop

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ImageTowerConfig
+from ..errors import ConfigError
 from .layers import AttentionPoolHead, Transformer
 from .tower import Tower
 
@@ -41,9 +42,9 @@ class VisionTransformer(Tower, nn.Module):
             AttentionPoolHead(width, cfg.heads, cfg.mlp_dim, cfg.act, cfg.ln_eps) if cfg.pool == "map" else None
         )
         if cfg.pool not in ("cls", "map", "mean"):
-            raise ValueError(f"towers.image.pool={cfg.pool!r}: expected 'cls', 'map' or 'mean'")
+            raise ConfigError(f"towers.image.pool={cfg.pool!r}: expected 'cls', 'map' or 'mean'")
         if cfg.pool == "cls" and not cfg.class_token:
-            raise ValueError("towers.image.pool='cls' needs towers.image.class_token=true")
+            raise ConfigError("towers.image.pool='cls' needs towers.image.class_token=true")
         self.output_dim = width
 
     def tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:

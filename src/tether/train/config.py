@@ -24,11 +24,15 @@ class OptimConfig:
     grad_clip: float | None = 1.0
 
 
+# train.tokenizer: {"path": a saved tokenizer directory} or {"train_vocab_size": N} (a BPE trained on the captions)
+TOKENIZER_KEYS = ("path", "train_vocab_size")
+
+
 @dataclass
 class TrainConfig:
     """What to train, on what, for how long, and where to write it."""
 
-    model: str = "tiny-vit-28"  # a model name (tether.list_models()) or a checkpoint path
+    model: str = "tiny-vit-28"  # an architecture (random init), a checkpoint path, a published name or a Hub id
     model_overrides: dict[str, Any] = field(default_factory=dict)  # top-level ModelConfig keys (named models)
     loss: str = "clip"  # "clip" (InfoNCE) | "siglip"
     loss_chunk_size: int | None = None  # exact memory-efficient loss tiles; None = plain
@@ -90,8 +94,34 @@ class TrainConfig:
         need(self.optim.lr > 0, "optim.lr", "must be positive")
         need(len(self.optim.betas) == 2, "optim.betas", "needs two values")
         need(self.checkpoint_every > 0, "checkpoint_every", "must be positive")
+        need(self.log_every > 0, "log_every", f"must be positive (log every N steps), got {self.log_every}")
+        need(self.eval_every >= 0, "eval_every", f"must be >= 0 (0: only at the end), got {self.eval_every}")
+        need(self.workers >= 0, "workers", f"must be >= 0, got {self.workers}")
         unknown = [k for k in self.resume_allow if not known_key(k)]
         need(not unknown, "resume_allow", f"unknown key {unknown[0]!r}" if unknown else "")
+        self._validate_sections()
+
+    def _validate_sections(self) -> None:
+        """The free-form sections: tokenizer, data specs and device, checked before any work starts."""
+        from ..data.spec import check_source_spec
+        from ..devices import parse_device
+        unknown = sorted(set(self.tokenizer) - set(TOKENIZER_KEYS))
+        if unknown:
+            raise ConfigError(f"train.tokenizer: unknown key {unknown[0]!r} (known: {', '.join(TOKENIZER_KEYS)})")
+        if len(self.tokenizer) > 1:
+            raise ConfigError("train.tokenizer: give 'path' (a saved tokenizer) or 'train_vocab_size' (train a BPE), "
+                              "not both")
+        size = self.tokenizer.get("train_vocab_size", 8192)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ConfigError(f"train.tokenizer.train_vocab_size: expected a positive integer, got {size!r}")
+        for key in ("train_data", "val_data"):
+            spec = getattr(self, key)
+            if spec:
+                try:
+                    check_source_spec(spec)
+                except ConfigError as err:
+                    raise ConfigError(f"train.{key}: {err}") from err
+        parse_device(self.device, "train.device")
 
 
 def known_key(key: str) -> bool:
@@ -107,20 +137,37 @@ def load_train_config(path: str | Path | None, overrides: list[str] = ()) -> Tra
     """Read a YAML or JSON file (or start from defaults) and apply ``key.sub=value`` overrides."""
     data: dict[str, Any] = {}
     if path is not None:
-        text = Path(path).read_text()
-        if str(path).endswith((".yaml", ".yml")):
-            import yaml
-            data = yaml.safe_load(text) or {}
-        else:
-            data = json.loads(text)
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level")
+        data = read_config_file(path)
     for item in overrides:
         apply_override(data, item)
     try:
         return TrainConfig.from_dict(data)
     except ConfigError as err:
         raise ConfigError(f"{path or 'config'}: {err}") from err
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A YAML (.yaml/.yml) or JSON config file's mapping; a syntax error names the file, line and column."""
+    text = Path(path).read_text(encoding="utf-8")
+    if str(path).endswith((".yaml", ".yml")):
+        import yaml
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "?"
+            what = " ".join(str(getattr(err, "problem", None) or err).split())
+            raise ConfigError(f"{path}: YAML syntax error at {where}: {what}") from err
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{path}: JSON syntax error at line {err.lineno}, column {err.colno}: "
+                              f"{err.msg}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys at the top level, found "
+                          f"{type(data).__name__}")
+    return data
 
 
 def apply_override(data: dict[str, Any], item: str) -> None:

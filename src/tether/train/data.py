@@ -14,6 +14,7 @@ from typing import Any, Iterator, Protocol
 
 import torch
 
+from ..errors import DataError, TokenizerError
 from .config import TrainConfig
 
 
@@ -33,8 +34,8 @@ class LoaderTrainData:
         dataset = loader.dataset
         self.step_size = dataset.batch_size * dataset.world_size  # positions one step consumes, all ranks
         if len(loader) == 0:
-            raise ValueError(f"data source {dataset.name!r} gives no full batch of {dataset.batch_size}: "
-                             "it is empty or smaller than the batch size")
+            raise DataError(f"data source {dataset.name!r} gives no full batch of {dataset.batch_size}: "
+                            "it is empty or smaller than the batch size")
 
     def batches_per_epoch(self) -> int:
         return len(self.loader)
@@ -86,13 +87,16 @@ def ensure_tokenizer(model, source, cfg: TrainConfig) -> None:
     text = model.config.tower("text")
     context = text.context_length
     if "path" in spec:
-        model.tokenizer = Tokenizer.load(spec["path"])
+        try:
+            model.tokenizer = Tokenizer.load(spec["path"])  # refused if the text tower cannot take it
+        except TokenizerError as err:
+            raise TokenizerError(f"train.tokenizer.path={spec['path']}: {err}") from err
         return
     vocab = min(int(spec.get("train_vocab_size", 8192)), text.vocab_size)
     corpus = caption_corpus(source, seed=cfg.seed)
     if not corpus:
-        raise ValueError(f"cannot train a tokenizer: the training source {getattr(source, 'name', source)!r} "
-                         "has no captions")
+        raise DataError(f"cannot train a tokenizer: the training source {getattr(source, 'name', source)!r} "
+                        "has no captions")
     model.tokenizer = Tokenizer.train_bpe(corpus, vocab_size=vocab, context_length=context, min_frequency=1)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import ConfigError, UnknownNameError
 from ..models.tower import default_no_decay, tower_no_decay
 
 
@@ -30,7 +31,7 @@ def build_optimizer(model: nn.Module, lr: float, weight_decay: float, betas: tup
                     eps: float) -> torch.optim.AdamW:
     groups = [g for g in param_groups(model, weight_decay) if g["params"]]
     if not groups:
-        raise ValueError("nothing to train: every parameter is frozen")
+        raise ConfigError("nothing to train: every parameter is frozen")
     return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps)
 
 
@@ -41,7 +42,7 @@ def lock_tower(model: nn.Module, modality: str) -> None:
     tower can still be aligned to a text tower.
     """
     if modality not in model.towers:
-        raise KeyError(f"lock: the model has no {modality!r} tower; its towers: {', '.join(model.towers)}")
+        raise UnknownNameError(f"lock: the model has no {modality!r} tower; its towers: {', '.join(model.towers)}")
     module = model.towers[modality]
     for p in module.parameters():
         p.requires_grad_(False)

@@ -28,6 +28,7 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
+from ..errors import CheckpointError, ConfigError
 from ..models.tower import tower_blocks, uses_every_parameter
 from .gradcache import contrastive_step
 
@@ -300,7 +301,7 @@ def build_strategy(cfg, ctx, device: torch.device) -> LocalStrategy:
         return LocalStrategy(cfg, ctx, device)
     kinds = {"ddp": DDPStrategy, "fsdp": FSDPStrategy, "manual": ManualStrategy}
     if cfg.strategy not in kinds:
-        raise ValueError(f"train.strategy: expected one of {STRATEGIES}, got {cfg.strategy!r}")
+        raise ConfigError(f"train.strategy: expected one of {STRATEGIES}, got {cfg.strategy!r}")
     return kinds[cfg.strategy](cfg, ctx, device)
 
 
@@ -328,7 +329,7 @@ def indexed_optimizer_state(named: dict, model: nn.Module, optimizer) -> dict:
     for saved, group in zip(named["param_groups"], optimizer.param_groups, strict=True):
         mine = names[start: start + len(group["params"])]
         if set(saved["params"]) != set(mine):
-            raise ValueError("the checkpoint's optimizer groups hold other parameters than this model's")
+            raise CheckpointError("the checkpoint's optimizer groups hold other parameters than this model's")
         groups.append({**saved, "params": list(range(start, start + len(mine)))})
         start += len(mine)
     return {"state": {index[n]: v for n, v in named["state"].items()}, "param_groups": groups}

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import ConfigError
 from ..io import atomic_write_json
 from ..models.tower import set_patch_dropout, supports_patch_dropout
 from .config import TrainConfig
@@ -17,14 +18,15 @@ from .trainer import Trainer
 
 
 def prepare_model(cfg: TrainConfig):
-    """The model to train: a model name (``tether.create_model``) or a checkpoint path."""
-    from ..checkpoints import load_model
-    from ..models import create_model, get_model_config
+    """The model to train: an architecture (``tether.create_model``, random init), or a checkpoint path,
+    published name or Hub id (``tether.load``: fine-tuning and LiT from published weights)."""
+    from ..checkpoints import resolve_model
+    from ..models import create_model, get_model_config, list_models
 
-    if Path(cfg.model).exists():
+    if Path(cfg.model).exists() or cfg.model not in list_models():
         if cfg.model_overrides:
-            raise ValueError(f"train.model_overrides applies to named models only, not to the checkpoint {cfg.model!r}")
-        model = load_model(cfg.model)
+            raise ConfigError(f"train.model_overrides applies to architecture names only, not to {cfg.model!r}")
+        model = resolve_model(cfg.model)
     else:
         overrides = dict(cfg.model_overrides)
         if cfg.loss == "siglip" and "logit_bias_init" not in overrides \
@@ -35,8 +37,8 @@ def prepare_model(cfg: TrainConfig):
         model = create_model(cfg.model, **overrides)
     _set_patch_dropout(model, cfg.patch_dropout)
     if cfg.loss == "siglip" and model.logit_bias is None:
-        raise ValueError(f"train.loss=siglip needs a model with a logit bias; {cfg.model!r} has none "
-                         "(named configs get one automatically)")
+        raise ConfigError(f"train.loss=siglip needs a model with a logit bias; {cfg.model!r} has none "
+                          "(named configs get one automatically)")
     for modality in cfg.lock:
         lock_tower(model, modality)
     if cfg.grad_checkpointing:
@@ -75,7 +77,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     """Train, evaluate and save ``out_dir/model`` (tether format); resumes if ``out_dir`` has checkpoints."""
     from ..data import build_source
     if not cfg.train_data:
-        raise ValueError("train.train_data is required, e.g. {\"type\": \"fashion_mnist\", \"split\": \"train\"}")
+        raise ConfigError("train.train_data is required, e.g. {\"type\": \"fashion_mnist\", \"split\": \"train\"}")
     from .distributed import DistributedContext
     dist = DistributedContext.from_env()  # join the process group first: the data pipeline shards by rank
     torch.manual_seed(cfg.seed)

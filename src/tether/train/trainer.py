@@ -18,7 +18,10 @@ from typing import Callable
 
 import torch
 
+from ..devices import pick_device
+from ..errors import ConfigError
 from ..io import atomic_write_json
+from ..models.attach import check_processors
 from .config import TrainConfig
 from .optim import build_optimizer, lock_tower
 from .parallel import build_strategy
@@ -30,12 +33,6 @@ from .state import latest_checkpoint, read_checkpoint, save_checkpoint_state, se
 # TETHER_TEST_SIGKILL_AT_STEP=K: the trainer SIGKILLs itself right after step K (and its checkpoint,
 # if one falls there), so the resume test crashes at the same point on any machine
 _SIGKILL_AT_STEP = int(os.environ.get("TETHER_TEST_SIGKILL_AT_STEP", "-1"))
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def loss_function(cfg: TrainConfig) -> Callable:
@@ -51,11 +48,12 @@ class Trainer:
         from .distributed import DistributedContext
         self.cfg, self.data, self.evaluate = cfg, data, evaluate
         self.dist = dist or DistributedContext.from_env()
-        self.device = self.dist.device if self.dist.enabled else pick_device(cfg.device)
+        self.device = self.dist.device if self.dist.enabled else pick_device(cfg.device, "train.device")
         missing = [m for m in cfg.modalities if m not in model.towers]
         if missing:
-            raise ValueError(f"train.modalities: the model has no {missing[0]!r} tower; its towers: "
-                             f"{', '.join(model.towers)}")
+            raise ConfigError(f"train.modalities: the model has no {missing[0]!r} tower; its towers: "
+                              f"{', '.join(model.towers)}")
+        check_processors(model)  # a tokenizer the text tower cannot take fails before the first step
         for modality in cfg.lock:  # LiT (prepare_model has done it already for `tether train`)
             lock_tower(model, modality)
         self.strategy = build_strategy(cfg, self.dist, self.device)  # ddp / fsdp / manual under torchrun
@@ -216,7 +214,8 @@ class RunLogger:
     def log(self, step: int, record: dict, prefix: str = "train/") -> None:
         if not self.enabled or not record:
             return
-        flat = {k: v for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        flat = {k: v for k, v in record.items()  # "step" is the x-axis, not a scalar of its own
+                if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)}
         self.file.write(json.dumps({"step": step, "kind": prefix.strip("/"), **flat}) + "\n")
         self.file.flush()
         if self.writer is not None:
