@@ -3,10 +3,13 @@
 * ``one_thread`` -- tiny tensors: thread hand-offs cost more than the maths (a lot on a busy
   2-core box). Opt in per file with ``pytestmark = pytest.mark.usefixtures("one_thread")``.
 * ``fashion_mnist`` / ``tuxpaint_stamps`` -- the Debian dataset packages' folders; a test or
-  fixture that asks for one is skipped where the package is not installed.
+  fixture that asks for one skips (a failure, see below) where the package is not installed.
 * ``tiny_checkpoint`` / ``tiny_model`` -- tiny-vit-28 (seed 0) with a BPE tokenizer trained on
   :data:`TINY_CORPUS`, saved once per session in tether's format; ``tiny_model`` loads a fresh
   copy per test module (in eval mode), so a module may change its copy.
+
+Every skip fails the suite unless the test is in ``tests/strict_skips.py`` ALLOWED_SKIPS (tests that
+need hardware CI lacks); README's test command installs what every other test needs.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from strict_skips import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401 (hooks)
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")      # Debian: dataset-fashion-mnist
 TUXPAINT_STAMPS_DIR = Path("/usr/share/tuxpaint/stamps")           # Debian: tuxpaint-stamps-default

@@ -25,6 +25,7 @@ spec.loader.exec_module(worker)
 
 needs_gloo = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
                                 reason="needs torch.distributed with gloo")
+pytestmark = pytest.mark.slow  # torchrun
 
 REL = 1e-5
 

@@ -159,6 +159,7 @@ def test_skip_stats_can_be_kept_across_calls(model, image_files, tmp_path):
     assert stats.kept == 2 and stats.counts["corrupt_image"] == 2 and len(stats.examples["corrupt_image"]) == 2
 
 
+@pytest.mark.slow
 def test_evaluation_driver_matches_a_direct_computation_on_digits(model):
     from tether.metrics.evaluate import BUILTIN, evaluate
     from tether.metrics.linear_probe import linear_probe

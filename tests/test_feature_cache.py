@@ -86,6 +86,7 @@ def _lit_run(tmp_path, data, name, cache_mib, extra=()):
     return final, load_file(str(tmp_path / name / "model" / "model.safetensors"))
 
 
+@pytest.mark.slow
 def test_lit_training_with_the_cache_matches_training_without(tmp_path):
     # Bitwise by construction: with micro-batches of one row every tower call has the same shape
     # (1, 3, 28, 28), so an input encoded again in a later step or epoch gives the same bits as its
@@ -104,6 +105,7 @@ def test_lit_training_with_the_cache_matches_training_without(tmp_path):
         assert torch.equal(with_cache[key], without[key]), key
 
 
+@pytest.mark.slow
 def test_gradient_cache_reencodes_from_the_feature_cache(tmp_path):
     data = _folder_dataset(tmp_path / "pairs")
     extra = ["micro_batch_size=4", "steps=3"]               # one epoch; each batch encoded twice

@@ -336,7 +336,7 @@ def test_caption_by_retrieval_argmax_and_exclude():
         assert idx2[i] == np.flatnonzero(allowed)[cos[i, allowed].argmax()]
         assert exclude[i] is None or idx2[i] not in exclude[i]
     assert idx2[5] == best[5]
-    torch = pytest.importorskip("torch")
+    import torch  # a dependency of tether: always there
     assert caption_by_retrieval(torch.from_numpy(img), torch.from_numpy(pool), texts) == got
     with pytest.raises(ValueError, match="image 0: every pool caption is excluded"):
         caption_by_retrieval(img[:1], pool[:2], texts[:2], exclude=[[0, 1]])

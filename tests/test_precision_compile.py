@@ -381,6 +381,7 @@ def test_prepare_model_turns_checkpointing_on_in_both_towers():
 # torch.compile
 # --------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (shutil.which("g++") or shutil.which("clang++")),
                     reason="inductor builds C++ kernels: needs g++ or clang++ (apt-get install g++)")
 def test_compile_inductor_trains_like_eager_resumes_and_saves_plain_keys(tmp_path):
@@ -410,6 +411,7 @@ def test_compile_inductor_trains_like_eager_resumes_and_saves_plain_keys(tmp_pat
         assert torch.equal(loaded.state_dict()[key], value), key
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision,checkpointing,micro", [
     ("bf16", False, None), ("bf16", True, None), ("fp32", False, 12), ("bf16", True, 12)])
 def test_compile_combinations_train_like_eager(tmp_path, counting_compile, precision, checkpointing, micro):
@@ -438,6 +440,7 @@ def test_compiled_checkpointed_gradients_equal_plain_eager(counting_compile):
     assert_same_grads(got, want, 1e-5)
 
 
+@pytest.mark.slow
 def test_compile_with_the_gradient_cache_runs_compiled_code(tmp_path, counting_compile):
     fit(tiny(layers=1), tmp_path / "run", steps=1, compile=True, micro_batch_size=12)
     assert counting_compile.runs >= 1

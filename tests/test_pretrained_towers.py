@@ -261,6 +261,7 @@ def test_effnet_features_and_logits_equal_package_model(package_effnet, effnet_t
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
 
 
+@pytest.mark.slow
 def test_effnet_classifies_real_photos(effnet_tower):
     """sklearn's two sample photos (a Chinese temple, a daisy) under the tower + ImageNet head."""
     pytest.importorskip("sklearn")
@@ -268,9 +269,7 @@ def test_effnet_classifies_real_photos(effnet_tower):
 
     from tether.models.efficientnet import PREPROCESS, imagenet_head
     from tether.preprocess import IMAGENET_MEAN, IMAGENET_STD, ImagePreprocessor, PreprocessConfig
-    folder = Path(sklearn.datasets.__file__).parent / "images"
-    if not (folder / "flower.jpg").is_file():
-        pytest.skip("sklearn sample images not installed")
+    folder = Path(sklearn.datasets.__file__).parent / "images"  # shipped inside scikit-learn's wheel
     images = [Image.open(folder / n).convert("RGB") for n in ("china.jpg", "flower.jpg")]
     head = imagenet_head()
 
@@ -288,6 +287,7 @@ def test_effnet_classifies_real_photos(effnet_tower):
     assert p[1, 985] > imagenet[1, 985] and p[0, 698] > imagenet[0, 698]
 
 
+@pytest.mark.slow
 def test_effnet_any_size_and_grad_checkpointing(effnet_tower):
     from tether.models.efficientnet import EfficientNetLiteTower
     tower = EfficientNetLiteTower(pretrained=False)
@@ -335,6 +335,7 @@ def test_named_config_matches_align_tiny(align):
         assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
+@pytest.mark.slow
 def test_align_tiny_tether_roundtrip(align, tmp_path, monkeypatch):
     import tether
     from tether.checkpoints import tether_format

@@ -72,6 +72,7 @@ class PairsOfClasses:
         return {}
 
 
+@pytest.mark.slow
 def test_toy_vector_modality_trains_saves_loads_and_embeds(vector_modality, tmp_path):
     config = ModelConfig(embed_dim=16, towers={
         "image": ImageTowerConfig(kind="vit", image_size=28, patch_size=14, width=32, layers=1, heads=2, act="gelu",

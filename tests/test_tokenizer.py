@@ -371,6 +371,7 @@ print(digest(tok.backend.to_str().encode()), digest(tok(texts).numpy().tobytes()
 """
 
 
+@pytest.mark.slow
 def test_train_bpe_is_deterministic_across_processes(tmp_path: Path) -> None:
     """tokenizers' BpeTrainer learns different merges in different processes on this corpus; we must not."""
     corpus = zipf_captions(1000, seed=2)

@@ -6,7 +6,7 @@ with the key's dotted name, so a typo never silently trains the wrong thing.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,7 @@ class TrainConfig:
     log_every: int = 10
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:1"
     tensorboard: bool = True
+    resume_allow: list[str] = field(default_factory=list)  # keys that may differ from the checkpoint's run
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,6 +97,8 @@ class TrainConfig:
         need(self.log_every > 0, "log_every", f"must be positive (log every N steps), got {self.log_every}")
         need(self.eval_every >= 0, "eval_every", f"must be >= 0 (0: only at the end), got {self.eval_every}")
         need(self.workers >= 0, "workers", f"must be >= 0, got {self.workers}")
+        unknown = [k for k in self.resume_allow if not known_key(k)]
+        need(not unknown, "resume_allow", f"unknown key {unknown[0]!r}" if unknown else "")
         self._validate_sections()
 
     def _validate_sections(self) -> None:
@@ -119,6 +122,15 @@ class TrainConfig:
                 except ConfigError as err:
                     raise ConfigError(f"train.{key}: {err}") from err
         parse_device(self.device, "train.device")
+
+
+def known_key(key: str) -> bool:
+    """Whether ``key`` (dotted) names a TrainConfig key or a part of one (``resume_allow`` entries)."""
+    head, _, rest = key.partition(".")
+    if head == "optim" and rest:
+        return rest in {f.name for f in fields(OptimConfig)}
+    return head in {f.name for f in fields(TrainConfig)} and \
+        (not rest or head in ("model_overrides", "train_data", "val_data", "tokenizer"))
 
 
 def load_train_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:

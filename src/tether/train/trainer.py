@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -23,8 +25,14 @@ from ..models.attach import check_processors
 from .config import TrainConfig
 from .optim import build_optimizer, lock_tower
 from .parallel import build_strategy
+from .resume import check_resume, run_snapshot
 from .schedule import lr_at
 from .state import latest_checkpoint, read_checkpoint, save_checkpoint_state, set_rng_state
+
+
+# TETHER_TEST_SIGKILL_AT_STEP=K: the trainer SIGKILLs itself right after step K (and its checkpoint,
+# if one falls there), so the resume test crashes at the same point on any machine
+_SIGKILL_AT_STEP = int(os.environ.get("TETHER_TEST_SIGKILL_AT_STEP", "-1"))
 
 
 def loss_function(cfg: TrainConfig) -> Callable:
@@ -57,6 +65,7 @@ class Trainer:
         self.progress = progress and self.dist.is_main
         self.step = 0
         self.history: list[dict] = []
+        self.snapshot = run_snapshot(cfg, model)  # stored in checkpoints, checked on resume
 
     # ------------------------------------------------------------------ public
     def fit(self) -> dict:
@@ -93,6 +102,8 @@ class Trainer:
                     logger.log(self.step, self._evaluate(), prefix="eval/")
                 if self.step % self.cfg.checkpoint_every == 0 and self.step < self.cfg.steps:
                     self._checkpoint()
+                if self.step == _SIGKILL_AT_STEP:  # tests: a crash at a known step, whatever the speed
+                    os.kill(os.getpid(), signal.SIGKILL)
         finally:
             if bar is not None:
                 bar.close()
@@ -159,7 +170,7 @@ class Trainer:
         if state is not None:
             weights, optim_state, names = state
             save_checkpoint_state(self.run_dir, self.step, weights, optim_state,
-                                  {"config": self.cfg.to_dict(), "param_names": names}, keep=self.cfg.keep_checkpoints)
+                                  {**self.snapshot, "param_names": names}, keep=self.cfg.keep_checkpoints)
         self.dist.barrier()
 
     def _resume(self) -> None:
@@ -167,12 +178,13 @@ class Trainer:
         if path is None:
             return
         weights, extra = read_checkpoint(path)
+        notes = check_resume(path, extra, self.cfg, self.snapshot.get("model_config"))
         names = extra.pop("param_names", None)  # absent in checkpoints written before strategies
         self.strategy.load_checkpoint_state(self.optimizer, weights, extra.pop("optimizer"), names)
         set_rng_state(extra.pop("rng"))
         self.step = int(extra["step"])
         if self.dist.is_main:
-            print(f"resumed from {path} at step {self.step}")
+            print("\n".join([*notes, f"resumed from {path} at step {self.step}"]))
 
     def _bar(self):
         if not self.progress:

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Everything the test suite needs, on a fresh Debian or Ubuntu machine: README's test command runs
+# this, then pytest. It stops at the first package that cannot be installed: a missing dependency
+# would otherwise surface as a skipped test, and skipped tests fail the suite (tests/strict_skips.py).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  dataset-fashion-mnist    # the fashion_mnist fixture (tests/conftest.py): demo, data and eval tests
+  tuxpaint-stamps-default  # the tuxpaint_stamps fixture: the Tux Paint builder's tests
+  g++                      # torch.compile's inductor backend builds C++ kernels (test_precision_compile)
+  default-jre-headless     # pycocoevalcap's Java PTBTokenizer, compared with tether's (test_metrics_cider)
+)
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+if ! command -v apt-get >/dev/null; then
+  echo "install-test-deps: needs apt-get (Debian/Ubuntu) for: ${APT_PACKAGES[*]}" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}" >/dev/null
+
+# The CPU torch wheel first, so no dependency pulls a multi-GB CUDA build.
+python -m pip install -q torch==2.13.0
+python -m pip install -q -e ".[test,pretrained,data]"
