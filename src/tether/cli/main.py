@@ -6,7 +6,7 @@ import importlib
 import sys
 
 # command name -> module under tether.cli; each module has add_parser(subparsers)
-COMMANDS = ("demo", "models", "info", "convert", "embed", "train", "eval")
+COMMANDS = ("demo", "models", "info", "convert", "embed", "train", "eval", "score", "filter", "dedup")
 
 DESCRIPTION = """\
 tether maps images and text into one shared, L2-normalised embedding space.
@@ -17,6 +17,11 @@ Start here:
   tether convert SRC DST --to hf     convert between tether, Hugging Face and OpenCLIP
   tether embed --model M --images DIR --texts FILE --out DIR
                                      embed images and texts to safetensors + JSON
+  tether score DIR                   CLIP score of every pair of an embedding folder
+  tether filter DIR --top-fraction 0.3 --out OUT
+                                     keep pairs by CLIP score and DataComp's basic rules
+  tether dedup DIR --threshold 0.95 --out OUT
+                                     remove semantic duplicates, one member kept per group
 Run `tether COMMAND --help` for details and examples.
 """
 

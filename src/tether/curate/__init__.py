@@ -1,7 +1,15 @@
 """Data engineering with the shared space: embedding jobs, CLIP-score filtering, deduplication, labels.
 
-Every job reads and writes embedding folders in clip-retrieval's layout (``layout.py``).
+Every job reads and writes embedding folders in clip-retrieval's layout (``layout.py``):
+``score.py`` (CLIP scores beside the metadata), ``filter.py`` + ``rules.py`` (DataComp's score and
+basic rules), ``pairs.py`` + ``dedup.py`` (semantic duplicates: exact or SemDeDup's cluster mode),
+``dedup_job.py`` (the ``tether dedup`` outputs), ``contact_sheet.py`` (image grids for reports).
 """
+from .dedup import DedupResult, deduplicate, find_duplicates
+from .filter import fraction_threshold
 from .layout import EmbeddingFolder, LayoutError, open_folder, read_embeddings, read_metadata, write_part
+from .score import clip_scores, read_scores, write_scores
 
-__all__ = ["EmbeddingFolder", "LayoutError", "open_folder", "read_embeddings", "read_metadata", "write_part"]
+__all__ = ["DedupResult", "EmbeddingFolder", "LayoutError", "clip_scores", "deduplicate", "find_duplicates",
+           "fraction_threshold", "open_folder", "read_embeddings", "read_metadata", "read_scores", "write_part",
+           "write_scores"]

@@ -1,0 +1,237 @@
+"""Every pair of rows with cosine similarity >= a threshold, without the N x N matrix.
+
+What "cosine" means here (so that "exact" has one meaning): rows are L2-normalised in float32
+(:func:`normalize_rows`); the cosine of rows i and j is the float64 value of the exact dot product
+of those float32 rows (each product of two float32 numbers is exact in float64, and
+``math.fsum`` rounds the sum once). A pair is a duplicate when that value is ``>= threshold``.
+
+How it is found fast: blocks of rows are multiplied in float32 (BLAS). A float32 dot product of
+D terms of unit vectors is off by at most ``gamma_D = D u / (1 - D u)`` (u = 2^-24, any summation
+order), so :func:`float32_tolerance` takes ``tol = 2 (D + 2) 2^-24`` (6.1e-5 at D = 512):
+products ``>= threshold + tol`` are pairs, products ``< threshold - tol`` are not, and only the
+few in between are recomputed exactly. The result is the brute-force pair set, pairs exactly at
+the threshold included.
+
+Exact mode prunes with k-means (FAISS): each row x is compared only with the clusters B whose
+centroid c_B could hold a partner, by the triangle inequality on angles,
+``angle(x, y) >= angle(x, c_B) - r_B`` (r_B: the largest angle of B's members to c_B), with the
+float32 tolerance added on every side so that no pair is lost. Cluster mode (SemDeDup) compares
+rows only within their own cluster: faster, and it misses the pairs that straddle clusters.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+
+__all__ = ["Pairs", "normalize_rows", "float32_tolerance", "exact_cosine", "kmeans", "brute_force_pairs",
+           "exact_pairs", "cluster_pairs"]
+
+BLOCK = 4096  # rows per matrix-product block: 4096 x 4096 float32 = 64 MiB
+
+
+@dataclass
+class Pairs:
+    """Pairs (i < j) with their cosine (float64), plus the k-means clustering used, if any."""
+
+    i: np.ndarray
+    j: np.ndarray
+    sim: np.ndarray
+    assign: np.ndarray | None = None      # cluster of each row
+    centroids: np.ndarray | None = None   # (k, D) float32, unit rows
+
+    def __len__(self) -> int:
+        return len(self.i)
+
+    def at_least(self, threshold: float) -> "Pairs":
+        """The pairs with cosine >= ``threshold`` (a threshold at or above the one they were found at)."""
+        m = self.sim >= threshold
+        return Pairs(self.i[m], self.j[m], self.sim[m], self.assign, self.centroids)
+
+
+def check_threshold(threshold: float) -> float:
+    t = float(threshold)
+    if not -1.0 <= t <= 1.0:
+        raise ValueError(f"threshold must lie in [-1, 1] (a cosine similarity), got {threshold}")
+    return t
+
+
+def normalize_rows(embeddings: Any, name: str = "embeddings") -> np.ndarray:
+    """(N, D) float32, C-contiguous, rows L2-normalised; one-line errors for NaN/inf or zero rows."""
+    x = np.asarray(embeddings, dtype=np.float32)
+    if x.ndim != 2 or x.shape[1] == 0:
+        raise ValueError(f"{name} must be a 2-D (rows, dim) matrix, got shape {x.shape}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is empty (0 rows): nothing to compare")
+    norms = np.linalg.norm(x, axis=1)
+    bad = ~np.isfinite(norms) | (norms == 0)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise ValueError(f"{name}: {len(rows)} row(s) with NaN/inf values or zero norm, first at row(s) "
+                         f"{rows[:5].tolist()}")
+    return np.ascontiguousarray(x / norms[:, None], dtype=np.float32)
+
+
+def float32_tolerance(dim: int) -> float:
+    """Bound on |float32 dot - exact dot| for unit rows of width ``dim`` (twice gamma_{D+2})."""
+    return 2.0 * (dim + 2) * 2.0 ** -24
+
+
+def exact_cosine(x: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """The defining cosine of pairs (i, j) of float32 unit rows: exact products, one rounding (fsum)."""
+    out = np.empty(len(i), dtype=np.float64)
+    for k, (a, b) in enumerate(zip(np.asarray(i).tolist(), np.asarray(j).tolist())):
+        out[k] = math.fsum((x[a].astype(np.float64) * x[b].astype(np.float64)).tolist())
+    return out
+
+
+def _float64_cosine(x: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """float64 dot products of float32 rows (error < 1e-13): the recorded similarity of clear pairs."""
+    out = np.empty(len(i), dtype=np.float64)
+    for s in range(0, len(i), 65536):
+        a, b = x[i[s:s + 65536]].astype(np.float64), x[j[s:s + 65536]].astype(np.float64)
+        out[s:s + 65536] = np.einsum("ij,ij->i", a, b)
+    return out
+
+
+class _Collector:
+    """Accumulates the pairs of float32 similarity blocks, deciding the uncertain band exactly."""
+
+    def __init__(self, x: np.ndarray, threshold: float) -> None:
+        self.x, self.threshold = x, threshold
+        self.tol = float32_tolerance(x.shape[1])
+        self.i: list[np.ndarray] = []
+        self.j: list[np.ndarray] = []
+        self.band = 0  # pairs recomputed exactly
+
+    def add(self, rows: np.ndarray, cols: np.ndarray, upper: bool) -> None:
+        """Pairs between rows and cols (global indices); ``upper``: the same list, pairs p < q only."""
+        s = self.x[rows] @ self.x[cols].T
+        if upper:
+            s[np.tril_indices(len(rows), 0, len(cols))] = -np.inf
+        p, q = np.nonzero(s >= self.threshold - self.tol)
+        if not len(p):
+            return
+        sure = s[p, q] >= self.threshold + self.tol
+        gi, gj = rows[p], cols[q]
+        if not sure.all():
+            unsure = ~sure
+            self.band += int(unsure.sum())
+            sure[unsure] = exact_cosine(self.x, gi[unsure], gj[unsure]) >= self.threshold
+        gi, gj = gi[sure], gj[sure]
+        self.i.append(np.minimum(gi, gj))
+        self.j.append(np.maximum(gi, gj))
+
+    def result(self, assign=None, centroids=None) -> Pairs:
+        i = np.concatenate(self.i) if self.i else np.zeros(0, np.int64)
+        j = np.concatenate(self.j) if self.j else np.zeros(0, np.int64)
+        order = np.lexsort((j, i))
+        i, j = i[order].astype(np.int64), j[order].astype(np.int64)
+        return Pairs(i, j, _float64_cosine(self.x, i, j), assign, centroids)
+
+
+def _blocks(index: np.ndarray, block: int) -> Iterator[np.ndarray]:
+    for s in range(0, len(index), block):
+        yield index[s:s + block]
+
+
+def _scan(col: _Collector, rows: np.ndarray, cols: np.ndarray | None, block: int) -> None:
+    """All pairs within ``rows`` (cols None) or between ``rows`` and ``cols``, block by block."""
+    rb = list(_blocks(rows, block))
+    for a, r in enumerate(rb):
+        if cols is None:
+            col.add(r, r, upper=True)
+            for c in rb[a + 1:]:
+                col.add(r, c, upper=False)
+        else:
+            for c in _blocks(cols, block):
+                col.add(r, c, upper=False)
+
+
+def _progress(iterable, total: int, desc: str, progress: bool):
+    if not progress:
+        return iterable
+    from tqdm import tqdm
+    return tqdm(iterable, total=total, desc=desc, unit="cluster", leave=False)
+
+
+def brute_force_pairs(x: np.ndarray, threshold: float, *, block: int = BLOCK) -> Pairs:
+    """Every pair, all N (N - 1) / 2 products (blocked): the reference the other modes are held to."""
+    col = _Collector(x, check_threshold(threshold))
+    _scan(col, np.arange(len(x)), None, block)
+    return col.result()
+
+
+def kmeans(x: np.ndarray, k: int, *, seed: int = 0, niter: int = 20, max_points_per_centroid: int = 256
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Spherical k-means (FAISS) on unit rows -> (unit centroids (k, D), nearest centroid of each row)."""
+    try:
+        import faiss
+    except ImportError as e:
+        raise ImportError("deduplication needs FAISS: pip install faiss-cpu (or tether[curate])") from e
+    k = max(1, min(int(k), len(x)))
+    km = faiss.Kmeans(x.shape[1], k, niter=niter, seed=seed, spherical=True, verbose=False,
+                      max_points_per_centroid=max_points_per_centroid, min_points_per_centroid=1)
+    km.train(x)
+    centroids = normalize_rows(km.centroids, "centroids")
+    assign = np.empty(len(x), dtype=np.int64)
+    for s in range(0, len(x), BLOCK):
+        assign[s:s + BLOCK] = np.argmax(x[s:s + BLOCK] @ centroids.T, axis=1)
+    return centroids, assign
+
+
+def default_clusters(n: int) -> int:
+    """sqrt(N) clusters: balances the row-to-centroid products against the within-cluster ones."""
+    return max(1, int(round(math.sqrt(n))))
+
+
+def _members(assign: np.ndarray, k: int) -> list[np.ndarray]:
+    order = np.argsort(assign, kind="stable")
+    bounds = np.searchsorted(assign[order], np.arange(k + 1))
+    return [order[bounds[c]:bounds[c + 1]] for c in range(k)]
+
+
+def cluster_pairs(x: np.ndarray, threshold: float, *, n_clusters: int | None = None, seed: int = 0,
+                  niter: int = 20, block: int = BLOCK, progress: bool = False) -> Pairs:
+    """SemDeDup: k-means, then pairs within each cluster only (misses pairs across clusters)."""
+    col = _Collector(x, check_threshold(threshold))
+    centroids, assign = kmeans(x, n_clusters or default_clusters(len(x)), seed=seed, niter=niter)
+    members = _members(assign, len(centroids))
+    for rows in _progress(members, len(members), "dedup (cluster)", progress):
+        if len(rows) > 1:
+            _scan(col, rows, None, block)
+    return col.result(assign, centroids)
+
+
+def exact_pairs(x: np.ndarray, threshold: float, *, n_clusters: int | None = None, seed: int = 0,
+                niter: int = 10, block: int = BLOCK, progress: bool = False) -> Pairs:
+    """Every pair with cosine >= threshold (the brute-force set), pruned by clusters (module docstring)."""
+    threshold = check_threshold(threshold)
+    k = n_clusters or default_clusters(len(x))
+    if k <= 1 or len(x) <= block:
+        return brute_force_pairs(x, threshold, block=block)
+    col = _Collector(x, threshold)
+    centroids, assign = kmeans(x, k, seed=seed, niter=niter, max_points_per_centroid=64)
+    k = len(centroids)
+    members = _members(assign, k)
+    tol = col.tol
+    own = np.einsum("ij,ij->i", x, centroids[assign])
+    radius = np.zeros(k)  # largest angle of a member to its centroid, rounded up
+    for c, rows in enumerate(members):
+        if len(rows):
+            radius[c] = np.arccos(max(-1.0, float(own[rows].min()) - tol))
+    reach = np.arccos(max(-1.0, threshold - tol)) + 1e-9  # largest angle of a pair, rounded up
+    for a in _progress(range(k), k, "dedup (exact)", progress):
+        rows = members[a]
+        if not len(rows):
+            continue
+        if len(rows) > 1:
+            _scan(col, rows, None, block)
+        # the clusters after a that some row of a could reach: angle(x, c_B) - r_B <= reach
+        angle = np.arccos(np.clip(x[rows] @ centroids[a + 1:].T + tol, -1.0, 1.0))
+        near = np.flatnonzero(((angle - radius[None, a + 1:]) <= reach).any(axis=0)) + a + 1
+        if len(near):
+            _scan(col, rows, np.concatenate([members[b] for b in near]), block)
+    return col.result(assign, centroids)
