@@ -51,13 +51,13 @@ def _font(size: int):
 
 def _thumbnail(path: Path | None, size: int) -> Image.Image:
     from ..preprocess import ImageDecodeError, load_image
-    canvas = Image.new("RGB", (size, size), GREY)
     if path is None:
-        return canvas
+        return Image.new("RGB", (size, size), GREY)
     try:
         img = load_image(path)
     except (ImageDecodeError, OSError):
-        return canvas
+        return Image.new("RGB", (size, size), GREY)
+    canvas = Image.new("RGB", (size, size), "white")
     img.thumbnail((size, size))
     canvas.paste(img, ((size - img.width) // 2, (size - img.height) // 2))
     return canvas

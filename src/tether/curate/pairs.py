@@ -164,8 +164,8 @@ def brute_force_pairs(x: np.ndarray, threshold: float, *, block: int = BLOCK) ->
     return col.result()
 
 
-def kmeans(x: np.ndarray, k: int, *, seed: int = 0, niter: int = 20, max_points_per_centroid: int = 256
-           ) -> tuple[np.ndarray, np.ndarray]:
+def kmeans(x: np.ndarray, k: int, *, seed: int = 0, niter: int = 20, max_points_per_centroid: int = 256,
+           assign: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """Spherical k-means (FAISS) on unit rows -> (unit centroids (k, D), nearest centroid of each row)."""
     try:
         import faiss
@@ -176,10 +176,12 @@ def kmeans(x: np.ndarray, k: int, *, seed: int = 0, niter: int = 20, max_points_
                       max_points_per_centroid=max_points_per_centroid, min_points_per_centroid=1)
     km.train(x)
     centroids = normalize_rows(km.centroids, "centroids")
-    assign = np.empty(len(x), dtype=np.int64)
+    if not assign:
+        return centroids, None
+    nearest = np.empty(len(x), dtype=np.int64)
     for s in range(0, len(x), BLOCK):
-        assign[s:s + BLOCK] = np.argmax(x[s:s + BLOCK] @ centroids.T, axis=1)
-    return centroids, assign
+        nearest[s:s + BLOCK] = np.argmax(x[s:s + BLOCK] @ centroids.T, axis=1)
+    return centroids, nearest
 
 
 def default_clusters(n: int) -> int:
@@ -205,33 +207,74 @@ def cluster_pairs(x: np.ndarray, threshold: float, *, n_clusters: int | None = N
     return col.result(assign, centroids)
 
 
+def _assign_top(x: np.ndarray, centroids: np.ndarray, top: int) -> tuple[np.ndarray, ...]:
+    """One pass over the rows: nearest centroid, its cosine, and the ``top`` largest cosines with their ids."""
+    n, k = len(x), len(centroids)
+    t = min(top, k)
+    assign, own = np.empty(n, np.int64), np.empty(n, np.float32)
+    ids, sims = np.empty((n, t), np.int64), np.empty((n, t), np.float32)
+    for s in range(0, n, BLOCK):
+        block = x[s:s + BLOCK] @ centroids.T
+        part = np.argpartition(-block, t - 1, axis=1)[:, :t] if t < k else np.broadcast_to(np.arange(k), block.shape)
+        ids[s:s + BLOCK] = part
+        sims[s:s + BLOCK] = np.take_along_axis(block, part, axis=1)
+        assign[s:s + BLOCK] = np.argmax(block, axis=1)
+        own[s:s + BLOCK] = block[np.arange(len(block)), assign[s:s + BLOCK]]
+    return assign, own, ids, sims
+
+
+def _candidates(x: np.ndarray, centroids: np.ndarray, assign: np.ndarray, ids: np.ndarray, sims: np.ndarray,
+                need: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row, cluster) pairs with cluster > the row's own and cosine to its centroid >= ``need[cluster]``.
+
+    From the stored top cosines; a row whose smallest stored cosine still reaches some cluster's
+    ``need`` might reach clusters it did not store, so its products with every centroid are redone."""
+    hit = (sims >= need[ids]) & (ids > assign[:, None])
+    rows, cols = np.nonzero(hit)
+    out_r, out_c = [rows], [ids[rows, cols]]
+    if ids.shape[1] < len(centroids):
+        redo = np.flatnonzero(sims.min(axis=1) >= need.min())
+        for s in range(0, len(redo), BLOCK):
+            r = redo[s:s + BLOCK]
+            full = (x[r] @ centroids.T >= need[None, :]) & (np.arange(len(centroids))[None, :] > assign[r, None])
+            fr, fc = np.nonzero(full)
+            out_r.append(r[fr])
+            out_c.append(fc)
+        if len(redo):  # the redone rows' stored hits are in the full products too
+            keep = ~np.isin(rows, redo)
+            out_r[0], out_c[0] = rows[keep], out_c[0][keep]
+    return np.concatenate(out_r), np.concatenate(out_c)
+
+
 def exact_pairs(x: np.ndarray, threshold: float, *, n_clusters: int | None = None, seed: int = 0,
-                niter: int = 10, block: int = BLOCK, progress: bool = False) -> Pairs:
-    """Every pair with cosine >= threshold (the brute-force set), pruned by clusters (module docstring)."""
+                niter: int = 10, block: int = BLOCK, top: int = 8, progress: bool = False) -> Pairs:
+    """Every pair with cosine >= threshold (the brute-force set), pruned by clusters (module docstring).
+
+    Row x in cluster A is compared with cluster B's members only if
+    ``angle(x, c_B) - r_B <= arccos(threshold)``, i.e. ``cos(x, c_B) >= cos(arccos(threshold) + r_B)``,
+    every cosine and radius widened by the float32 tolerance."""
     threshold = check_threshold(threshold)
-    k = n_clusters or default_clusters(len(x))
+    k = n_clusters or 2 * default_clusters(len(x))  # more, tighter clusters than cluster mode: sharper bounds
     if k <= 1 or len(x) <= block:
         return brute_force_pairs(x, threshold, block=block)
     col = _Collector(x, threshold)
-    centroids, assign = kmeans(x, k, seed=seed, niter=niter, max_points_per_centroid=64)
-    k = len(centroids)
+    centroids, _ = kmeans(x, k, seed=seed, niter=niter, max_points_per_centroid=64, assign=False)
+    k, tol = len(centroids), col.tol
+    assign, own, ids, sims = _assign_top(x, centroids, top)
     members = _members(assign, k)
-    tol = col.tol
-    own = np.einsum("ij,ij->i", x, centroids[assign])
-    radius = np.zeros(k)  # largest angle of a member to its centroid, rounded up
-    for c, rows in enumerate(members):
-        if len(rows):
-            radius[c] = np.arccos(max(-1.0, float(own[rows].min()) - tol))
+    lowest = np.full(k, 1.0)  # smallest cosine of a member to its centroid -> radius, rounded up
+    np.minimum.at(lowest, assign, own.astype(np.float64))
+    radius = np.arccos(np.clip(lowest - tol, -1.0, 1.0))
     reach = np.arccos(max(-1.0, threshold - tol)) + 1e-9  # largest angle of a pair, rounded up
-    for a in _progress(range(k), k, "dedup (exact)", progress):
-        rows = members[a]
-        if not len(rows):
-            continue
-        if len(rows) > 1:
-            _scan(col, rows, None, block)
-        # the clusters after a that some row of a could reach: angle(x, c_B) - r_B <= reach
-        angle = np.arccos(np.clip(x[rows] @ centroids[a + 1:].T + tol, -1.0, 1.0))
-        near = np.flatnonzero(((angle - radius[None, a + 1:]) <= reach).any(axis=0)) + a + 1
-        if len(near):
-            _scan(col, rows, np.concatenate([members[b] for b in near]), block)
+    need = np.where(reach + radius >= np.pi, -np.inf, np.cos(np.minimum(reach + radius, np.pi)) - tol - 1e-9)
+    rows, near = _candidates(x, centroids, assign, ids, sims, need)
+    order = np.lexsort((near, assign[rows]))
+    rows, near = rows[order], near[order]
+    starts = np.flatnonzero(np.r_[True, (near[1:] != near[:-1]) | (assign[rows][1:] != assign[rows][:-1])])
+    groups = np.split(np.arange(len(rows)), starts[1:]) if len(rows) else []
+    for a in _progress(range(k), k, "dedup (exact, within clusters)", progress):
+        if len(members[a]) > 1:
+            _scan(col, members[a], None, block)
+    for g in _progress(groups, len(groups), "dedup (exact, across clusters)", progress):
+        _scan(col, rows[g], members[near[g[0]]], block)
     return col.result(assign, centroids)
