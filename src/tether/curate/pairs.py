@@ -150,11 +150,11 @@ def _scan(col: _Collector, rows: np.ndarray, cols: np.ndarray | None, block: int
                 col.add(r, c, upper=False)
 
 
-def _progress(iterable, total: int, desc: str, progress: bool):
+def _progress(iterable, total: int, desc: str, progress: bool, unit: str = "cluster"):
     if not progress:
         return iterable
     from tqdm import tqdm
-    return tqdm(iterable, total=total, desc=desc, unit="cluster", leave=False)
+    return tqdm(iterable, total=total, desc=desc, unit=unit, leave=False)
 
 
 def brute_force_pairs(x: np.ndarray, threshold: float, *, block: int = BLOCK) -> Pairs:
@@ -207,13 +207,14 @@ def cluster_pairs(x: np.ndarray, threshold: float, *, n_clusters: int | None = N
     return col.result(assign, centroids)
 
 
-def _assign_top(x: np.ndarray, centroids: np.ndarray, top: int) -> tuple[np.ndarray, ...]:
+def _assign_top(x: np.ndarray, centroids: np.ndarray, top: int, progress: bool = False) -> tuple[np.ndarray, ...]:
     """One pass over the rows: nearest centroid, its cosine, and the ``top`` largest cosines with their ids."""
     n, k = len(x), len(centroids)
     t = min(top, k)
     assign, own = np.empty(n, np.int64), np.empty(n, np.float32)
     ids, sims = np.empty((n, t), np.int64), np.empty((n, t), np.float32)
-    for s in range(0, n, BLOCK):
+    starts = range(0, n, BLOCK)
+    for s in _progress(starts, len(starts), "dedup (exact, rows to centroids)", progress, "block"):
         block = x[s:s + BLOCK] @ centroids.T
         part = np.argpartition(-block, t - 1, axis=1)[:, :t] if t < k else np.broadcast_to(np.arange(k), block.shape)
         ids[s:s + BLOCK] = part
@@ -260,7 +261,7 @@ def exact_pairs(x: np.ndarray, threshold: float, *, n_clusters: int | None = Non
     col = _Collector(x, threshold)
     centroids, _ = kmeans(x, k, seed=seed, niter=niter, max_points_per_centroid=64, assign=False)
     k, tol = len(centroids), col.tol
-    assign, own, ids, sims = _assign_top(x, centroids, top)
+    assign, own, ids, sims = _assign_top(x, centroids, top, progress)
     members = _members(assign, k)
     lowest = np.full(k, 1.0)  # smallest cosine of a member to its centroid -> radius, rounded up
     np.minimum.at(lowest, assign, own.astype(np.float64))
@@ -275,6 +276,6 @@ def exact_pairs(x: np.ndarray, threshold: float, *, n_clusters: int | None = Non
     for a in _progress(range(k), k, "dedup (exact, within clusters)", progress):
         if len(members[a]) > 1:
             _scan(col, members[a], None, block)
-    for g in _progress(groups, len(groups), "dedup (exact, across clusters)", progress):
+    for g in _progress(groups, len(groups), "dedup (exact, across clusters)", progress, "cluster pair"):
         _scan(col, rows[g], members[near[g[0]]], block)
     return col.result(assign, centroids)
