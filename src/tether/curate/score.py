@@ -157,7 +157,7 @@ def score_folder(folder: str | Path, *, group_by: str | None = None, thresholds=
         meta = read_metadata(folder)
         if group_by not in meta.column_names:
             raise ValueError(f"--group-by {group_by!r}: no such metadata column (columns: {meta.column_names})")
-        groups = np.asarray([str(v) for v in meta.column(group_by).to_pylist()], dtype=object)[valid]
+        groups = np.asarray(meta.column(group_by).to_pylist(), dtype=object)[valid]
     summary = summarize_scores(scores[valid], thresholds)
     summary["invalid_rows"] = invalid
     by_group = summarize_by_group(scores[valid], groups, thresholds) if groups is not None else None
