@@ -7,7 +7,7 @@ import os
 import sys
 
 # command name -> module under tether.cli; each module has add_parser(subparsers)
-COMMANDS = ("demo", "models", "fetch", "info", "convert", "embed", "train", "eval")
+COMMANDS = ("demo", "models", "fetch", "info", "convert", "embed", "train", "eval", "score", "filter", "dedup")
 
 DESCRIPTION = """\
 tether maps images and text into one shared, L2-normalised embedding space.
@@ -20,6 +20,11 @@ Start here:
   tether convert SRC DST --to hf     convert between tether, Hugging Face and OpenCLIP
   tether embed --model M --data TYPE:PATH --out DIR
                                      embed a dataset (clip-retrieval's layout, resumable)
+  tether score DIR                   CLIP score of every pair of an embedding folder
+  tether filter DIR --top-fraction 0.3 --out OUT
+                                     keep pairs by CLIP score and DataComp's basic rules
+  tether dedup DIR --threshold 0.95 --out OUT
+                                     remove semantic duplicates, one member kept per group
 Run `tether COMMAND --help` for details and examples.
 """
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ConfigError
 from .part import embed_samples, read_part
 
 KS = (1, 5, 10)
@@ -19,7 +20,7 @@ KS = (1, 5, 10)
 def precision_agreement(job: Any, n: int, *, batch_size: int = 64, device: Any = None) -> dict[str, Any]:
     """The agreement of ``job.precision`` with fp32 on the first ``n`` inputs (see the module docstring)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"compare_fp32 must be a positive number of inputs, got {n!r}")
+        raise ConfigError(f"compare_fp32 must be a positive number of inputs, got {n!r}")
     samples, _ = read_part(job.source, 0, min(n, job.n_inputs))
     runs = {p: embed_samples(job.model, samples, job.modalities, base=job.source, batch_size=batch_size,
                              precision=p, device=device) for p in dict.fromkeys(("fp32", job.precision))}
