@@ -65,6 +65,23 @@ class Modality:
 MODALITIES: dict[str, Modality] = {}
 
 
+TowerBuilder = Callable[[TowerConfig, int], nn.Module]
+
+
+def tower_builder(modality: str, kinds: dict[str, TowerBuilder]) -> TowerBuilder:
+    """A ``build_tower`` that maps a tower config's ``kind`` to its constructor: the one place a
+    modality's kinds become classes. Kind "module" means the caller passes the tower itself."""
+    def build(cfg: TowerConfig, embed_dim: int) -> nn.Module:
+        if cfg.kind in kinds:
+            return kinds[cfg.kind](cfg, embed_dim)
+        if cfg.kind == "module":
+            raise ConfigError(f"towers.{modality}.kind='module': pass the tower itself, "
+                              f"AlignedModel(config, towers={{{modality!r}: my_module}})")
+        raise ConfigError(f"unknown towers.{modality}.kind {cfg.kind!r}: expected one of "
+                          f"{', '.join([*kinds, 'module'])}")
+    return build
+
+
 def register_modality(modality: Modality) -> None:
     """Add (or replace) a modality; its towers are then parsed with ``modality.config_class``."""
     if not isinstance(modality, Modality):
@@ -85,4 +102,4 @@ def tower_config_class(name: str) -> type[TowerConfig]:
 
 set_tower_config_lookup(tower_config_class)
 
-__all__ = ["MODALITIES", "Modality", "Processor", "get_modality", "register_modality", "tower_config_class"]
+__all__ = ["MODALITIES", "Modality", "Processor", "get_modality", "register_modality", "tower_builder", "tower_config_class"]

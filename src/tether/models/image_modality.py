@@ -7,31 +7,31 @@ from typing import Any
 from torch import nn
 
 from ..config import ImageTowerConfig, TowerConfig
-from ..errors import ConfigError
-from ..modalities import Modality, register_modality
+from ..modalities import Modality, register_modality, tower_builder
 from .processors import image_preprocessor
 
-IMAGE_KINDS = ("vit", "resnet", "hf", "efficientnet_lite0", "module")
+def _vit(cfg: ImageTowerConfig, embed_dim: int) -> nn.Module:
+    from .vit import VisionTransformer
+    return VisionTransformer(cfg)
 
 
-def build_image_tower(cfg: ImageTowerConfig, embed_dim: int) -> nn.Module:
-    """The one place that maps an image tower's ``kind`` to a class."""
-    if cfg.kind == "vit":
-        from .vit import VisionTransformer
-        return VisionTransformer(cfg)
-    if cfg.kind == "resnet":
-        from .resnet import ModifiedResNet
-        return ModifiedResNet(cfg, cfg.output_dim or embed_dim)
-    if cfg.kind == "hf":
-        from .hf_towers import HFImageTower
-        return HFImageTower(cfg)
-    if cfg.kind == "efficientnet_lite0":
-        from .efficientnet import EfficientNetLiteTower
-        return EfficientNetLiteTower(cfg)
-    if cfg.kind == "module":
-        raise ConfigError("towers.image.kind='module': pass the tower itself, "
-                          "AlignedModel(config, towers={'image': my_module})")
-    raise ConfigError(f"unknown towers.image.kind {cfg.kind!r}: expected one of {', '.join(IMAGE_KINDS)}")
+def _resnet(cfg: ImageTowerConfig, embed_dim: int) -> nn.Module:
+    from .resnet import ModifiedResNet
+    return ModifiedResNet(cfg, cfg.output_dim or embed_dim)
+
+
+def _hf(cfg: ImageTowerConfig, embed_dim: int) -> nn.Module:
+    from .hf_towers import HFImageTower
+    return HFImageTower(cfg)
+
+
+def _efficientnet_lite0(cfg: ImageTowerConfig, embed_dim: int) -> nn.Module:
+    from .efficientnet import EfficientNetLiteTower
+    return EfficientNetLiteTower(cfg)
+
+
+build_image_tower = tower_builder("image", {"vit": _vit, "resnet": _resnet, "hf": _hf,
+                                            "efficientnet_lite0": _efficientnet_lite0})
 
 
 def _image_processor(cfg: TowerConfig, files: Path | None):

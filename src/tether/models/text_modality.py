@@ -7,25 +7,21 @@ from typing import Any
 from torch import nn
 
 from ..config import TextTowerConfig, TowerConfig
-from ..errors import ConfigError, InputError, TokenizerError
-from ..modalities import Modality, register_modality
+from ..errors import InputError, TokenizerError
+from ..modalities import Modality, register_modality, tower_builder
 from .processors import text_tokenizer
 
-TEXT_KINDS = ("transformer", "hf", "module")
+def _transformer(cfg: TextTowerConfig, embed_dim: int) -> nn.Module:
+    from .text import TextTransformer
+    return TextTransformer(cfg)
 
 
-def build_text_tower(cfg: TextTowerConfig, embed_dim: int) -> nn.Module:
-    """The one place that maps a text tower's ``kind`` to a class."""
-    if cfg.kind == "transformer":
-        from .text import TextTransformer
-        return TextTransformer(cfg)
-    if cfg.kind == "hf":
-        from .hf_towers import HFTextTower
-        return HFTextTower(cfg)
-    if cfg.kind == "module":
-        raise ConfigError("towers.text.kind='module': pass the tower itself, "
-                          "AlignedModel(config, towers={'text': my_module})")
-    raise ConfigError(f"unknown towers.text.kind {cfg.kind!r}: expected one of {', '.join(TEXT_KINDS)}")
+def _hf(cfg: TextTowerConfig, embed_dim: int) -> nn.Module:
+    from .hf_towers import HFTextTower
+    return HFTextTower(cfg)
+
+
+build_text_tower = tower_builder("text", {"transformer": _transformer, "hf": _hf})
 
 
 def _text_processor(cfg: TowerConfig, files: Path | None):
