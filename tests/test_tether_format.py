@@ -9,6 +9,7 @@ from PIL import Image
 import tether
 from tether.checkpoints import CheckpointError, detect_format
 from tether.preprocess import ImageDecodeError
+from tolerances import assert_within_rounding
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +95,7 @@ def test_load_errors_are_specific(model, tmp_path):
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def test_version_1_checkpoint_loads_with_identical_embeddings(tmp_path):
+def test_version_1_checkpoint_loads_with_the_same_embeddings(tmp_path):
     """tests/fixtures/tether_v1 was written by the tether_format 1 code (tests/fixtures/make_tether_v1.py)."""
     from safetensors.torch import load_file
 
@@ -106,13 +107,19 @@ def test_version_1_checkpoint_loads_with_identical_embeddings(tmp_path):
     assert (image.projection, text.projection, text.projection_bias) == ("linear", "linear", True)
     assert model.preprocessor.config.std == (0.25, 0.25, 0.25) and model.tokenizer.context_length == 16
     assert torch.equal(model.tokenizer(["a photo of a red cat", "a blue shoe", "green"]), expected["input_ids"])
+    # The fixture's embeddings were computed on the machine that wrote it; another CPU's BLAS sums in
+    # another order, so they agree within float32 rounding (the longest sum: the MLP width).
+    terms = max(t.mlp_dim or 4 * t.width for t in (image, text))
     with torch.no_grad():
-        assert torch.equal(model.encode_image(expected["pixels"], normalize=True), expected["image_embeds"])
-        assert torch.equal(model.encode_text(expected["input_ids"], normalize=True), expected["text_embeds"])
+        assert_within_rounding(model.encode_image(expected["pixels"], normalize=True), expected["image_embeds"],
+                               terms, "image embeddings")
+        assert_within_rounding(model.encode_text(expected["input_ids"], normalize=True), expected["text_embeds"],
+                               terms, "text embeddings")
     again = tether.load(tether.save(model, tmp_path / "v2"))  # written as version 2, read back the same
     assert json.loads((tmp_path / "v2" / "config.json").read_text())["tether_format"] == 2
-    with torch.no_grad():
-        assert torch.equal(again.encode_text(expected["input_ids"], normalize=True), expected["text_embeds"])
+    with torch.no_grad():  # same machine, same shapes: the reloaded model gives the same bits as the loaded one
+        assert torch.equal(again.encode_text(expected["input_ids"], normalize=True),
+                           model.encode_text(expected["input_ids"], normalize=True))
 
 
 def test_newer_format_version_is_refused(model, tmp_path):
