@@ -14,6 +14,8 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     assert f"**Run the tests:**\n\n```bash\n{command}\n```" in readme
     assert command.startswith("scripts/install-test-deps.sh && ") and command.endswith("python -m pytest -q")
+    last = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
+    assert last == command  # what .ci/run executes is the command it checks against README
 
 
 def test_the_install_script_installs_every_debian_package_the_tests_name():
