@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .config import TowerConfig, set_tower_config_lookup
-from .errors import ConfigError
+from .errors import ConfigError, TetherError
 
 
 @runtime_checkable
@@ -102,4 +102,29 @@ def tower_config_class(name: str) -> type[TowerConfig]:
 
 set_tower_config_lookup(tower_config_class)
 
-__all__ = ["MODALITIES", "Modality", "Processor", "get_modality", "register_modality", "tower_builder", "tower_config_class"]
+def check_processor(model, modality: str, processor, source: str | Path | None = None) -> None:
+    """Refuse a processor the model's tower cannot take (a tokenizer with more ids or a longer
+    context than the text tower); ``source`` (the model or the processor's files) starts the message.
+
+    Run where the processor is about to be used (the embedding engine, the trainer, ``tether
+    embed`` / ``eval``) and when one is attached in Python; not when a checkpoint is loaded, so a
+    checkpoint whose tokenizer is larger than its model (test models often are) still loads,
+    converts and describes itself."""
+    towers = getattr(getattr(model, "config", None), "towers", {})  # duck-typed models have none to check
+    if processor is None or modality not in towers:
+        return
+    try:
+        get_modality(modality).check_processor(towers[modality], processor)
+    except TetherError as err:
+        if source is None:
+            raise
+        raise type(err)(f"{source}: {err}") from err
+
+
+def check_processors(model, source: str | Path | None = None) -> None:
+    """:func:`check_processor` for every processor the model has (before training or evaluation starts)."""
+    for modality, processor in model.processors.items():
+        check_processor(model, modality, processor, source)
+
+
+__all__ = ["MODALITIES", "check_processor", "check_processors", "Modality", "Processor", "get_modality", "register_modality", "tower_builder", "tower_config_class"]

@@ -42,7 +42,7 @@ def run(args) -> int:
         return merge(args.paths[1:], args.out)
     from tether.metrics.evaluate import TASKS, resolve_dataset, run_tasks
     from tether.checkpoints import resolve_model
-    from tether.models.attach import check_processors
+    from tether.modalities import check_processors
     model = resolve_model(args.model, random_weights=args.random_weights)
     check_processors(model, args.model)
     tasks = args.task or list(TASKS[:3])

@@ -87,7 +87,7 @@ def _check_processors(model: Any, modalities: Sequence[str], model_id: Any) -> N
     """Refuse before anything is read or written: a modality the model cannot process, or a
     processor its tower cannot take (a tokenizer larger than the text tower)."""
     from ..errors import MissingProcessorError
-    from ..models.attach import check_processor
+    from ..modalities import check_processor
 
     for modality in modalities:
         processor = model.processors.get(modality)

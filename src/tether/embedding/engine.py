@@ -21,7 +21,7 @@ from ..data.sample import Sample
 from ..data.skips import SkipStats
 from ..devices import pick_device
 from ..errors import InputError
-from ..modalities import get_modality
+from ..modalities import check_processor, get_modality
 from .inputs import is_source, make_batches
 from .precision import autocast
 
@@ -72,9 +72,7 @@ def embed(model: Any, modality: str, inputs: Any, *, batch_size: int | None = No
     device = _place(model, device)
     precision_context = autocast(precision, device)
     processor = model.processors.get(modality)
-    towers = getattr(getattr(model, "config", None), "towers", {})
-    if processor is not None and modality in towers:  # a tokenizer the tower cannot take: refused up front
-        get_modality(modality).check_processor(towers[modality], processor)
+    check_processor(model, modality, processor)  # a tokenizer the tower cannot take: refused up front
     prepare = functools.partial(get_modality(modality).prepare, processor)
     batches = make_batches(inputs, modality, processor, prepare, batch_size, strict)
     stats = skips if skips is not None else SkipStats()

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..errors import ConfigError, MissingProcessorError, UnknownNameError
-from ..modalities import Processor, get_modality
+from ..modalities import Processor, check_processor, get_modality
 from .tower import set_grad_checkpointing
 
 
@@ -114,8 +114,7 @@ class AlignedModel(nn.Module):
         if value is None:
             self.processors.pop(modality, None)
         else:
-            if modality in self.config.towers:  # a tokenizer the text tower cannot take fails here, not mid-run
-                get_modality(modality).check_processor(self.config.towers[modality], value)
+            check_processor(self, modality, value)  # a tokenizer the text tower cannot take fails here, not mid-run
             self.processors[modality] = value
 
     # ---- tensors in, embeddings out -------------------------------------------------------

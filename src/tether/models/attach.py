@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping
 
-from ..errors import TetherError
 from ..modalities import get_modality
 
 
@@ -28,25 +27,3 @@ def attach_processors(model, files: Mapping[str, Path | None] | None = None,
             model.processors[name] = processor  # loading is lenient: whether it fits is checked before use
 
 
-def check_processor(model, modality: str, processor, source: Path | str | None = None) -> None:
-    """Refuse a processor the model's tower cannot take (a tokenizer with more ids or a longer
-    context than the text tower); ``source`` (the model or the processor's files) starts the message.
-
-    Run where the processor is about to be used (the embedding engine, the trainer, ``tether
-    embed`` / ``eval``) and when one is attached in Python; not when a checkpoint is loaded, so a
-    checkpoint whose tokenizer is larger than its model (test models often are) still loads,
-    converts and describes itself."""
-    if processor is None or modality not in model.config.towers:
-        return
-    try:
-        get_modality(modality).check_processor(model.config.towers[modality], processor)
-    except TetherError as err:
-        if source is None:
-            raise
-        raise type(err)(f"{source}: {err}") from err
-
-
-def check_processors(model, source: Path | str | None = None) -> None:
-    """:func:`check_processor` for every processor the model has (before training or evaluation starts)."""
-    for modality, processor in model.processors.items():
-        check_processor(model, modality, processor, source)

@@ -21,7 +21,7 @@ import torch
 from ..devices import pick_device
 from ..errors import ConfigError
 from ..io import atomic_write_json
-from ..models.attach import check_processors
+from ..modalities import check_processors
 from .config import TrainConfig
 from .optim import build_optimizer, lock_tower
 from .parallel import build_strategy
