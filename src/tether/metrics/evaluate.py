@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
@@ -115,23 +115,32 @@ def embed_split(model: Any, source: Any, *, limit: int | None = None, **engine: 
 
 def evaluate_splits(model: Any, test: Split, train: Split | None, tasks: Sequence[str], *,
                     templates: Any = "general", plot_prefix: str | Path | None = None,
-                    max_retrieval: int | None = None, **engine: Any) -> dict[str, dict]:
-    """Run ``tasks`` on splits embedded already; ``engine``: options for the texts they embed."""
+                    max_retrieval: int | None = None, on_result: Callable[[str, dict], None] | None = None,
+                    **engine: Any) -> dict[str, dict]:
+    """Run ``tasks`` on splits embedded already; ``engine``: options for the texts they embed.
+    ``on_result(task, metrics)`` is called as each task finishes (so its output is never held back)."""
     _check_tasks(tasks)
     engine.pop("batch_size", None)  # texts go in batches of TEXT_BATCH_SIZE
     job = Job(model, test, train, templates, None if plot_prefix is None else str(plot_prefix),
               max_retrieval, engine)
-    return {task: TASK_FUNCTIONS[task](job) for task in tasks}
+    results = {}
+    for task in tasks:
+        results[task] = TASK_FUNCTIONS[task](job)
+        if on_result is not None:
+            on_result(task, results[task])
+    return results
 
 
 def evaluate(model: Any, dataset: EvalDataset, tasks: Sequence[str], *, templates: Any = None,
              plot_prefix: str | Path | None = None, train_limit: int | None = None,
              max_retrieval: int | None = None, batch_size: int = 256, workers: int = 0,
-             precision: str = "fp32", device: Any = None, progress: bool = False) -> Evaluation:
+             precision: str = "fp32", device: Any = None, progress: bool = False,
+             on_result: Callable[[str, dict, Split], None] | None = None) -> Evaluation:
     """Embed ``dataset``'s test split (and its training split, if a task needs it) once; run ``tasks``.
 
     ``templates``: zero-shot prompts (default: the dataset's set); ``plot_prefix``: where plots go
-    (``<prefix><task>.png``; None: no plots); ``train_limit``: use only the first training samples.
+    (``<prefix><task>.png``; None: no plots); ``train_limit``: use only the first training samples;
+    ``on_result(task, metrics, test_split)``: called as each task finishes.
     """
     _check_tasks(tasks)
     engine = dict(batch_size=batch_size, workers=workers, precision=precision, device=device, progress=progress)
@@ -139,8 +148,9 @@ def evaluate(model: Any, dataset: EvalDataset, tasks: Sequence[str], *, template
     train = None
     if dataset.train is not None and NEEDS_TRAIN.intersection(tasks):
         train = embed_split(model, dataset.train, limit=train_limit, **engine)
+    done = None if on_result is None else (lambda task, metrics: on_result(task, metrics, test))
     metrics = evaluate_splits(model, test, train, tasks, templates=templates or dataset.templates,
-                              plot_prefix=plot_prefix, max_retrieval=max_retrieval, **engine)
+                              plot_prefix=plot_prefix, max_retrieval=max_retrieval, on_result=done, **engine)
     return Evaluation(metrics, test, train)
 
 
@@ -151,13 +161,15 @@ def run_tasks(model: Any, model_name: str, dataset: EvalDataset, tasks: list[str
     from .results import result_record, write_result
     _check_tasks(tasks)
     prefix = Path(out_dir) / f"{dataset.name}__{_slug(model_name)}__"
-    result = evaluate(model, dataset, tasks, templates=templates, plot_prefix=prefix, batch_size=batch_size,
-                      workers=workers, precision=precision, device=device)
     written = []
-    for task in tasks:
-        metrics = dict(result.metrics[task], skipped_samples=result.test.skips.skipped)
-        record = result_record(dataset.name, model_name, TASK_NAMES[task], metrics)
+
+    def write(task: str, metrics: dict, test: Split) -> None:  # each record as soon as its task is done
+        record = result_record(dataset.name, model_name, TASK_NAMES[task],
+                               dict(metrics, skipped_samples=test.skips.skipped))
         written.append(write_result(Path(f"{prefix}{task}.json"), record))
+
+    evaluate(model, dataset, tasks, templates=templates, plot_prefix=prefix, batch_size=batch_size,
+             workers=workers, precision=precision, device=device, on_result=write)
     return written
 
 
