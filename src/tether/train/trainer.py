@@ -12,7 +12,6 @@ import math
 import os
 import signal
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
 
@@ -21,6 +20,7 @@ import torch
 from ..devices import pick_device
 from ..errors import ConfigError
 from ..io import atomic_write_json
+from ..embedding.precision import autocast
 from ..modalities import check_processors
 from .config import TrainConfig
 from .optim import build_optimizer, lock_tower
@@ -141,9 +141,7 @@ class Trainer:
         return record
 
     def _autocast(self):
-        if self.cfg.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return nullcontext()
+        return autocast(self.cfg.precision, self.device)  # the engine's rule: fp32 none, bf16 autocast
 
     def save_model(self, path) -> None:
         """Write the trained model in tether's format (rank 0; every rank must call: FSDP gathers)."""
