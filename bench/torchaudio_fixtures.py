@@ -1,27 +1,25 @@
 """Write tests/fixtures/torchaudio/: torchaudio's own resampling and Kaldi filterbanks, and
-ImageBind's audio preprocessing, on real Tux Paint recordings and synthetic signals.
+ImageBind's own audio preprocessing, on real Tux Paint recordings and synthetic signals.
 
 tether's pure-torch versions (tether.audio, the audio processor) are compared with these
-within 1e-4 (tests/test_audio.py). Run once, in a peer venv (torchaudio does not install beside
-tether's torch):
+within 1e-4 (tests/test_audio.py, tests/test_audio_modality.py). Run once, in a peer venv
+(torchaudio does not install beside tether's torch); ImageBind's code is used from a checkout,
+never copied into tether (it is CC BY-NC-SA):
 
     python -m venv bench/.venv-torchaudio
     bench/.venv-torchaudio/bin/pip install torch==2.9.1
     bench/.venv-torchaudio/bin/pip install "torchaudio==2.9.*" soundfile numpy
+    bench/.venv-torchaudio/bin/pip install timm ftfy regex einops iopath "torchvision==0.24.1" pytorchvideo
+    git clone https://github.com/facebookresearch/ImageBind bench/.venv-torchaudio/src/ImageBind  # 53680b0
     bench/.venv-torchaudio/bin/python bench/torchaudio_fixtures.py
 
 Recordings are decoded with soundfile (torchaudio 2.9's own loader needs torchcodec); each
-case stores its input excerpt, so the tests check tether's decoding as well. ImageBind is not
-installed (its package pins old torch/torchvision and pulls pytorchvideo); its
-``waveform2melspec`` and the clip timing of pytorchvideo's ConstantClipsPerVideoSampler, as
-``load_and_transform_audio_data`` uses them, are copied below.
+case stores the start of its decoded input, so the tests check tether's decoding as well.
 """
 from __future__ import annotations
 
 import json
-import math
 import sys
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +32,7 @@ import torchaudio.functional as AF
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "tests" / "fixtures" / "torchaudio" / "torchaudio_2.9.npz"
 STAMPS = Path("/usr/share/tuxpaint/stamps")
+IMAGEBIND = ROOT / "bench" / ".venv-torchaudio" / "src" / "ImageBind"
 
 # name -> (file under STAMPS, first sample, number of samples or None for all): real recordings
 RECORDINGS = {
@@ -60,45 +59,33 @@ def synthetic(rate: int, n: int, channels: int = 1, seed: int = 0) -> np.ndarray
     return np.stack(sig).astype(np.float32)
 
 
-# ---- ImageBind (data.py), copied: waveform2melspec and the clip timing it uses -------------
-def waveform2melspec(waveform, sample_rate, num_mel_bins, target_length):
-    waveform -= waveform.mean()
-    fbank = torchaudio.compliance.kaldi.fbank(
-        waveform, htk_compat=True, sample_frequency=sample_rate, use_energy=False, window_type="hanning",
-        num_mel_bins=num_mel_bins, dither=0.0, frame_length=25, frame_shift=10)
-    fbank = fbank.transpose(0, 1)
-    n_frames = fbank.size(1)
-    p = target_length - n_frames
-    if p > 0:
-        fbank = torch.nn.functional.pad(fbank, (0, p), mode="constant", value=0)
-    elif p < 0:
-        fbank = fbank[:, 0:target_length]
-    return fbank.unsqueeze(0)
+def imagebind_modules():
+    """ImageBind's data and model modules, from the checkout. pytorchvideo 0.1.5 (PyPI) still imports
+    torchvision.transforms.functional_tensor, which torchvision renamed to _functional_tensor; ImageBind
+    pins a later pytorchvideo commit that reads the new name, so the old name is aliased here."""
+    import torchvision.transforms._functional_tensor as functional_tensor
+    sys.modules.setdefault("torchvision.transforms.functional_tensor", functional_tensor)
+    sys.path.insert(0, str(IMAGEBIND))
+    import imagebind.data as data
+    from imagebind.models import imagebind_model
+    return data, imagebind_model
 
 
-def clip_timepoints(duration: float, clip_duration: int = 2, clips_per_video: int = 3) -> list[tuple]:
-    """pytorchvideo ConstantClipsPerVideoSampler(clip_duration=2, clips_per_video=3), called until its last clip."""
-    max_start = Fraction(max(duration - clip_duration, 0))
-    uniform = Fraction(max_start, max(clips_per_video - 1, 1))
-    points, index = [], 0
-    while True:
-        start = uniform * index
-        points.append((start, start + clip_duration))
-        index += 1
-        if index >= clips_per_video or uniform * index > max_start:
-            return points
+def imagebind_audio(path: Path) -> torch.Tensor:
+    """ImageBind's ``load_and_transform_audio_data`` on one file. Its ``torchaudio.load`` (which needs
+    torchcodec in torchaudio 2.9) is replaced by soundfile, averaging the channels as tether does
+    (ImageBind itself would analyse a stereo file's first channel)."""
+    data, _ = imagebind_modules()
 
+    def load(p):
+        wave, rate = soundfile.read(p, dtype="float32", always_2d=True)
+        return torch.from_numpy(wave.T.copy()).mean(0, keepdim=True), rate
 
-def imagebind_audio(waveform: torch.Tensor, sr: int, mean: float = -4.268, std: float = 9.138) -> torch.Tensor:
-    """load_and_transform_audio_data for one decoded waveform (after torchaudio.load)."""
-    sample_rate = 16000
-    if sample_rate != sr:
-        waveform = torchaudio.functional.resample(waveform, orig_freq=sr, new_freq=sample_rate)
-    clips = []
-    for start, end in clip_timepoints(waveform.size(1) / sample_rate):
-        clip = waveform[:, int(start * sample_rate):int(end * sample_rate)]
-        clips.append((waveform2melspec(clip, sample_rate, 128, 204) - mean) / std)
-    return torch.stack(clips, dim=0)
+    real_load, torchaudio.load = torchaudio.load, load
+    try:
+        return data.load_and_transform_audio_data([str(path)], "cpu")[0]
+    finally:
+        torchaudio.load = real_load
 
 
 # ---- cases ---------------------------------------------------------------------------------
@@ -158,16 +145,12 @@ def main() -> None:
             arrays[f"fbank/{name}/{opt_name}"] = out.numpy()
             meta["fbank"][f"{name}/{opt_name}"] = {"input": name, "sample_rate": rate, "options": opts}
 
-    # ImageBind's whole audio preprocessing: a 2.2 s recording (three distinct clips) and a short one (padded)
+    # ImageBind's whole audio preprocessing: a 2.2 s recording (three distinct clips) and two short ones (padded)
     for name, rel in {"toilet_8k": "household/toilet.ogg", "pigeon_nl_8k": "animals/birds/pigeon_desc_nl.ogg",
                       "digit4_it_48k": "symbols/math/4_it.ogg"}.items():
-        wave, rate = read(rel, 0, None)
-        mono = torch.from_numpy(wave).mean(0, keepdim=True)  # tether downmixes; ImageBind reads channel 0
-        clips = imagebind_audio(mono, rate)
-        distinct = 1 if all(torch.equal(clips[0], c) for c in clips[1:]) else len(clips)
-        arrays[f"imagebind/{name}"] = clips[:distinct].numpy()  # a short recording's three clips are one
-        meta["imagebind"][name] = {"file": rel, "sample_rate": rate, "channels": wave.shape[0],
-                                   "clips": len(clips), "stored_clips": distinct}
+        info = soundfile.info(STAMPS / rel)
+        arrays[f"imagebind/{name}"] = imagebind_audio(STAMPS / rel).numpy()
+        meta["imagebind"][name] = {"file": rel, "sample_rate": info.samplerate, "channels": info.channels}
 
     OUT.parent.mkdir(parents=True, exist_ok=True)
     arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)

@@ -1,8 +1,8 @@
 """The "audio" modality end to end: ImageBind's preprocessing, the strict API's errors, the
 embedding engine's skip accounting, save/load, and `tether embed --audio DIR`.
 
-ImageBind's reference clips were written by its own preprocessing code (copied into
-bench/torchaudio_fixtures.py, run beside torchaudio 2.9) on real Tux Paint recordings.
+ImageBind's reference clips were written by its own ``load_and_transform_audio_data`` (run from an
+ImageBind checkout by bench/torchaudio_fixtures.py, beside torchaudio 2.9) on real Tux Paint recordings.
 """
 from __future__ import annotations
 
@@ -45,7 +45,8 @@ def test_processor_equals_imagebinds_preprocessing_on_tux_paint_recordings(image
 def test_clips_follow_imagebinds_timing():
     processor = AudioProcessor()
     assert processor.clip_bounds(16000) == [(0, 32000)] * 3  # shorter than a clip: three times the start
-    assert processor.clip_bounds(35500) == [(0, 32000), (1750, 33750), (3500, 35500)]  # first, middle, last
+    # 2.21875 s: starts at 0, 1/3 and 2/3 of the latest start (0.21875 s), in samples rounded down
+    assert processor.clip_bounds(35500) == [(0, 32000), (1166, 33166), (2333, 34333)]
     clips = processor((np.sin(np.arange(8000) * 0.3) * 0.5, 16000))  # 0.5 s: 48 frames, then zeros
     padded = (0 - processor.config.mean) / processor.config.std
     assert torch.allclose(clips[0, 0, :, 48:], torch.full((128, 156), padded))

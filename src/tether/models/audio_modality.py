@@ -1,7 +1,7 @@
 """The "audio" modality: recordings -> clips of normalised log-mel spectrograms -> a patch transformer.
 
 ImageBind's preprocessing (``data.load_and_transform_audio_data``): decode, downmix, resample to
-16 kHz, cut 3 clips of 2 s spread evenly over the recording (pytorchvideo's
+16 kHz, cut 3 clips of 2 s starting at 0, 1/3 and 2/3 of (duration - 2 s) (pytorchvideo's
 ConstantClipsPerVideoSampler timing), a 128-bin Kaldi filterbank per clip (25 ms Hann windows
 every 10 ms, HTK-compatible) padded with zeros or cut to 204 frames, normalised with mean
 -4.268 and std 9.138. One recording becomes a (clips, 1, 128, 204) row; ``AlignedModel.encode``
@@ -117,12 +117,13 @@ class AudioProcessor:
         return torch.stack(rows)
 
     def clip_bounds(self, samples: int) -> list[tuple[int, int]]:
-        """ImageBind's clips: ``clips`` windows of ``clip_duration`` seconds, the first at the start and
-        the last at the end (all at the start when the recording is shorter), in exact fractions."""
+        """ImageBind's clips: ``clips`` windows of ``clip_duration`` seconds starting at k / clips of the
+        latest possible start (pytorchvideo's ConstantClipsPerVideoSampler: the last clip stops short of
+        the end; all start at 0 when the recording is shorter than a clip), in exact fractions."""
         cfg, rate = self.config, self.config.sample_rate
         duration = Fraction(cfg.clip_duration)
         max_start = Fraction(max(samples / rate - cfg.clip_duration, 0))
-        step = max_start / max(cfg.clips - 1, 1)
+        step = max_start / cfg.clips
         return [(int(step * i * rate), int((step * i + duration) * rate)) for i in range(cfg.clips)]
 
     def _clip(self, view: torch.Tensor) -> torch.Tensor:
