@@ -48,6 +48,25 @@ def _digits(path: Any = None, **kw: Any) -> Source:
     return digits_source(kw.pop("split", "all"), **kw)
 
 
+def _tuxpaint_digits(path: Any = None, **kw: Any) -> Source:
+    from .spoken_digits import spoken_digit_source, tuxpaint_spoken_digits
+    templates = kw.pop("templates", None)
+    items = tuxpaint_spoken_digits(path, **kw)
+    return spoken_digit_source(items, **({"templates": templates} if templates else {}), name="tuxpaint-digits")
+
+
+def _espeak_digits(path: Any, **kw: Any) -> Source:
+    from .spoken_digits import espeak_digits, spoken_digit_source
+    templates = kw.pop("templates", None)
+    items = espeak_digits(path, **kw)
+    return spoken_digit_source(items, **({"templates": templates} if templates else {}), name="espeak-digits")
+
+
+def _tuxpaint_speech(path: Any = None, **kw: Any) -> Source:
+    from .tuxpaint_speech import TuxPaintSpeechSource
+    return TuxPaintSpeechSource(path, kw.pop("split", "all"), **kw)
+
+
 # type -> (constructor, path required?, allowed option keys)
 SOURCE_TYPES: dict[str, tuple[Callable[..., Any], bool, frozenset[str]]] = {
     "webdataset": (_webdataset, True, frozenset({"split", "shuffle", "shuffle_buffer", "seed", "rank", "world_size"})),
@@ -57,6 +76,10 @@ SOURCE_TYPES: dict[str, tuple[Callable[..., Any], bool, frozenset[str]]] = {
     "fashion_mnist": (_fashion_mnist, False, frozenset({"split", "templates"})),
     "tuxpaint": (_tuxpaint, False, frozenset({"split", "svg", "validation_fraction", "render_size"})),
     "digits": (_digits, False, frozenset({"split", "templates"})),
+    "tuxpaint_digits": (_tuxpaint_digits, False, frozenset({"languages", "templates"})),
+    "tuxpaint_speech": (_tuxpaint_speech, False, frozenset({"split", "languages", "exclude_languages", "svg",
+                                                            "validation_fraction", "render_size"})),
+    "espeak_digits": (_espeak_digits, True, frozenset({"languages", "variants", "speeds", "pitches", "templates"})),
 }
 
 
