@@ -150,33 +150,34 @@ def _remove_per_class(pcm: np.ndarray, counts: np.ndarray, num_to_remove: Sequen
     return round_preserving_row_totals(tmp)
 
 
-def _by_class(y: np.ndarray, p: np.ndarray, pcm: np.ndarray, min_examples: int) -> np.ndarray:
-    mask = np.zeros(len(y), dtype=bool)
-    for k in range(p.shape[1]):
-        rows = y == k
-        probs = p[rows]
-        part = np.zeros(len(probs), dtype=bool)
-        if len(probs) > min_examples and len(probs) - pcm[k, k] >= 1:
-            part[np.argsort(probs[:, k])[:len(probs) - pcm[k, k]]] = True
-        if len(part) > 1:
-            mask[rows] = part
-    return mask
-
-
-def _by_noise_rate(y: np.ndarray, p: np.ndarray, pcm: np.ndarray, min_examples: int) -> np.ndarray:
+def _per_class(y: np.ndarray, p: np.ndarray, pcm: np.ndarray, min_examples: int, pick: Any) -> np.ndarray:
+    """The mask made class by class: ``pick(probs of the rows labelled k, k)`` marks rows of classes with
+    more than ``min_examples`` rows; a class of one row is never marked (cleanlab's rule)."""
     mask = np.zeros(len(y), dtype=bool)
     for k in range(p.shape[1]):
         rows = y == k
         probs = p[rows]
         part = np.zeros(len(probs), dtype=bool)
         if len(probs) > min_examples:
-            for j in range(p.shape[1]):
-                if j != k and pcm[j, k] > 0:
-                    margin = probs[:, j] - probs[:, k]
-                    part[np.argsort(-margin)[:pcm[j, k]]] = True
+            pick(part, probs, k)
         if len(part) > 1:
             mask[rows] = part
     return mask
+
+
+def _by_class(y: np.ndarray, p: np.ndarray, pcm: np.ndarray, min_examples: int) -> np.ndarray:
+    def pick(part: np.ndarray, probs: np.ndarray, k: int) -> None:   # the n_k - C[k, k] lowest p_k
+        if len(probs) - pcm[k, k] >= 1:
+            part[np.argsort(probs[:, k])[:len(probs) - pcm[k, k]]] = True
+    return _per_class(y, p, pcm, min_examples, pick)
+
+
+def _by_noise_rate(y: np.ndarray, p: np.ndarray, pcm: np.ndarray, min_examples: int) -> np.ndarray:
+    def pick(part: np.ndarray, probs: np.ndarray, k: int) -> None:   # per true class j: largest p_j - p_k
+        for j in range(p.shape[1]):
+            if j != k and pcm[j, k] > 0:
+                part[np.argsort(-(probs[:, j] - probs[:, k]))[:pcm[j, k]]] = True
+    return _per_class(y, p, pcm, min_examples, pick)
 
 
 def find_label_issues(labels: Any, pred_probs: Any, filter_by: str = "prune_by_noise_rate", *,
