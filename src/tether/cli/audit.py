@@ -8,8 +8,8 @@ from .label_options import add_input_options, classifier_for, load_inputs
 DESCRIPTION = """\
 Rank the labelled images of an embedding folder (or a dataset) by how likely their label is wrong.
 Out-of-sample class probabilities come from a cross-validated linear probe on the frozen embeddings
-(--probs probe, default), the text classifier (zeroshot), both averaged, or the labels of the nearest
-neighbours (neighbours). On them: cleanlab's label-quality scores (--method) and find_label_issues
+(--probs probe, default), the text classifier (zeroshot), both averaged, the labels of the nearest
+neighbours (neighbours), or all three averaged (all). On them: cleanlab's label-quality scores (--method) and find_label_issues
 (--filter-by, the same masks as cleanlab 2.9); with a model, also the CLIP-specific rank
 text_neighbour (text classifier + nearest-neighbour vote, no held-out probabilities needed).
 

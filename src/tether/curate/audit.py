@@ -1,8 +1,8 @@
 """``tether audit``: find probable label errors in a labelled embedding folder.
 
 :func:`audit` (no files) computes out-of-sample class probabilities from the embeddings
-(``weak_labels``: cross-validated probe, zero-shot text classifier, both averaged, or the
-neighbour vote), cleanlab's label-quality scores and ``find_label_issues`` mask on them, the
+(``weak_labels``: cross-validated probe, zero-shot text classifier, both averaged, the neighbour
+vote, or all three averaged), cleanlab's label-quality scores and ``find_label_issues`` mask on them, the
 CLIP-specific text + neighbour rank, and a health summary from the confident joint: each class's
 estimated share of wrong labels (1 - C[k, k] / sum_j C[k, j] of the calibrated joint) and the class
 pairs most often confused (C[i, j] + C[j, i]). :func:`audit_folder` writes, in ``OUT``:
@@ -32,7 +32,7 @@ from .weak_labels import cross_val_probe_probs, neighbour_vote, text_neighbour_q
 
 __all__ = ["PROB_SOURCES", "RANKS", "Audit", "audit", "audit_folder", "health_summary", "write_table"]
 
-PROB_SOURCES = ("probe", "zeroshot", "both", "neighbours")
+PROB_SOURCES = ("probe", "zeroshot", "both", "neighbours", "all")
 RANKS = (*METHODS, "text_neighbour")
 
 
@@ -99,7 +99,7 @@ def audit(x: Any, labels: Any, class_names: Sequence[str], *, probs: str = "prob
         text = softmax(logits, fit.scale)
         report["zeroshot"] = {"scale": fit.scale, "acc1": float((text.argmax(axis=1) == y).mean())}
         timings["zeroshot"] = time.perf_counter() - t
-    elif probs in ("zeroshot", "both") or rank == "text_neighbour":
+    elif probs in ("zeroshot", "both", "all") or rank == "text_neighbour":
         raise LabelInputError(f"probs={probs!r} / rank={rank!r} need the text classifier (a model and class names)")
     pred = _probabilities(probs, x, y, len(names), text, vote, folds, seed, report, timings)
     t = time.perf_counter()
@@ -126,7 +126,9 @@ def _probabilities(probs: str, x: np.ndarray, y: np.ndarray, k: int, text: np.nd
     probe, lam = cross_val_probe_probs(x, y, k, folds=folds, seed=seed)
     timings["probe"] = time.perf_counter() - t
     report["probe"] = {"folds": folds, "l2_lambda": lam, "acc1": float((probe.argmax(axis=1) == y).mean())}
-    return probe if probs == "probe" else (probe + text) / 2
+    if probs == "probe":
+        return probe
+    return (probe + text) / 2 if probs == "both" else (probe + text + vote) / 3
 
 
 def write_table(stem: Path, table: dict[str, Any]) -> list[Path]:

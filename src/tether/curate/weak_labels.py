@@ -51,8 +51,11 @@ def _folds(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
 
 
 def cross_val_probe_probs(x: Any, labels: Any, num_classes: int, *, folds: int = 5, seed: int = 0,
-                          l2_lambda: float | None = None, max_iter: int = 300) -> tuple[np.ndarray, float]:
-    """Out-of-sample (N, K) probabilities of a logistic probe (k-fold) -> (probs, the lambda used)."""
+                          l2_lambda: float | None = None, max_iter: int = 300,
+                          sweep_rows: int = 10000) -> tuple[np.ndarray, float]:
+    """Out-of-sample (N, K) probabilities of a logistic probe (k-fold) -> (probs, the lambda used).
+    Without ``l2_lambda`` it is chosen by ``tether.metrics.linear_probe``'s sweep on at most
+    ``sweep_rows`` rows outside fold 0 (scored on fold 0): a dozen fits on a sample, not on all rows."""
     from ..metrics.linear_probe import _features, fit_logistic_regression, linear_probe
 
     if folds < 2:
@@ -61,8 +64,11 @@ def cross_val_probe_probs(x: Any, labels: Any, num_classes: int, *, folds: int =
     y = check_labels(labels, feats.shape[0], num_classes, every_class=True)
     fold = _folds(y, folds, seed)
     if l2_lambda is None:
-        tr = fold != 0
-        result = linear_probe(feats[tr], y[tr], feats[~tr], y[~tr], num_classes=num_classes, seed=seed,
+        tr = np.flatnonzero(fold != 0)
+        if len(tr) > sweep_rows:
+            tr = np.sort(np.random.default_rng(seed).choice(tr, sweep_rows, replace=False))
+        te = fold == 0
+        result = linear_probe(feats[tr], y[tr], feats[te], y[te], num_classes=num_classes, seed=seed,
                               max_iter=max_iter)
         l2_lambda = float(result["l2_lambda"])
     probs = np.zeros((len(y), num_classes), dtype=np.float64)
