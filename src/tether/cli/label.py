@@ -9,7 +9,7 @@ DESCRIPTION = """\
 Give every image the top-k candidate classes with calibrated probabilities, from a list of class
 names and prompt templates (the model's text classifier), and decide which can be auto-accepted.
 
-With --labelled DIR (an embedding folder whose metadata has labels), the logit scale is fitted on it
+With --labelled DIR (an embedding folder whose metadata has labels), the scale is fitted on it
 by minimising the negative log-likelihood (else the model's own scale is used; the report says which),
 the calibration error before and after is reported, and the confidence threshold is the lowest that
 keeps --target-precision on it (per class with --per-class). --few-shot N takes N labelled images per
@@ -61,7 +61,7 @@ def run(args) -> int:
                           target_precision=args.target_precision, per_class=args.per_class, seed=args.seed)
     r = result.report
     print(f"{r['rows']} images, {len(names)} classes: {r['accepted']['rows']} auto-accepted "
-          f"({r['accepted']['share']:.1%}); logit scale {r['scale']['scale']:.4g} ({r['scale']['source']})")
+          f"({r['accepted']['share']:.1%}); scale {r['scale']['scale']:.4g} ({r['scale']['source']})")
     if "validation" in r:
         v, s = r["validation"], r["scale"]
         print(f"  validation ({v['rows']} rows): top-1 {v['acc1']:.1%}, top-3 {v['acc3']:.1%}, ECE "

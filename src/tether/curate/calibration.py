@@ -1,6 +1,6 @@
-"""Calibrated weak labels: the logit scale fitted by NLL, calibration error, abstaining, precision targets.
+"""Calibrated weak labels: the scale fitted by NLL, calibration error, abstaining, precision targets.
 
-A zero-shot classifier's probabilities are ``softmax(scale * cosine)``. The model's own logit
+A zero-shot classifier's probabilities are ``softmax(scale * cosine)``. The model's own
 scale (about 100 for a trained CLIP) is chosen for contrastive training, not for calibrated
 probabilities; given a labelled validation set, :func:`fit_scale` picks the scale that minimises
 the mean negative log-likelihood there (temperature scaling, Guo et al. 2017: T = 1 / scale).

@@ -1,7 +1,7 @@
 """``tether label``: weak labels for unlabelled images from class names, ready for human review.
 
 :func:`weak_labels` (no files): the text classifier's cosines, turned into probabilities with the
-logit scale fitted on a labelled validation set (else the model's own), optionally refined with a
+scale fitted on a labelled validation set (else the model's own), optionally refined with a
 few labelled images per class (prototype blend, gain measured on the rest of the validation set),
 then the abstain rule. :func:`label_folder` writes, in ``OUT``:
 
@@ -184,7 +184,7 @@ def _summary(r: dict[str, Any]) -> str:
     s = r["scale"]
     lines = [f"{r['rows']} images, {len(r['classes'])} classes; {r['accepted']['rows']} auto-accepted "
              f"({r['accepted']['share']:.1%}), the rest need review (shown first).",
-             f"logit scale {s['scale']:.4g} ({s['source']})."]
+             f"scale {s['scale']:.4g} ({s['source']})."]
     if "validation" in r:
         v = r["validation"]
         lines.append(f"validation: {v['rows']} labelled rows, top-1 {v['acc1']:.1%}, top-3 {v['acc3']:.1%}; ECE "
@@ -195,7 +195,7 @@ def _summary(r: dict[str, Any]) -> str:
 def _markdown(r: dict[str, Any]) -> str:
     s, t = r["scale"], r["threshold_rule"]
     lines = ["# Weak labels", "", _summary(r), "", "| quantity | value |", "|---|---|",
-             f"| logit scale | {s['scale']:.4g} ({s['source']}; model's {s['model_scale']:.4g}) |",
+             f"| scale | {s['scale']:.4g} ({s['source']}; model's {s['model_scale']:.4g}) |",
              f"| threshold rule | {t['chosen']} |",
              f"| auto-accepted | {r['accepted']['rows']} of {r['rows']} ({r['accepted']['share']:.1%}) |"]
     if "validation" in r:
