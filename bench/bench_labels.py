@@ -92,10 +92,11 @@ def fashion_mnist(args, model, clf) -> dict:
         flipped = noisy != y
         k = int(flipped.sum())
         t0 = time.perf_counter()
-        a = audit(x, noisy, clf.class_names, probs="probe", classifier=clf, neighbours=10, folds=5)
+        a = audit(x, noisy, clf.class_names, probs="all", classifier=clf, neighbours=10, folds=5)
         seconds = time.perf_counter() - t0
-        sources = {"probe": a.pred_probs, "zeroshot": a.text_probs, "both": (a.pred_probs + a.text_probs) / 2,
-                   "neighbours": a.vote}
+        probe = 3 * a.pred_probs - a.text_probs - a.vote          # "all" is the mean of the three
+        sources = {"probe": probe, "zeroshot": a.text_probs, "both": (probe + a.text_probs) / 2,
+                   "neighbours": a.vote, "all": a.pred_probs}
         ranks = {}
         for name, p in sources.items():
             for method in ("self_confidence", "normalized_margin"):
@@ -108,7 +109,7 @@ def fashion_mnist(args, model, clf) -> dict:
         masks = {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            for name in ("probe", "both", "neighbours"):
+            for name in sources:
                 for f in FILTERS:
                     ours = find_label_issues(noisy, sources[name], filter_by=f)
                     ref = cleanlab_find(noisy, sources[name], filter_by=f)
@@ -120,12 +121,37 @@ def fashion_mnist(args, model, clf) -> dict:
                                                 precision_at(flipped, ranks[best], m)}
         setting = {"kind": kind, "rate": rate, "flipped": k, "audit_seconds": round(seconds, 1),
                    "probe_acc_vs_noisy": a.report["probe"]["acc1"], "zeroshot_acc_vs_noisy": a.report["zeroshot"]["acc1"],
-                   "ranks": rows, "best_rank": best, "cleanlab_masks": masks}
+                   "ranks": rows, "best_rank": best, "cleanlab_masks": masks, "audit_report": a.report}
         out["settings"].append(setting)
         print(json.dumps({k2: v for k2, v in setting.items() if k2 not in ("ranks", "cleanlab_masks")}), flush=True)
         _print_setting(setting)
     out["few_labels"] = few_labels(x, y, clf, test=np.arange(len(y)) >= len(y) - 10000 if not args.fm_rows else None)
+    print(markdown(out))
     return out
+
+
+def _f1(p: float, r: float) -> float:
+    return 2 * p * r / (p + r) if p + r else 0.0
+
+
+def markdown(fm: dict) -> str:
+    """BENCHMARKS.md's table: per setting, tether's best rank (by ROC AUC) beside cleanlab's best mask
+    (by F1) and the rank's precision/recall/F1 at that mask's budget."""
+    lines = ["| labels corrupted | flipped | tether best rank | P@k = R@k | ROC AUC | cleanlab best mask (F1) | "
+             "flagged | precision / recall / F1 | tether rank at the same budget: precision / recall / F1 | "
+             "audit s |", "|---|---:|---|---:|---:|---|---:|---|---|---:|"]
+    for s in fm["settings"]:
+        b = s["ranks"][s["best_rank"]]
+        m = s["cleanlab_masks"]
+        name = max(m, key=lambda n: _f1(m[n]["precision"] or 0, m[n]["recall"]))
+        v = m[name]
+        tp = v["tether_best_rank_precision_at_same_budget"]
+        tr = tp * v["flagged"] / s["flipped"]
+        lines.append(f"| {s['kind']} {s['rate']:.0%} | {s['flipped']} | {s['best_rank']} | {b['precision_at_k']:.3f} | "
+                     f"{b['roc_auc']:.4f} | {name} | {v['flagged']} | {v['precision']:.3f} / {v['recall']:.3f} / "
+                     f"{_f1(v['precision'], v['recall']):.3f} | {tp:.3f} / {tr:.3f} / {_f1(tp, tr):.3f} | "
+                     f"{s['audit_seconds']:.0f} |")
+    return "\n".join(lines)
 
 
 def _print_setting(s: dict) -> None:

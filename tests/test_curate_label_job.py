@@ -151,3 +151,23 @@ def test_review_page_renders_in_chromium(squares, tmp_path, tiny_checkpoint):
         finally:
             browser.close()
     assert (tmp_path / "review.png").stat().st_size > 0
+
+
+def test_label_few_shot_and_per_class_thresholds(squares, tmp_path, tiny_checkpoint):
+    """Few-shot refinement measures its gain on the labelled rows it did not use; per-class thresholds."""
+    from tether.curate.label_data import build_text_classifier
+    from tether.curate.label_job import weak_labels
+    from tether.checkpoints import resolve_model
+
+    data = load_folder(squares)
+    y = np.array(data.columns["label"])
+    clf = build_text_classifier(resolve_model(str(tiny_checkpoint)), ["red", "green", "blue"], {}, "photo")
+    r = weak_labels(data.x, clf, val_x=data.x, val_y=y, few_shot=3, per_class=True, target_precision=0.9)
+    f = r.report["few_shot"]
+    assert f["support_rows"] == 9 and f["measured_on"] == 21 and r.report["validation"]["rows"] == 21
+    assert f["gain"] == pytest.approx(f["blend_acc1"] - f["text_acc1"])
+    # colour prototypes from 3 images per class beat a random model's text weights on coloured squares
+    assert f["blend_acc1"] > f["text_acc1"]
+    assert len(r.report["threshold_rule"]["class_thresholds"]) == 3
+    with pytest.raises(LabelInputError, match="has 10 labelled row"):
+        weak_labels(data.x, clf, val_x=data.x, val_y=y, few_shot=10)
