@@ -41,6 +41,8 @@ def add_parser(sub) -> None:
     p.add_argument("--neighbours", type=int, default=10, help="k of the nearest-neighbour vote (default 10)")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds of the probe (default 5)")
     p.add_argument("--no-text", action="store_true", help="skip the text classifier even when a model is known")
+    p.add_argument("--no-vote", action="store_true",
+                   help="skip the neighbour vote unless --probs/--rank need it (it compares all pairs: the slow part)")
     p.add_argument("--suspects", type=int, default=12, help="rows of the contact sheet (default 12)")
     p.add_argument("--html-rows", type=int, default=200, help="cards on the review page (default 200)")
     p.add_argument("--seed", type=int, default=0)
@@ -57,7 +59,7 @@ def run(args) -> int:
     a = audit_folder(data, args.out, names, label_column=args.label_column, classifier=clf,
                      suspects=args.suspects, html_rows=args.html_rows, probs=args.probs, method=args.method,
                      filter_by=args.filter_by, rank=args.rank, neighbours=args.neighbours, folds=args.folds,
-                     seed=args.seed)
+                     seed=args.seed, with_vote=not args.no_vote)
     h, r = a.health, a.report
     print(f"{r['rows']} labelled rows, {len(names)} classes, probabilities: {r['probs']} (top-1 agreement "
           f"{r['acc1']:.1%}): {h['issues']} issues ({args.filter_by}), estimated noise {h['estimated_noise']:.1%}, "

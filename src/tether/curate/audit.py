@@ -44,7 +44,7 @@ class Audit:
     quality: np.ndarray
     issues: np.ndarray
     order: np.ndarray
-    vote: np.ndarray
+    vote: np.ndarray | None
     text_probs: np.ndarray | None
     health: dict[str, Any]
     report: dict[str, Any]
@@ -71,10 +71,11 @@ def health_summary(labels: np.ndarray, pred_probs: np.ndarray, class_names: Sequ
 
 def audit(x: Any, labels: Any, class_names: Sequence[str], *, probs: str = "probe", classifier: Any = None,
           method: str = "self_confidence", filter_by: str = "prune_by_noise_rate", rank: str | None = None,
-          neighbours: int = 10, folds: int = 5, seed: int = 0) -> Audit:
+          neighbours: int = 10, folds: int = 5, seed: int = 0, with_vote: bool = True) -> Audit:
     """Label-error detection on embeddings ``x`` with given ``labels`` (module docstring). ``rank``:
     the order of the review list, a ``label_quality_scores`` method or ``text_neighbour`` (default:
-    ``method``)."""
+    ``method``). The neighbour vote (the slowest part: all N x N cosines) is computed when the
+    probabilities or the rank need it, or for the text + neighbour column when ``with_vote``."""
     names = list(class_names)
     if probs not in PROB_SOURCES:
         raise LabelInputError(f"probs must be one of {', '.join(PROB_SOURCES)}, got {probs!r}")
@@ -88,9 +89,11 @@ def audit(x: Any, labels: Any, class_names: Sequence[str], *, probs: str = "prob
     report: dict[str, Any] = {"rows": int(len(y)), "classes": names, "probs": probs, "method": method,
                               "filter_by": filter_by, "rank": rank, "neighbours": neighbours}
     timings: dict[str, float] = {}
-    t = time.perf_counter()
-    vote = neighbour_vote(x, y, len(names), k=neighbours)
-    timings["neighbour_vote"] = time.perf_counter() - t
+    vote = None
+    if probs in ("neighbours", "all") or rank == "text_neighbour" or (with_vote and classifier is not None):
+        t = time.perf_counter()
+        vote = neighbour_vote(x, y, len(names), k=neighbours)
+        timings["neighbour_vote"] = time.perf_counter() - t
     text = None
     if classifier is not None:
         t = time.perf_counter()
@@ -105,7 +108,7 @@ def audit(x: Any, labels: Any, class_names: Sequence[str], *, probs: str = "prob
     t = time.perf_counter()
     quality = label_quality_scores(y, pred, method=method)
     issues = find_label_issues(y, pred, filter_by=filter_by)
-    tn = text_neighbour_quality(text, vote, y) if text is not None else None
+    tn = text_neighbour_quality(text, vote, y) if text is not None and vote is not None else None
     key = tn if rank == "text_neighbour" else (quality if rank == method else label_quality_scores(y, pred, rank))
     order = np.lexsort((np.arange(len(y)), key))
     health = health_summary(y, pred, names)
@@ -173,8 +176,9 @@ def _write(out: Path, data: Any, a: Audit, suspects: int, html_rows: int) -> lis
         table["image_path"] = [data.columns["image_path"][i] for i in o.tolist()]
     table.update({"given": a.labels[o], "given_name": [names[c] for c in a.labels[o].tolist()],
                   "predicted": pred[o], "predicted_name": [names[c] for c in pred[o].tolist()],
-                  "quality": a.quality[o], "is_issue": a.issues[o],
-                  "neighbour_vote_given": a.vote[o, a.labels[o]]})
+                  "quality": a.quality[o], "is_issue": a.issues[o]})
+    if a.vote is not None:
+        table["neighbour_vote_given"] = a.vote[o, a.labels[o]]
     if a.text_neighbour is not None:
         table["text_neighbour_quality"] = a.text_neighbour[o]
     files = write_table(out / "review", table)
