@@ -171,3 +171,16 @@ def test_label_few_shot_and_per_class_thresholds(squares, tmp_path, tiny_checkpo
     assert len(r.report["threshold_rule"]["class_thresholds"]) == 3
     with pytest.raises(LabelInputError, match="has 10 labelled row"):
         weak_labels(data.x, clf, val_x=data.x, val_y=y, few_shot=10)
+
+
+def test_audit_from_a_dataset_spec_embeds_once(squares, tmp_path, tiny_checkpoint, capsys):
+    """--data embeds into OUT/embeddings (the embedding job's layout), then audits; a rerun reuses the parts."""
+    rows = squares.parent / "rows.csv"
+    argv = ["audit", "--data", f"manifest:{rows}", "--model", str(tiny_checkpoint), "--probs", "neighbours",
+            "--neighbours", "3", "--no-text", "--quiet", "--out", str(tmp_path / "a")]
+    assert main(argv) == 0
+    assert (tmp_path / "a" / "embeddings" / "metadata" / "metadata_0000.parquet").is_file()
+    first = (tmp_path / "a" / "review.csv").read_text()
+    assert main(argv) == 0
+    assert (tmp_path / "a" / "review.csv").read_text() == first
+    assert "30 labelled rows" in capsys.readouterr().out
