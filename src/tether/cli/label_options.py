@@ -40,6 +40,8 @@ def load_inputs(args: argparse.Namespace) -> tuple[Any, Any]:
         return data, model
     data = load_folder(args.folder)
     name = args.model or data.job.get("model")
+    if not args.model and isinstance(name, str) and name.startswith("<"):
+        name = None     # job.json describes an in-memory model ("<AlignedModel ...>"): not loadable by name
     return data, (_load(name) if name else None)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -36,7 +37,7 @@ class LabelData:
     job: dict[str, Any]
     source: Any = None
 
-    @property
+    @cached_property
     def keys(self) -> list[str]:
         return [str(k) for k in self.columns.get("key", range(len(self.x)))]
 
@@ -170,6 +171,8 @@ def _source_index(data: LabelData) -> dict[str, int]:
 def write_thumbnails(data: LabelData, rows: Sequence[int], out: Path, size: int = 160) -> dict[int, str]:
     """PNG thumbnails of ``rows`` under ``out/images/`` (from the metadata's image file, else the
     folder's dataset); -> row -> path relative to ``out``. Rows without an image are left out."""
+    from PIL import Image
+
     from ..io import atomic_file
     from ..preprocess import load_image
 
@@ -190,6 +193,9 @@ def write_thumbnails(data: LabelData, rows: Sequence[int], out: Path, size: int 
         if img is None:
             continue
         img = img.convert("RGB")
+        if max(img.size) < size:       # small images (28 px Fashion-MNIST) are enlarged, pixels kept sharp
+            f = size / max(img.size)
+            img = img.resize((max(1, round(img.width * f)), max(1, round(img.height * f))), Image.NEAREST)
         img.thumbnail((size, size))
         rel = f"images/{r:07d}.png"
         with atomic_file(out / rel) as tmp:
