@@ -37,8 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from tether.curate import embed_dataset, find_label_issues, read_embeddings, read_metadata  # noqa: E402
 from tether.curate.audit import audit  # noqa: E402
-from tether.curate.calibration import (expected_calibration_error, fit_scale, softmax,  # noqa: E402
-                                       threshold_for_precision)
+from tether.curate.calibration import expected_calibration_error, softmax  # noqa: E402
 from tether.curate.label_quality import label_quality_scores  # noqa: E402
 from tether.curate.weak_labels import probe_probs, prototype_blend  # noqa: E402
 
@@ -194,29 +193,29 @@ def few_labels(x: np.ndarray, y: np.ndarray, clf, test: np.ndarray | None = None
 
 
 def tuxpaint(args, model, clf) -> dict:
+    """Weak labels for the held-out split through ``tether label``'s code (``weak_labels``), the train
+    split as the labelled set; measured against the held-out split's true categories."""
+    from tether.curate.label_job import weak_labels
     from tether.data.tuxpaint import TuxPaintSource
+
     work = Path(args.work)
-    spec = {"type": "tuxpaint"}
-    x, labels = embed(model, spec, work / "tux")
+    x, labels = embed(model, {"type": "tuxpaint"}, work / "tux")
     meta = read_metadata(work / "tux").to_pydict()
     y = np.asarray(labels)
     val = np.array([s == "validation" for s in meta["split"]])
-    names = TuxPaintSource().class_names
-    assert list(clf.class_names) == names
-    logits = clf.logits(x).numpy()
-    fit = fit_scale(logits[~val], y[~val], clf.scale)
-    before, after = softmax(logits[val], clf.scale), softmax(logits[val], fit.scale)
-    order = np.argsort(-after, axis=1, kind="stable")
-    pool_p = softmax(logits[~val], fit.scale)
-    t = threshold_for_precision(pool_p.max(axis=1), pool_p.argmax(axis=1) == y[~val], 0.95)
-    accepted = after.max(axis=1) >= t
-    out = {"classes": len(names), "pool_rows": int((~val).sum()), "eval_rows": int(val.sum()),
+    assert list(clf.class_names) == TuxPaintSource().class_names
+    r = weak_labels(x[val], clf, val_x=x[~val], val_y=y[~val], target_precision=0.95)
+    order = np.argsort(-r.probs, axis=1, kind="stable")
+    accepted = r.decisions == "accept"
+    logits = clf.logits(x[val]).numpy()
+    out = {"classes": len(clf.class_names), "pool_rows": int((~val).sum()), "eval_rows": int(val.sum()),
            "acc1": float((order[:, 0] == y[val]).mean()), "acc3": float((order[:, :3] == y[val][:, None]).any(1).mean()),
-           "model_scale": clf.scale, "fitted_scale": fit.scale,
-           "ece_model_scale": expected_calibration_error(before, y[val]),
-           "ece_fitted": expected_calibration_error(after, y[val]),
-           "threshold_95": t, "accepted_share": float(accepted.mean()),
-           "accepted_precision": float((order[accepted, 0] == y[val][accepted]).mean()) if accepted.any() else None}
+           "model_scale": r.scale.model_scale, "fitted_scale": r.scale.scale,
+           "ece_model_scale": expected_calibration_error(softmax(logits, r.scale.model_scale), y[val]),
+           "ece_fitted": expected_calibration_error(r.probs, y[val]),
+           "threshold_95": r.report["threshold_rule"]["min_confidence"], "accepted_share": float(accepted.mean()),
+           "accepted_precision": float((order[accepted, 0] == y[val][accepted]).mean()) if accepted.any() else None,
+           "labelled_set": r.report["validation"]}
     print(json.dumps(out), flush=True)
     out["few_labels"] = few_labels(x, y, clf, test=val, pool=~val)
     return out
