@@ -133,6 +133,8 @@ def test_review_page_renders_in_chromium(squares, tmp_path, tiny_checkpoint):
     out = tmp_path / "label"
     assert main(["label", str(squares), "--model", str(tiny_checkpoint), "--classes", "red,green,blue",
                  "--out", str(out)]) == 0
+    audit_out = tmp_path / "audit"
+    assert main(["audit", str(squares), "--probs", "neighbours", "--neighbours", "5", "--out", str(audit_out)]) == 0
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM),
                                      args=["--headless", "--no-sandbox", "--disable-background-networking"])
@@ -148,6 +150,13 @@ def test_review_page_renders_in_chromium(squares, tmp_path, tiny_checkpoint):
             names = page.eval_on_selector_all(".candidate .name", "els => els.map(e => e.textContent)")
             assert set(names) == set(COLOURS)
             page.screenshot(path=str(tmp_path / "review.png"), full_page=True)
+            page.goto((audit_out / "review.html").resolve().as_uri())      # the audit's page: given labels too
+            page.wait_for_load_state("load")
+            assert page.locator(".card").count() == 30
+            first = page.locator(".card").first
+            assert first.get_attribute("data-key") in {f"sq{r:02d}.png" for r in FLIPPED}
+            assert first.locator(".given").inner_text() in {"given: blue", "given: red"}
+            assert page.eval_on_selector(".card img", "i => i.complete && i.naturalWidth > 0")
         finally:
             browser.close()
     assert (tmp_path / "review.png").stat().st_size > 0

@@ -213,7 +213,7 @@ def _pictures(out: Path, data: Any, a: Audit, suspects: int, html_rows: int) -> 
                           "class | 2 of the predicted class", row_labels=labels)
     idx, pr = top_k(a.pred_probs[shown], 3)
     items = [ReviewItem(data.keys[r], thumbs.get(r), [(names[c], float(p)) for c, p in zip(idx[n], pr[n])],
-                        "review" if a.issues[r] else "accept", given=names[a.labels[r]],
+                        "flagged" if a.issues[r] else "unflagged", given=names[a.labels[r]],
                         notes=[f"label quality {a.quality[r]:.3f}"]) for n, r in enumerate(shown)]
     page = write_review_page(out / "review.html", "tether audit: suspected label errors", _summary(a), items)
     return [sheet, page]

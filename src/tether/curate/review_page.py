@@ -21,12 +21,14 @@ body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
 h1 { font-size: 1.4em; } .summary { color: #555; margin-bottom: 1em; white-space: pre-line; }
 .grid { display: flex; flex-wrap: wrap; gap: 12px; }
 .card { width: 200px; border: 1px solid #ccc; border-radius: 6px; padding: 8px; }
-.card.review { border: 3px solid #cf222e; } .card.accept { border: 3px solid #2ea043; }
+.card.review, .card.flagged { border: 3px solid #cf222e; } .card.accept { border: 3px solid #2ea043; }
+.card.unflagged { border: 3px solid #d4a72c; }
 .card img, .card .noimage { width: 180px; height: 180px; object-fit: contain; background: #f4f4f4; display: block; }
 .card .noimage { line-height: 180px; text-align: center; color: #888; }
 .key { font-size: 0.8em; color: #555; word-break: break-all; } .given { font-weight: bold; }
 .badge { display: inline-block; font-size: 0.75em; padding: 1px 6px; border-radius: 8px; color: #fff; }
-.badge.review { background: #cf222e; } .badge.accept { background: #2ea043; }
+.badge.review, .badge.flagged { background: #cf222e; } .badge.accept { background: #2ea043; }
+.badge.unflagged { background: #9a6700; }
 ol.candidates { padding-left: 1.3em; margin: 4px 0; font-size: 0.9em; }
 .bar { display: inline-block; height: 6px; background: #0969da; vertical-align: middle; margin-left: 4px; }
 """
@@ -34,7 +36,8 @@ ol.candidates { padding-left: 1.3em; margin: 4px 0; font-size: 0.9em; }
 
 @dataclass
 class ReviewItem:
-    """One card: a thumbnail (relative path or None), a key, candidates (name, probability), a decision."""
+    """One card: a thumbnail (relative path or None), a key, candidates (name, probability), a decision
+    (``accept`` / ``review`` for weak labels; ``flagged`` / ``unflagged`` by ``find_label_issues`` in an audit)."""
 
     key: str
     image: str | None
