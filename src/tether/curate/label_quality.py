@@ -44,8 +44,12 @@ def normalized_margin(labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
 
 def normalized_entropy(pred_probs: np.ndarray) -> np.ndarray:
     """Entropy of each row divided by log K (0 = certain, 1 = uniform); 0 log 0 = 0."""
-    from scipy.special import xlogy
-    return -np.sum(xlogy(pred_probs, pred_probs), axis=1) / np.log(pred_probs.shape[1])
+    try:        # scipy's xlogy, as cleanlab: the same float32 rounding as cleanlab for float32 inputs
+        from scipy.special import xlogy
+        plogp = xlogy(pred_probs, pred_probs)
+    except ImportError:     # scipy is optional (the curate extra); float64 inputs agree to ~1e-16 either way
+        plogp = np.where(pred_probs > 0, pred_probs * np.log(np.where(pred_probs > 0, pred_probs, 1)), 0)
+    return -np.sum(plogp, axis=1) / np.log(pred_probs.shape[1])
 
 
 def confidence_weighted_entropy(labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
