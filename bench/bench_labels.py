@@ -215,7 +215,7 @@ def tuxpaint(args, model, clf) -> dict:
            "ece_fitted": expected_calibration_error(r.probs, y[val]),
            "threshold_95": r.report["threshold_rule"]["min_confidence"], "accepted_share": float(accepted.mean()),
            "accepted_precision": float((order[accepted, 0] == y[val][accepted]).mean()) if accepted.any() else None,
-           "labelled_set": r.report["validation"]}
+           "labelled_set": r.report["validation"], "scale_fit_on_labelled_set": r.report["scale"]}
     print(json.dumps(out), flush=True)
     out["few_labels"] = few_labels(x, y, clf, test=val, pool=~val)
     return out
