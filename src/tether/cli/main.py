@@ -7,7 +7,7 @@ import os
 import sys
 
 # command name -> module under tether.cli; each module has add_parser(subparsers)
-COMMANDS = ("demo", "models", "fetch", "info", "convert", "embed", "train", "eval", "score", "filter", "dedup")
+COMMANDS = ("demo", "models", "fetch", "info", "convert", "embed", "train", "eval", "score", "filter", "dedup", "label", "audit")
 
 DESCRIPTION = """\
 tether maps images and text into one shared, L2-normalised embedding space.
@@ -25,6 +25,9 @@ Start here:
                                      keep pairs by CLIP score and DataComp's basic rules
   tether dedup DIR --threshold 0.95 --out OUT
                                      remove semantic duplicates, one member kept per group
+  tether label DIR --classes a,b,c --out OUT
+                                     weak labels from class names, calibrated, with a review page
+  tether audit DIR --out OUT         find probable label errors (cleanlab's definitions), health summary
 Run `tether COMMAND --help` for details and examples.
 """
 
