@@ -8,7 +8,8 @@ Nothing else in tether branches on a modality's name.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, runtime_checkable
 
@@ -60,6 +61,11 @@ class Modality:
     # (tower config, processor) -> None, or a TetherError when the tower cannot take what the processor makes
     # (a tokenizer with more ids or a longer context than the text tower): checked when a processor is attached
     check_processor: Callable[[TowerConfig, Processor], None] = _no_check
+    # the fixed multiplier t of a pair this modality is bound in (ImageBind: audio 20, depth 5, thermal 10,
+    # imu 5); None: CLIP's learnable-style 1/0.07 (tether bind)
+    bind_scale: float | None = None
+    # named tower configs ("tiny", "imagebind" ...): towers.<name> mappings for tether bind --tower NAME
+    presets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 MODALITIES: dict[str, Modality] = {}
@@ -102,6 +108,14 @@ def tower_config_class(name: str) -> type[TowerConfig]:
 
 set_tower_config_lookup(tower_config_class)
 
+def tower_preset(modality: str, name: str) -> dict[str, Any]:
+    """A copy of the modality's named tower config ``name`` (``Modality.presets``)."""
+    presets = get_modality(modality).presets
+    if name not in presets:
+        raise ConfigError(f"unknown {modality} tower {name!r}: expected one of {', '.join(presets) or '(none)'}")
+    return json.loads(json.dumps(presets[name]))
+
+
 def check_processor(model, modality: str, processor, source: str | Path | None = None) -> None:
     """Refuse a processor the model's tower cannot take (a tokenizer with more ids or a longer
     context than the text tower); ``source`` (the model or the processor's files) starts the message.
@@ -127,4 +141,4 @@ def check_processors(model, source: str | Path | None = None) -> None:
         check_processor(model, modality, processor, source)
 
 
-__all__ = ["MODALITIES", "check_processor", "check_processors", "Modality", "Processor", "get_modality", "register_modality", "tower_builder", "tower_config_class"]
+__all__ = ["MODALITIES", "check_processor", "check_processors", "Modality", "Processor", "get_modality", "register_modality", "tower_builder", "tower_config_class", "tower_preset"]
