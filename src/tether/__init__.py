@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import ImageTowerConfig, ModelConfig, TextTowerConfig, TowerConfig
+from .config import ImageTowerConfig, ModelConfig, PatchTowerConfig, TextTowerConfig, TowerConfig
 from .errors import TetherError
 from .models import (AlignedModel, Modality, Tower, create_model, get_model_config, get_modality, list_models,
                      register_modality)
@@ -30,7 +30,7 @@ def save(model: AlignedModel, path: str | Path, format: str = "tether") -> Path:
     return save_model(model, path, format=format)
 
 
-__all__ = ["AlignedModel", "ImageTowerConfig", "Modality", "ModelConfig", "TetherError", "TextTowerConfig", "Tower",
+__all__ = ["AlignedModel", "ImageTowerConfig", "Modality", "ModelConfig", "PatchTowerConfig", "TetherError", "TextTowerConfig", "Tower",
            "TowerConfig",
            "create_model", "get_model_config", "get_modality", "list_models", "load", "register_modality", "save",
            "__version__"]

@@ -47,23 +47,20 @@ class TowerConfig:
 
 
 @dataclass
-class ImageTowerConfig(TowerConfig):
-    """Image tower. ``kind`` picks the family: "vit", "resnet", "hf", "efficientnet_lite0" or "module".
-
-    ``processor``: the image preprocessing (tether.preprocess.PreprocessConfig keys: mean, std, resize_mode ...).
-    """
+class ViTConfig(TowerConfig):
+    """The patch transformer's settings, shared by every modality whose tower is one (images, audio
+    spectrograms, depth, IMU series ...): one implementation, ``tether.models.vit.VisionTransformer``.
+    Each subclass says how its inputs are cut into patches (:meth:`patch_stem`)."""
 
     kind: str = "vit"
-    image_size: int = 224
-    # ViT
-    patch_size: int = 32
+    patch_size: int = 32  # the patch (kernel) size
     width: int = 768
     layers: int = 12
     heads: int = 12
     mlp_dim: int | None = None  # default 4 * width
     act: str = "quick_gelu"
     ln_eps: float = 1e-5
-    ln_pre: bool = True  # CLIP normalises patch tokens before the blocks; SigLIP does not
+    ln_pre: bool = True  # CLIP normalises patch tokens before the blocks; SigLIP and ImageBind's audio do not
     class_token: bool = True
     patch_bias: bool = False  # SigLIP's patch conv has a bias, CLIP's does not
     pool: str = "cls"  # "cls" | "map" (attention-pool head, SigLIP) | "mean"
@@ -71,6 +68,48 @@ class ImageTowerConfig(TowerConfig):
     final_ln_after_pool: bool = False  # pool="mean": average the tokens, then ln_post (OpenCLIP's CLIPA)
     ls_init: float | None = None  # LayerScale: learned per-channel gains on each residual branch; None = off
     patch_dropout: float = 0.0  # FLIP: fraction of patches dropped in training
+    attn_bias_kv: bool = False  # a learned extra key and value in every attention (ImageBind's add_bias_kv)
+    drop_path: float = 0.0  # stochastic depth, rising linearly to this rate over the blocks (training only)
+
+    def patch_stem(self) -> "PatchStem":
+        raise NotImplementedError(f"{type(self).__name__} does not say how its inputs become patches")
+
+    def validate(self, where: str) -> None:
+        super().validate(where)
+        if self.act not in ACTIVATIONS:
+            raise ConfigError(f"{where}.act={self.act!r} is not one of {ACTIVATIONS}")
+        if not 0 <= self.drop_path < 1:
+            raise ConfigError(f"{where}.drop_path={self.drop_path}: expected a rate in [0, 1)")
+
+
+@dataclass(frozen=True)
+class PatchStem:
+    """How a patch transformer cuts one input into tokens (derived from a config, never stored).
+
+    ``input_size``: (H, W) for 2-D inputs (images, spectrograms; a Conv2d stem) or (T,) for series
+    (IMU; a Linear over unfolded windows of ``in_channels * patch_size`` values, ImageBind's layout).
+    """
+
+    in_channels: int
+    input_size: tuple[int, ...]
+    patch_size: int
+    stride: int
+    norm: bool = False  # LayerNorm after the stem (ImageBind's audio, depth, thermal and IMU stems)
+
+    def grid(self, size: tuple[int, ...] | None = None) -> tuple[int, ...]:
+        """Patches along each input axis (overlapping when stride < patch_size)."""
+        return tuple((n - self.patch_size) // self.stride + 1 for n in (size or self.input_size))
+
+
+@dataclass
+class ImageTowerConfig(ViTConfig):
+    """Image tower. ``kind`` picks the family: "vit", "resnet", "hf", "efficientnet_lite0" or "module".
+
+    ``processor``: the image preprocessing (tether.preprocess.PreprocessConfig keys: mean, std, resize_mode ...).
+    """
+
+    kind: str = "vit"
+    image_size: int = 224
     # ResNet (CLIP's modified ResNet); layers as per-stage block counts
     resnet_layers: tuple[int, ...] = (3, 4, 6, 3)
     resnet_width: int = 64
@@ -79,13 +118,47 @@ class ImageTowerConfig(TowerConfig):
     hf_pool: str = "pooler"  # "pooler" | "cls" | "mean"
     hf_config: dict[str, Any] | None = None  # the backbone's HF config, filled in when built: rebuilds without hf_name
 
+    def patch_stem(self) -> PatchStem:
+        """RGB, square, non-overlapping patches."""
+        return PatchStem(3, (self.image_size, self.image_size), self.patch_size, self.patch_size)
+
     def validate(self, where: str) -> None:
         super().validate(where)
-        if self.act not in ACTIVATIONS:
-            raise ConfigError(f"{where}.act={self.act!r} is not one of {ACTIVATIONS}")
         if self.kind == "vit" and self.image_size % self.patch_size:
             raise ConfigError(f"{where}.image_size={self.image_size} is not a multiple of "
                               f"{where}.patch_size={self.patch_size}")
+
+
+@dataclass
+class PatchTowerConfig(ViTConfig):
+    """A patch transformer for a modality other than images (audio spectrograms, depth, thermal,
+    IMU series): any channel count, rectangular or 1-D inputs, overlapping patches, and the
+    ImageBind options (LayerNorm after the stem, learned key/value bias tokens, stochastic depth,
+    a fixed logit scale for binding). Modalities register it (or a subclass) as their config class.
+    """
+
+    kind: str = "vit"
+    in_channels: int = 1
+    input_size: tuple[int, ...] = (224, 224)  # (H, W), or (T,) for a series
+    patch_stride: int | None = None  # None = patch_size (no overlap); ImageBind's audio: 16 / 10
+    patch_norm: bool = False  # LayerNorm after the stem (ImageBind)
+    logit_scale: float | None = None  # fixed multiplier t for binding this modality (ImageBind: audio 20, depth 5)
+
+    def patch_stem(self) -> PatchStem:
+        return PatchStem(self.in_channels, tuple(self.input_size), self.patch_size,
+                         self.patch_stride or self.patch_size, self.patch_norm)
+
+    def validate(self, where: str) -> None:
+        super().validate(where)
+        if len(self.input_size) not in (1, 2) or min(self.input_size, default=0) <= 0:
+            raise ConfigError(f"{where}.input_size={list(self.input_size)}: expected [H, W] or [T], positive")
+        if self.in_channels <= 0 or self.patch_size <= 0 or (self.patch_stride or 1) <= 0:
+            raise ConfigError(f"{where}: in_channels, patch_size and patch_stride must be positive")
+        if min(self.input_size) < self.patch_size:
+            raise ConfigError(f"{where}.input_size={list(self.input_size)} is smaller than "
+                              f"patch_size={self.patch_size}")
+        if self.logit_scale is not None and not (self.logit_scale > 0 and math.isfinite(self.logit_scale)):
+            raise ConfigError(f"{where}.logit_scale={self.logit_scale}: expected a positive number")
 
 
 @dataclass

@@ -106,6 +106,8 @@ def check_towers(cfg) -> list[str]:
     """Tower features neither CLIPModel nor SiglipModel has."""
     bad = [f"towers.{side}.ls_init={getattr(t, 'ls_init', None)!r} (LayerScale; transformers' CLIP/SigLIP blocks "
            "have none)" for side, t in cfg.towers.items() if getattr(t, "ls_init", None) is not None]
+    bad += [f"towers.{side}.attn_bias_kv=true (learned key/value tokens; transformers' CLIP/SigLIP have none)"
+            for side, t in cfg.towers.items() if getattr(t, "attn_bias_kv", False)]
     return bad
 
 

@@ -185,6 +185,8 @@ def open_clip_model_cfg(cfg: ModelConfig, custom_text: bool = False) -> dict[str
     v, t = _image_text(cfg)
     if t.kind != "transformer":
         raise cannot_save(f"towers.text.kind={t.kind!r} (only tether's transformer text tower)")
+    if v.kind == "vit" and v.attn_bias_kv:
+        raise cannot_save("towers.image.attn_bias_kv=true (learned key/value tokens, ImageBind's; OpenCLIP has none)")
     acts = [t.act] + ([v.act] if v.kind == "vit" else [])
     if "relu" in acts or ("quick_gelu" in acts and len(set(acts)) > 1):
         raise cannot_save(f"activations {sorted(set(acts))} (OpenCLIP: quick_gelu for both towers, or gelu/gelu_tanh)")

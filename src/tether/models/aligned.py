@@ -122,10 +122,22 @@ class AlignedModel(nn.Module):
 
     # ---- tensors in, embeddings out -------------------------------------------------------
     def encode(self, modality: str, inputs: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-        """Processed inputs of ``modality`` (a batch) -> (N, embed_dim)."""
+        """Processed inputs of ``modality`` (a batch) -> (N, embed_dim).
+
+        Clips: when the tower declares ``input_ndim`` and ``inputs`` has one dim more, (N, S, ...),
+        each input is S clips (an audio recording's 2 s windows): every clip is embedded and
+        L2-normalised, and the S unit vectors are averaged (ImageBind's rule), then normalised
+        again when ``normalize``.
+        """
         if modality not in self.towers:
             raise UnknownNameError(f"the model has no {modality!r} tower; its towers: {', '.join(self.towers)}")
-        emb = self.projections[modality](self.towers[modality](inputs))
+        tower = self.towers[modality]
+        if inputs.ndim == getattr(tower, "input_ndim", -2) + 1:
+            n, clips = inputs.shape[:2]
+            per_clip = F.normalize(self.projections[modality](tower(inputs.flatten(0, 1))), dim=-1)
+            emb = per_clip.view(n, clips, -1).mean(1)
+        else:
+            emb = self.projections[modality](tower(inputs))
         return F.normalize(emb, dim=-1) if normalize else emb
 
     def encode_image(self, pixel_values: torch.Tensor, normalize: bool = False) -> torch.Tensor:

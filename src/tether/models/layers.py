@@ -37,13 +37,16 @@ def activation(name: str) -> nn.Module:
 class Attention(nn.Module):
     """Multi-head attention with a fused qkv projection."""
 
-    def __init__(self, width: int, heads: int) -> None:
+    def __init__(self, width: int, heads: int, bias_kv: bool = False) -> None:
         super().__init__()
         if width % heads:
             raise ConfigError(f"width {width} is not divisible by heads {heads}")
         self.heads = heads
         self.in_proj = nn.Linear(width, 3 * width)
         self.out_proj = nn.Linear(width, width)
+        # ImageBind's add_bias_kv: one learned key and value (already projected) appended to every sequence
+        self.bias_k = nn.Parameter(torch.empty(1, 1, width)) if bias_kv else None
+        self.bias_v = nn.Parameter(torch.empty(1, 1, width)) if bias_kv else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -53,12 +56,32 @@ class Attention(nn.Module):
         nn.init.xavier_uniform_(self.in_proj.weight)
         nn.init.zeros_(self.in_proj.bias)
         nn.init.zeros_(self.out_proj.bias)
+        if self.bias_k is not None:  # nn.MultiheadAttention(add_bias_kv=True)'s init
+            nn.init.xavier_normal_(self.bias_k)
+            nn.init.xavier_normal_(self.bias_v)
+
+    def _with_bias_kv(self, k: torch.Tensor, v: torch.Tensor,
+                      mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Append the learned key/value token to (B, heads, N, head_dim) keys and values; the mask lets every query see it."""
+        if self.bias_k is None:
+            return k, v, mask
+        b, h, _, hd = k.shape
+        k = torch.cat([k, self.bias_k.to(k.dtype).view(1, h, 1, hd).expand(b, -1, -1, -1)], dim=2)
+        v = torch.cat([v, self.bias_v.to(v.dtype).view(1, h, 1, hd).expand(b, -1, -1, -1)], dim=2)
+        if mask is not None:
+            extra = mask.new_ones(mask.shape[:-1] + (1,)) if mask.dtype == torch.bool else \
+                mask.new_zeros(mask.shape[:-1] + (1,))
+            mask = torch.cat([mask, extra], dim=-1)
+        return k, v, mask
 
     def forward(self, x: torch.Tensor, causal: bool = False,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
         b, n, d = x.shape
         qkv = self.in_proj(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
+        if self.bias_k is not None and causal and mask is None:  # the extra key sits past every position
+            mask = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
+        k, v, mask = self._with_bias_kv(k, v, mask)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None)
         return self.out_proj(out.transpose(1, 2).reshape(b, n, d))
 
@@ -70,6 +93,7 @@ class Attention(nn.Module):
         b_q, b_kv = self.in_proj.bias.split([d, 2 * d])
         q = F.linear(query, w_q, b_q).view(b, query.shape[1], h, hd).transpose(1, 2)
         k, v = F.linear(x, w_kv, b_kv).view(b, n, 2, h, hd).permute(2, 0, 3, 1, 4).unbind(0)
+        k, v, mask = self._with_bias_kv(k, v, mask)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.out_proj(out.transpose(1, 2).reshape(b, query.shape[1], d))
 
@@ -95,10 +119,11 @@ class Block(nn.Module):
     """Pre-LayerNorm residual block: x + attn(ln(x)), then x + mlp(ln(x))."""
 
     def __init__(self, width: int, heads: int, mlp_dim: int, act: str, eps: float,
-                 ls_init: float | None = None) -> None:
+                 ls_init: float | None = None, bias_kv: bool = False, drop_path: float = 0.0) -> None:
         super().__init__()
         self.ln_1 = nn.LayerNorm(width, eps=eps)
-        self.attn = Attention(width, heads)
+        self.attn = Attention(width, heads, bias_kv)
+        self.drop_path = drop_path  # stochastic depth: the rate at which training drops each residual branch
         self.ln_2 = nn.LayerNorm(width, eps=eps)
         self.mlp = MLP(width, mlp_dim, act)
         # LayerScale (CaiT): per-channel gains on the residual branches, when ls_init is set
@@ -108,11 +133,19 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, causal: bool = False,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
         a = self.attn(self.ln_1(x), causal=causal, mask=mask)
-        x = x + (a if self.ls_1 is None else a * self.ls_1)
+        x = x + self._drop(a if self.ls_1 is None else a * self.ls_1)
         m = self.mlp(self.ln_2(x))
         if self.ls_2 is not None:
             m = m * self.ls_2
-        return x + m if torch.is_grad_enabled() else x.add_(m)  # x was made above: safe in place
+        return x + self._drop(m) if torch.is_grad_enabled() else x.add_(self._drop(m))  # x made above: safe in place
+
+    def _drop(self, branch: torch.Tensor) -> torch.Tensor:
+        """Stochastic depth (timm's DropPath): zero a whole residual branch per sample, rescale the rest."""
+        if not self.training or self.drop_path == 0:
+            return branch
+        keep = 1 - self.drop_path
+        mask = branch.new_empty((branch.shape[0],) + (1,) * (branch.ndim - 1)).bernoulli_(keep)
+        return branch * mask / keep
 
 
     def forward_at(self, x: torch.Tensor, index: torch.Tensor, causal: bool = False) -> torch.Tensor:
@@ -128,19 +161,21 @@ class Block(nn.Module):
         if causal:  # the pooled token sees itself and what precedes it
             mask = (torch.arange(x.shape[1], device=x.device) <= index[:, None])[:, None, None, :]
         a = self.attn.cross(h[rows, index].unsqueeze(1), h, mask)
-        y = x[rows, index].unsqueeze(1) + (a if self.ls_1 is None else a * self.ls_1)
+        y = x[rows, index].unsqueeze(1) + self._drop(a if self.ls_1 is None else a * self.ls_1)
         m = self.mlp(self.ln_2(y))
-        return (y + (m if self.ls_2 is None else m * self.ls_2))[:, 0]
+        return (y + self._drop(m if self.ls_2 is None else m * self.ls_2))[:, 0]
 
 
 class Transformer(nn.Module):
     """A stack of pre-LN blocks, with optional gradient checkpointing."""
 
     def __init__(self, width: int, layers: int, heads: int, mlp_dim: int | None,
-                 act: str, eps: float, ls_init: float | None = None) -> None:
+                 act: str, eps: float, ls_init: float | None = None, bias_kv: bool = False,
+                 drop_path: float = 0.0) -> None:
         super().__init__()
         hidden = mlp_dim or 4 * width
-        self.blocks = nn.ModuleList(Block(width, heads, hidden, act, eps, ls_init) for _ in range(layers))
+        rates = [drop_path * i / max(layers - 1, 1) for i in range(layers)]  # ImageBind / timm: rising with depth
+        self.blocks = nn.ModuleList(Block(width, heads, hidden, act, eps, ls_init, bias_kv, rate) for rate in rates)
         self.grad_checkpointing = False
 
     def forward(self, x: torch.Tensor, causal: bool = False, mask: torch.Tensor | None = None,

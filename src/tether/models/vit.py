@@ -1,9 +1,12 @@
-"""Vision Transformer image tower (CLIP and SigLIP variants).
+"""The patch transformer: images, spectrograms, depth maps and sensor series as patch tokens.
 
-One class covers both families through config switches: class-token or
-attention-pool (MAP) pooling, LayerNorm before the blocks or not, QuickGELU or
-GELU, a bias on the patch projection or not. Patch dropout (FLIP) is applied in
-training only.
+One class covers CLIP, SigLIP and ImageBind's towers through config switches: class-token or
+attention-pool (MAP) pooling, LayerNorm before the blocks or not, QuickGELU or GELU, a bias on
+the patch projection or not. The stem (:class:`tether.config.PatchStem`) says how an input
+becomes tokens: a Conv2d over (C, H, W) inputs, square or rectangular, with overlapping patches
+when the stride is below the patch size (ImageBind's audio: 16 / 10 over 128 x 204
+spectrograms), or a Linear over unfolded windows of a (C, T) series (ImageBind's IMU: 6 x 8 = 48
+values per patch). Patch dropout (FLIP) and stochastic depth apply in training only.
 """
 from __future__ import annotations
 
@@ -13,44 +16,68 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ImageTowerConfig
+from ..config import PatchStem, ViTConfig
 from ..errors import ConfigError
 from .layers import AttentionPoolHead, Transformer
 from .tower import Tower
 
 
 class VisionTransformer(Tower, nn.Module):
-    """Images (N, 3, H, W) -> pooled features (N, width)."""
+    """Inputs (N, C, H, W) or series (N, C, T) -> pooled features (N, width)."""
 
     uses_every_parameter = True
     supports_patch_dropout = True
 
-    def __init__(self, cfg: ImageTowerConfig) -> None:
+    def __init__(self, cfg: ViTConfig, modality: str = "image") -> None:
         super().__init__()
         self.cfg = cfg
-        width = cfg.width
-        self.grid = cfg.image_size // cfg.patch_size
-        self.patch_embed = nn.Conv2d(3, width, cfg.patch_size, stride=cfg.patch_size, bias=cfg.patch_bias)
+        self.stem: PatchStem = cfg.patch_stem()
+        stem, width = self.stem, cfg.width
+        self.grid = stem.grid()
+        self.input_ndim = 2 + len(stem.input_size)  # (N, C, H, W) or (N, C, T): one more dim means clips
+        if len(stem.input_size) == 2:
+            self.patch_embed = nn.Conv2d(stem.in_channels, width, stem.patch_size, stride=stem.stride,
+                                         bias=cfg.patch_bias)
+        else:  # ImageBind's IMU stem: Linear(C * k -> width) over unfolded windows, channel-major
+            self.patch_embed = nn.Linear(stem.in_channels * stem.patch_size, width, bias=cfg.patch_bias)
+        self.patch_norm = nn.LayerNorm(width) if stem.norm else None  # ImageBind's stems: torch's default eps
         scale = width**-0.5
         self.class_embedding = nn.Parameter(scale * torch.randn(width)) if cfg.class_token else None
-        n_tokens = self.grid**2 + (1 if cfg.class_token else 0)
+        n_tokens = math.prod(self.grid) + (1 if cfg.class_token else 0)
         self.positional_embedding = nn.Parameter(scale * torch.randn(n_tokens, width))
         self.ln_pre = nn.LayerNorm(width, eps=cfg.ln_eps) if cfg.ln_pre else nn.Identity()
-        self.transformer = Transformer(width, cfg.layers, cfg.heads, cfg.mlp_dim, cfg.act, cfg.ln_eps, cfg.ls_init)
+        self.transformer = Transformer(width, cfg.layers, cfg.heads, cfg.mlp_dim, cfg.act, cfg.ln_eps, cfg.ls_init,
+                                       cfg.attn_bias_kv, cfg.drop_path)
         self.ln_post = nn.LayerNorm(width, eps=cfg.ln_eps) if cfg.ln_post else nn.Identity()
         self.head = (
             AttentionPoolHead(width, cfg.heads, cfg.mlp_dim, cfg.act, cfg.ln_eps) if cfg.pool == "map" else None
         )
         if cfg.pool not in ("cls", "map", "mean"):
-            raise ConfigError(f"towers.image.pool={cfg.pool!r}: expected 'cls', 'map' or 'mean'")
+            raise ConfigError(f"towers.{modality}.pool={cfg.pool!r}: expected 'cls', 'map' or 'mean'")
         if cfg.pool == "cls" and not cfg.class_token:
-            raise ConfigError("towers.image.pool='cls' needs towers.image.class_token=true")
+            raise ConfigError(f"towers.{modality}.pool='cls' needs towers.{modality}.class_token=true")
         self.output_dim = width
 
-    def tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
+    def patchify(self, inputs: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
+        """Inputs -> patch tokens (N, L, width) and the patch grid they came from."""
+        stem = self.stem
+        if inputs.ndim != self.input_ndim or inputs.shape[1] != stem.in_channels:
+            shape = "(N, C, H, W)" if len(stem.input_size) == 2 else "(N, C, T)"
+            raise ValueError(f"expected inputs {shape} with C={stem.in_channels}, got {tuple(inputs.shape)}")
+        if len(stem.input_size) == 2:
+            x = self.patch_embed(inputs)
+            grid = tuple(x.shape[2:])
+            x = x.flatten(2).transpose(1, 2)
+        else:
+            windows = inputs.unfold(-1, stem.patch_size, stem.stride)  # (N, C, L, k)
+            grid = (windows.shape[2],)
+            x = self.patch_embed(windows.permute(0, 2, 1, 3).flatten(2))
+        return (x if self.patch_norm is None else self.patch_norm(x)), grid
+
+    def tokens(self, inputs: torch.Tensor) -> torch.Tensor:
         """Patch + position embeddings, with patch dropout in training."""
-        x = self.patch_embed(pixel_values).flatten(2).transpose(1, 2)
-        pos = self._positions(x.shape[1])
+        x, grid = self.patchify(inputs)
+        pos = self._positions(grid)
         if self.class_embedding is not None:
             x = x + pos[1:]
             cls = (self.class_embedding + pos[0]).expand(x.shape[0], 1, -1)
@@ -62,8 +89,8 @@ class VisionTransformer(Tower, nn.Module):
             x = torch.cat([cls.to(x.dtype), x], dim=1)
         return self.ln_pre(x)
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        x = self.tokens(pixel_values)
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        x = self.tokens(inputs)
         if self.cfg.pool == "cls":  # only the class token leaves the last block: compute just it
             return self.ln_post(self.transformer(x, pool_index=torch.zeros_like(x[:, 0, 0], dtype=torch.long)))
         x = self.transformer(x)
@@ -74,13 +101,13 @@ class VisionTransformer(Tower, nn.Module):
             return self.head(x)
         return x[:, 1:].mean(1) if self.class_embedding is not None else x.mean(1)
 
-    def _positions(self, n_patches: int) -> torch.Tensor:
+    def _positions(self, grid: tuple[int, ...]) -> torch.Tensor:
         """Position embeddings, interpolated when the input grid differs from training."""
         pos = self.positional_embedding
         extra = 1 if self.class_embedding is not None else 0
-        if pos.shape[0] - extra == n_patches:
+        if pos.shape[0] - extra == math.prod(grid):
             return pos
-        return resize_pos_embed(pos, int(math.isqrt(n_patches)), extra)
+        return resize_pos_embed(pos, grid, extra, old_grid=self.grid)
 
     def blocks(self) -> list[nn.Module]:
         return list(self.transformer.blocks)
@@ -100,15 +127,28 @@ def _drop_patches(x: torch.Tensor, fraction: float) -> torch.Tensor:
     return x.gather(1, idx.unsqueeze(-1).expand(-1, -1, d))
 
 
-def resize_pos_embed(pos: torch.Tensor, new_grid: int, extra_tokens: int = 1) -> torch.Tensor:
-    """Bicubically resize a (extra + g*g, D) position table to a new grid size."""
-    prefix, grid = pos[:extra_tokens], pos[extra_tokens:]
-    old = int(math.isqrt(grid.shape[0]))
-    if old * old != grid.shape[0]:
-        raise ValueError(f"position embedding has {grid.shape[0]} patch rows, not a square grid")
-    if old == new_grid:
+def resize_pos_embed(pos: torch.Tensor, new_grid: int | tuple[int, ...], extra_tokens: int = 1,
+                     old_grid: tuple[int, ...] | None = None) -> torch.Tensor:
+    """Resize a (extra + patches, D) position table to a new patch grid: bicubic over 2-D grids
+    (an int means a square one), linear over 1-D series. ``old_grid`` defaults to a square."""
+    prefix, table = pos[:extra_tokens], pos[extra_tokens:]
+    if old_grid is None:
+        old = int(math.isqrt(table.shape[0]))
+        if old * old != table.shape[0]:
+            raise ValueError(f"position embedding has {table.shape[0]} patch rows, not a square grid")
+        old_grid = (old, old)
+    new_grid = (new_grid, new_grid) if isinstance(new_grid, int) else tuple(new_grid)
+    if tuple(old_grid) == new_grid:
         return pos
-    grid = grid.reshape(1, old, old, -1).permute(0, 3, 1, 2).float()
-    grid = F.interpolate(grid, size=(new_grid, new_grid), mode="bicubic", align_corners=False)
-    grid = grid.permute(0, 2, 3, 1).reshape(new_grid * new_grid, -1).to(pos.dtype)
-    return torch.cat([prefix, grid], dim=0)
+    mode = "bicubic" if len(new_grid) == 2 else "linear"
+    table = table.reshape(1, *old_grid, -1).movedim(-1, 1).float()
+    table = F.interpolate(table, size=new_grid, mode=mode, align_corners=False)
+    table = table.movedim(1, -1).reshape(math.prod(new_grid), -1).to(pos.dtype)
+    return torch.cat([prefix, table], dim=0)
+
+
+def patch_tower_builder(modality: str):
+    """``build_tower`` for a modality whose towers are patch transformers (kind "vit"): audio,
+    depth, thermal, IMU. Register it with ``Modality(build_tower=patch_tower_builder(name), ...)``."""
+    from ..modalities import tower_builder
+    return tower_builder(modality, {"vit": lambda cfg, embed_dim: VisionTransformer(cfg, modality)})
