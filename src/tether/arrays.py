@@ -22,38 +22,45 @@ TEXT_SUFFIXES = (".txt", ".xyz", ".csv", ".pts")
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".pgm", ".pfm")
 
 
-def load_array(item: Any, what: str, key: str | None = None) -> np.ndarray:
-    """``item`` as a float32 numpy array; ``what`` names the input in errors ("point cloud", "IMU series")."""
+def load_array(item: Any, what: str, key: str | None = None, keep_dtype: bool = False) -> np.ndarray:
+    """``item`` as a float32 numpy array (``keep_dtype``: in its own numeric type, e.g. a 16-bit
+    image's uint16); ``what`` names the input in errors ("point cloud", "IMU series")."""
     if isinstance(item, (str, os.PathLike)):
-        return _read_file(Path(item), what, key)
-    if isinstance(item, torch.Tensor):
-        item = item.detach().cpu().numpy()
-    try:
-        array = np.asarray(item, dtype=np.float32)
-    except (TypeError, ValueError) as err:
-        raise InputError(f"{what}: expected an array of numbers, got {type(item).__name__} ({err})") from None
-    return array
+        array = _read_file(Path(item), what, key)
+    else:
+        if isinstance(item, torch.Tensor):
+            item = item.detach().cpu().numpy()
+        try:
+            array = np.asarray(item)
+        except (TypeError, ValueError) as err:
+            raise InputError(f"{what}: expected an array of numbers, got {type(item).__name__} ({err})") from None
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+        try:
+            array = array.astype(np.float32)
+        except (TypeError, ValueError) as err:
+            raise InputError(f"{what}: expected an array of numbers, got {array.dtype} values ({err})") from None
+    return array if keep_dtype else array.astype(np.float32, copy=False)
 
 
 def _read_file(path: Path, what: str, key: str | None) -> np.ndarray:
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
-            return np.asarray(np.load(path, allow_pickle=False), dtype=np.float32)
+            return np.load(path, allow_pickle=False)
         if suffix == ".npz":
             with np.load(path, allow_pickle=False) as archive:
                 names = list(archive.keys())
                 name = key if key in names else (names[0] if len(names) == 1 else None)
                 if name is None:
                     raise InputError(f"{path}: a {what} .npz needs one array or one named {key!r}; found {names}")
-                return np.asarray(archive[name], dtype=np.float32)
+                return np.asarray(archive[name])
         if suffix in TEXT_SUFFIXES:
             text = path.read_text(encoding="utf-8").replace(",", " ")
             return np.loadtxt(text.splitlines(), dtype=np.float32, ndmin=2)
         if suffix in IMAGE_SUFFIXES:
             from PIL import Image
             with Image.open(path) as image:
-                return np.asarray(image, dtype=np.float32)
+                return np.asarray(image)
     except OSError as err:
         raise OSError(f"{path}: cannot read the {what} ({err.strerror or err})") from None
     except ValueError as err:

@@ -61,9 +61,6 @@ class Modality:
     # (tower config, processor) -> None, or a TetherError when the tower cannot take what the processor makes
     # (a tokenizer with more ids or a longer context than the text tower): checked when a processor is attached
     check_processor: Callable[[TowerConfig, Processor], None] = _no_check
-    # the fixed multiplier t of a pair this modality is bound in (ImageBind: audio 20, depth 5, thermal 10,
-    # imu 5); None: CLIP's learnable-style 1/0.07 (tether bind)
-    bind_scale: float | None = None
     # named tower configs ("tiny", "imagebind" ...): towers.<name> mappings for tether bind --tower NAME
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
 

@@ -14,8 +14,10 @@ from ..modalities import get_modality, tower_config_class
 
 def add_tower(model, modality: str, tower: TowerConfig | Mapping[str, Any], *, scale: float | None = None,
               module: nn.Module | None = None) -> None:
-    """Give ``model`` a freshly initialised ``modality`` tower, its projection, processor and (``scale``:
-    the multiplier t of every pair it is in) its own logit scale. Nothing that was there changes.
+    """Give ``model`` a freshly initialised ``modality`` tower, its projection, processor and its own
+    logit scale (``logit_scales.<modality>``: the multiplier t of every pair it is in), starting at
+    ``scale``, else the tower config's ``logit_scale`` (ImageBind's fixed value for the modality:
+    depth 5, thermal 10, IMU 5, audio 20), else CLIP's 1/0.07. Nothing that was there changes.
 
     ``tower``: its config (a ``TowerConfig`` of the modality's class, or a mapping of its keys);
     ``module``: the tower itself, for kind "module".
@@ -35,11 +37,11 @@ def add_tower(model, modality: str, tower: TowerConfig | Mapping[str, Any], *, s
     model.config.towers[modality] = tower
     model.towers[modality] = built.to(device)
     model.projections[modality] = proj.to(device)
-    if scale is not None:
-        if not 0 < scale < math.inf:
-            raise ConfigError(f"logit_scales.{modality}: expected a positive multiplier t, got {scale}")
-        model.config.logit_scales[modality] = float(scale)
-        model.logit_scales[modality] = nn.Parameter(torch.tensor(math.log(float(scale)), device=device))
+    scale = scale or getattr(tower, "logit_scale", None) or 1 / 0.07
+    if not 0 < scale < math.inf:
+        raise ConfigError(f"logit_scales.{modality}: expected a positive multiplier t, got {scale}")
+    model.config.logit_scales[modality] = float(scale)
+    model.logit_scales[modality] = nn.Parameter(torch.tensor(math.log(float(scale)), device=device))
     processor = get_modality(modality).build_processor(tower, None)
     if processor is not None:
         model.processors[modality] = processor

@@ -50,10 +50,8 @@ def prepare_model(cfg: TrainConfig):
 
 def _add_bound_tower(model, cfg: TrainConfig) -> None:
     """Binding: the new modality's tower (``bind.tower``) when the model has none yet (a resumed
-    or continued run finds it in the checkpoint), with its own scale: ``bind.scale``, else the
-    modality's ImageBind temperature, else CLIP's 1/0.07."""
+    or continued run finds it in the checkpoint), with its own scale (see ``add_tower``)."""
     from ..models.extend import add_tower
-    from ..modalities import get_modality
     bind = cfg.bind
     if bind.modality in model.towers:
         if bind.tower:
@@ -63,8 +61,7 @@ def _add_bound_tower(model, cfg: TrainConfig) -> None:
     if not bind.tower:
         raise ConfigError(f"train.bind.tower: the model {cfg.model!r} has no {bind.modality!r} tower; give its "
                           f"config (towers: {', '.join(model.towers)})")
-    scale = bind.scale or get_modality(bind.modality).bind_scale or 1 / 0.07
-    add_tower(model, bind.modality, bind.tower, scale=scale)
+    add_tower(model, bind.modality, bind.tower, scale=bind.scale)
 
 
 def _set_patch_dropout(model, fraction: float) -> None:
