@@ -4,7 +4,8 @@ The processor centres the xyz coordinates on their mean and scales them into the
 (features are kept as they are), then brings the cloud to exactly ``num_points`` points:
 farthest point sampling when there are more (it starts from the point farthest from the
 centroid, so the chosen set does not depend on the order of the input), whole copies of the
-cloud when there are fewer (duplicates leave a max/mean-pooled encoder's output unchanged).
+cloud plus a farthest-point sample of the remainder when there are fewer (which points repeat
+depends on the shape, never on the input order).
 A cloud with fewer than ``min_points`` points is refused: the encoder cannot see a shape in it.
 """
 from __future__ import annotations
@@ -54,13 +55,15 @@ def normalize_points(points: torch.Tensor) -> torch.Tensor:
 
 
 def resample_points(points: torch.Tensor, count: int) -> torch.Tensor:
-    """Exactly ``count`` points: farthest point sampling down, whole copies (then a prefix) up."""
+    """Exactly ``count`` points: farthest point sampling down; up, whole copies plus a farthest-point
+    sample of the rest."""
     n = points.shape[0]
     if n == count:
         return points
-    if n < count:
-        reps = -(-count // n)
-        return points.repeat(reps, 1)[:count]
+    if n < count:  # whole copies, the rest by farthest point sampling: no input order decides which repeat
+        copies, rest = divmod(count, n)
+        extra = points[farthest_point_sample(points[:, :3], rest)] if rest else points[:0]
+        return torch.cat([points.repeat(copies, 1), extra])
     return points[farthest_point_sample(points[:, :3], count)]
 
 

@@ -1,12 +1,13 @@
 """Single-channel images in: depth (as disparity, ImageBind's preprocessing) and thermal.
 
-Depth (ImageBind, as its authors give it for NYU-D): depth in metres is clipped to
-[``min_depth``, ``max_depth``] and turned into disparity ``baseline * focal_length / depth``
-(Kinect v1: baseline 0.075 m, focal length 518.858 px), then resized to ``image_size`` squared
-(bilinear, no crop) as one channel, with no further normalisation. A disparity map (``input:
-"disparity"``, e.g. Middlebury's, in pixels) skips the conversion and is multiplied by
-``disparity_scale``. Pixels that are not finite or not positive (holes, occlusions: Middlebury
-marks them inf) carry no measurement and become disparity 0; a map with none left is refused.
+Depth (ImageBind, as its authors give it for NYU-D): the depth map in metres is resized to
+``image_size`` squared (``scipy.ndimage.zoom`` order 1: bilinear with aligned corners, no
+crop), clipped to [``min_depth``, ``max_depth``] and turned into disparity
+``baseline * focal_length / depth`` (Kinect v1: baseline 0.075 m, focal length 518.858 px), one
+channel, no further normalisation. A disparity map (``input: "disparity"``, e.g. Middlebury's,
+in pixels) is resized and multiplied by ``disparity_scale``. Pixels that are not finite or not
+positive (holes, occlusions: Middlebury marks them inf) carry no measurement: they count as
+``max_depth`` (depth) or disparity 0 before resizing; a map with no valid pixel is refused.
 
 Thermal: ImageBind does not publish its thermal preprocessing; tether resizes the shorter side to
 ``image_size`` and centre-crops (as for images), scales integer images to [0, 1] by their type's
@@ -66,12 +67,15 @@ class DepthProcessor:
         valid = np.isfinite(values) & (values > 0)
         if not valid.any():
             raise InputError(f"{self.input} map: no valid pixel (every value is 0, negative, NaN or inf)")
+        # holes: far away (max_depth) for depth, no disparity (0) for disparity; then resized as
+        # ImageBind's authors do (scipy.ndimage.zoom, order 1 = bilinear with aligned corners)
+        filled = np.where(valid, values, self.max_depth if self.input == "depth" else 0.0).astype(np.float32)
+        size = (self.image_size, self.image_size)
+        resized = F.interpolate(torch.from_numpy(filled)[None, None], size=size, mode="bilinear",
+                                align_corners=True)[0]
         if self.input == "depth":
-            depth = np.clip(np.where(valid, values, self.max_depth), self.min_depth, self.max_depth)
-            disparity = np.where(valid, self.baseline * self.focal_length / depth, 0.0)
-        else:
-            disparity = np.where(valid, values * self.disparity_scale, 0.0)
-        return resize(torch.from_numpy(disparity.astype(np.float32)), self.image_size, crop=False)
+            return self.baseline * self.focal_length / resized.clamp(self.min_depth, self.max_depth)
+        return resized * self.disparity_scale
 
     def collate(self, rows: list[torch.Tensor]) -> torch.Tensor:
         return torch.stack(list(rows))
