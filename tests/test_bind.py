@@ -115,7 +115,7 @@ def test_bind_config_sets_the_pair_and_the_lock_and_refuses_what_cannot_bind(tin
     with pytest.raises(ConfigError, match="binding locks the anchor"):
         bind_config(str(tiny_checkpoint), "points", POINTS, lock=["points"])
     with pytest.raises(ConfigError, match="a different anchor"):
-        bind_config(str(tiny_checkpoint), "image", POINTS, anchor="image")
+        bind_config(str(tiny_checkpoint), "image", POINTS, anchor="image", tower=None)
     with pytest.raises(ConfigError, match="unknown points tower 'huge'"):
         bind_config(str(tiny_checkpoint), "points", POINTS, tower="huge")
 
@@ -125,3 +125,27 @@ def test_bind_refuses_a_tower_the_model_already_has(tiny_checkpoint, tmp_path):
                       out_dir=str(tmp_path / "run"))
     with pytest.raises(ConfigError, match="has a 'image' tower already"):
         train(cfg, progress=False)
+
+
+@pytest.mark.slow
+def test_tether_bind_and_distill_commands(tiny_checkpoint, tmp_path, capsys):
+    from tether.cli.main import main
+    rc = main(["bind", "--model", str(tiny_checkpoint), "--modality", "imu", "--anchor", "text",
+               "--data", "basic_motions", "--val-data", '{"type": "basic_motions", "split": "test"}',
+               "--out", str(tmp_path / "bind"), "--steps", "3", "--batch-size", "20", "--no-progress",
+               "--set", "workers=0", "--set", "tensorboard=false", "--set", "device=cpu"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    final = json.loads(out.out[out.out.index("{"):])
+    assert final["step"] == 3 and "imu_to_text_recall@1" in final
+    assert tether.load(tmp_path / "bind" / "model").modalities == ("image", "text", "imu")
+    rc = main(["distill", "--model", str(tiny_checkpoint), "--modality", "points", "--loss", "l2",
+               "--data", json.dumps(POINTS), "--out", str(tmp_path / "distill"), "--steps", "2",
+               "--batch-size", "16", "--no-progress", "--set", "workers=0", "--set", "tensorboard=false"])
+    assert rc == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "distill" / "config.json").read_text())["loss"] == "l2"
+    rc = main(["bind", "--model", str(tiny_checkpoint), "--modality", "depth", "--tower", "{bad",
+               "--data", "basic_motions", "--out", str(tmp_path / "bad")])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.strip() == "tether bind: error: --tower '{bad': not valid JSON (Expecting property name " \
+                                      "enclosed in double quotes)"

@@ -7,7 +7,8 @@ import os
 import sys
 
 # command name -> module under tether.cli; each module has add_parser(subparsers)
-COMMANDS = ("demo", "models", "fetch", "info", "convert", "embed", "train", "eval", "score", "filter", "dedup")
+COMMANDS = ("demo", "models", "fetch", "info", "convert", "embed", "train", "eval", "score", "filter", "dedup",
+            "bind", "distill")
 
 DESCRIPTION = """\
 tether maps images and text into one shared, L2-normalised embedding space.
@@ -25,6 +26,10 @@ Start here:
                                      keep pairs by CLIP score and DataComp's basic rules
   tether dedup DIR --threshold 0.95 --out OUT
                                      remove semantic duplicates, one member kept per group
+  tether bind --model M --modality depth --data SPEC --out OUT
+                                     add a modality: its tower trained against a frozen anchor
+  tether distill --model M --modality points --data SPEC --out OUT
+                                     a student tower matching a frozen teacher's embeddings
 Run `tether COMMAND --help` for details and examples.
 """
 
