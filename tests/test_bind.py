@@ -89,7 +89,8 @@ def test_bind_resumes_after_sigkill_to_the_same_weights(tiny_checkpoint, fashion
     def run(out: Path, kill_at: int | None) -> subprocess.CompletedProcess:
         cfg = _cfg(tiny_checkpoint, out, steps=10, checkpoint_every=6, augment=False)
         (tmp_path / f"{out.name}.json").write_text(json.dumps(cfg.to_dict()))
-        env = {**os.environ, "TETHER_TEST_SIGKILL_AT_STEP": str(kill_at or -1)}
+        # one thread, as the in-process run under one_thread: the same kernels, the same rounding
+        env = {**os.environ, "TETHER_TEST_SIGKILL_AT_STEP": str(kill_at or -1), "OMP_NUM_THREADS": "1"}
         return subprocess.run([sys.executable, "-m", "tether.cli.main", "train", "--config",
                                str(tmp_path / f"{out.name}.json"), "--no-progress"], env=env, capture_output=True,
                               text=True, timeout=600)
