@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   dataset-fashion-mnist    # the fashion_mnist fixture (tests/conftest.py): demo, data and eval tests
-  tuxpaint-stamps-default  # the tuxpaint_stamps fixture: the Tux Paint builder's tests
+  tuxpaint-stamps-default  # the tuxpaint_stamps fixture: the Tux Paint builder's tests, spoken digits, audio
+  espeak-ng                # synthesised spoken digits (tether.data.spoken_digits, test_spoken_digits)
   g++                      # torch.compile's inductor backend builds C++ kernels (test_precision_compile)
   default-jre-headless     # pycocoevalcap's Java PTBTokenizer, compared with tether's (test_metrics_cider)
 )

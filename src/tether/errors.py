@@ -14,6 +14,7 @@ so ``except ValueError`` keeps working.
       TokenizerError         a tokenizer file that cannot be read, or a tokenizer that does not fit the model
       InputError             a raw input or command-line argument that cannot be used
         ImageDecodeError     an image file that cannot be decoded (tether.preprocess)
+        AudioDecodeError     an audio file that cannot be used: missing, undecodable, empty, silent, NaN
         MissingProcessorError  raw inputs for a modality the model has no processor for; also RuntimeError
       DataError              a dataset, manifest, shard or result file that cannot be used
       WriteError             an output that could not be written (disk full, read-only, ...); also OSError
@@ -25,7 +26,7 @@ from __future__ import annotations
 import errno
 import os
 
-__all__ = ["CheckpointError", "ConfigError", "DataError", "ImageDecodeError", "InputError", "MissingProcessorError",
+__all__ = ["AudioDecodeError", "CheckpointError", "ConfigError", "DataError", "ImageDecodeError", "InputError", "MissingProcessorError",
            "TetherError", "TokenizerError", "UnknownNameError", "WriteError"]
 
 
@@ -67,6 +68,18 @@ class ImageDecodeError(InputError):
         self.source = source
         self.reason = reason
         super().__init__(f"cannot load image {source!r}: {reason}")
+
+
+class AudioDecodeError(InputError):
+    """An audio input that cannot be embedded; ``source`` names it, ``reason`` says why and
+    ``skip_reason`` is what jobs count it as (missing_audio, corrupt_audio, empty_audio,
+    silent_audio, invalid_audio)."""
+
+    def __init__(self, source: str, reason: str, skip_reason: str = "corrupt_audio") -> None:
+        self.source = source
+        self.reason = reason
+        self.skip_reason = skip_reason
+        super().__init__(f"cannot use audio {source!r}: {reason}")
 
 
 class MissingProcessorError(InputError, RuntimeError):

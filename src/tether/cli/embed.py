@@ -12,6 +12,7 @@ embedding-reader:
 
   OUT/img_emb/img_emb_0000.npy        image embeddings (float16 by default), L2-normalised
   OUT/text_emb/text_emb_0000.npy      caption embeddings, the same rows
+  OUT/audio_emb/audio_emb_0000.npy    other modalities: <modality>_emb/ (--audio DIR ...)
   OUT/metadata/metadata_0000.parquet  key, image_path or url, caption, the source's own columns
   OUT/job.json, OUT/summary.json      the job's parameters; counts, skips by reason, throughput
 
@@ -25,6 +26,8 @@ summary.json; a sample skipped in one modality is left out of every file of its 
 Inputs (one of):
   --images DIR          every image file under DIR (no captions: image embeddings only)
   --texts FILE          one text per line (text embeddings only)
+  --audio DIR           every audio file under DIR (.wav, .flac, .ogg, .mp3 ...); likewise
+                        --MODALITY DIR for every other registered modality (docs/modalities.md)
   --data TYPE:PATH      webdataset:SHARDS (img2dataset's layout), manifest:FILE.csv|.parquet,
                         folder:DIR (images + .txt captions), tuxpaint[:DIR], fashion_mnist, digits
 
@@ -36,6 +39,7 @@ Examples:
   tether embed --model ./my-clip --data tuxpaint:/usr/share/tuxpaint/stamps --out emb/
   tether embed --model ./my-clip --data webdataset:shards/ --out emb/ --precision bf16 --workers 4
   tether embed --model ./my-clip --images photos/ --out emb/ --query 'a red bicycle'
+  tether embed --model ./my-bound --audio /usr/share/tuxpaint/stamps/symbols/math --out audio-emb/
   tether embed --model ./my-clip --data manifest:pairs.parquet --out emb/ --engine ray --ray-address HOST:6379
   tether embed --model ./my-clip --data tuxpaint --out emb/ --precision bf16 --compare-fp32 500
 """
@@ -51,6 +55,9 @@ def add_parser(sub) -> None:
     source.add_argument("--images", metavar="DIR", help="a folder of images (searched recursively)")
     source.add_argument("--texts", metavar="FILE", help="a text file, one text per line")
     source.add_argument("--data", metavar="TYPE:PATH", help="a dataset: webdataset:, manifest:, folder:, tuxpaint...")
+    for modality in _file_modalities():
+        source.add_argument(f"--{modality}", metavar="DIR", dest=f"files_{modality}",
+                            help=f"a folder of {modality} files (searched recursively)")
     p.add_argument("--out", required=True, help="output folder (rerun the same command to resume)")
     p.add_argument("--modalities", help="comma-separated, e.g. image (default: image,text for --data)")
     p.add_argument("--part-size", type=int, default=10_000, help="inputs per part (default 10000)")
@@ -74,7 +81,8 @@ def run(args) -> int:
     from tether.errors import InputError
 
     if args.query and args.texts:
-        raise InputError("--query searches image embeddings: give --images DIR or --data TYPE:PATH, not --texts")
+        raise InputError("--query searches image (or audio ...) embeddings: give --images DIR, --audio DIR or "
+                         "--data TYPE:PATH, not --texts")
     source, default = _source(args)
     modalities = tuple(m.strip() for m in args.modalities.split(",") if m.strip()) if args.modalities else default
     options = engine_options(args)
@@ -91,15 +99,26 @@ def run(args) -> int:
     if "agreement" in summary:
         _print_agreement(summary["agreement"])
     for query in args.query:
-        _print_nearest(args, query)
+        _print_nearest(args, query, next(m for m in modalities if m != "text"))
     return 0
 
 
-def _source(args) -> tuple[str, tuple[str, ...]]:
+def _file_modalities() -> list[str]:
+    """Registered modalities other than image and text: each gets ``--NAME DIR``."""
+    import tether.models  # noqa: F401  (registers the modalities tether ships)
+    from tether.modalities import MODALITIES
+    return sorted(m for m in MODALITIES if m not in ("image", "text") and m.isidentifier())
+
+
+def _source(args) -> tuple[str | dict, tuple[str, ...]]:
     if args.images:
         return f"images:{args.images}", ("image",)
     if args.texts:
         return f"texts:{args.texts}", ("text",)
+    for modality in _file_modalities():
+        folder = getattr(args, f"files_{modality}", None)
+        if folder:
+            return {"type": "files", "modality": modality, "path": folder}, (modality,)
     return args.data, ("image", "text")
 
 
@@ -112,15 +131,15 @@ def _print_agreement(a: dict) -> None:
             print(f"  {precision}: " + ", ".join(f"{k} {v:.4f}" for k, v in recall.items()))
 
 
-def _print_nearest(args, query: str) -> None:
-    """The 5 images nearest to ``query`` among the folder's image embeddings."""
+def _print_nearest(args, query: str, modality: str = "image") -> None:
+    """The 5 inputs of ``modality`` nearest to ``query`` among the folder's embeddings."""
     import numpy as np
 
     from tether.checkpoints import resolve_model
     from tether.curate import read_embeddings, read_metadata
     from tether.embedding import embed
 
-    images = read_embeddings(args.out, "image")
+    images = read_embeddings(args.out, modality)
     keys = read_metadata(args.out, columns=["key"]).column("key").to_pylist()
     model = resolve_model(args.model, random_weights=args.random_weights)
     q = embed(model, "text", [query], strict=True, **engine_options(args)).vectors.numpy()[0]

@@ -51,6 +51,9 @@ def tower_summary(t) -> str:
     parts = [t.kind]
     if hasattr(t, "image_size"):
         parts.append(f"{t.image_size}px" + (f"/{t.patch_size} w{t.width} x{t.layers}" if t.kind == "vit" else ""))
+    if hasattr(t, "input_size") and t.kind == "vit":  # patch transformers of other modalities (audio ...)
+        stride = f"s{t.patch_stride}" if t.patch_stride not in (None, t.patch_size) else ""
+        parts.append(f"{'x'.join(map(str, t.input_size))}/{t.patch_size}{stride} w{t.width} x{t.layers}")
     if hasattr(t, "context_length"):
         parts.append(f"w{t.width} x{t.layers} ctx {t.context_length} vocab {t.vocab_size}"
                      if t.kind == "transformer" else f"ctx {t.context_length}")

@@ -52,7 +52,8 @@ class Job:
         self.params = {"model": model_id, "source": source_id, "inputs": self.n_inputs, "part_size": self.part_size,
                        "precision": precision, "dtype": dtype, "modalities": self.modalities}
         self.dim = int(getattr(getattr(self.model, "config", None), "embed_dim", 0))
-        self.caption = "text" in self.modalities or not getattr(self.source, "images_only", False)
+        no_captions = getattr(self.source, "images_only", False) or getattr(self.source, "no_captions", False)
+        self.caption = "text" in self.modalities or not no_captions
         self.label = getattr(self.source, "class_names", None) is not None
         self.n_parts = part_count(self.n_inputs, self.part_size)
 

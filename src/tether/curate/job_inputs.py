@@ -16,8 +16,9 @@ from ..data.sources import ListSource
 from ..errors import InputError
 
 
-#: Sources of the job's own: a plain image folder (``--images``) and a text file (``--texts``).
-LOCAL_TYPES = ("images", "texts")
+#: Sources of the job's own: a plain image folder (``--images``), a text file (``--texts``) and a
+#: folder of any other modality's files (``--audio DIR``: ``{"type": "files", "modality": "audio"}``).
+LOCAL_TYPES = ("images", "texts", "files")
 
 
 class JobError(InputError):
@@ -40,10 +41,36 @@ def parse_data_spec(text: str) -> dict[str, Any]:
     return spec
 
 
-def _local(kind: str, path: Any) -> ListSource:
+def _local(kind: str, path: Any, modality: Any = None) -> ListSource:
     if not path:
         raise JobError(f"--data {kind}: needs a path ({kind}:PATH)")
+    if kind == "files":
+        return modality_folder_source(str(modality), path)
     return image_folder_source(path) if kind == "images" else text_file_source(path)
+
+
+def modality_folder_source(modality: str, folder: str | Path) -> ListSource:
+    """Every file of ``modality`` under ``folder`` (sorted, recursive; the registered modality's
+    ``file_extensions``) as a sample without a caption: ``extra[modality]`` holds the path, which
+    the embedding engine hands to the modality's processor and the metadata keeps as a column."""
+    from ..modalities import MODALITIES
+
+    if modality not in MODALITIES or modality in ("image", "text"):
+        others = sorted(set(MODALITIES) - {"image", "text"})
+        raise JobError(f"files of modality {modality!r}: expected one of {', '.join(others) or 'none registered'} "
+                       "(images: --images DIR, texts: --texts FILE)")
+    root = Path(folder)
+    if not root.is_dir():
+        raise JobError(f"--{modality} {folder}: not a folder")
+    endings = MODALITIES[modality].file_extensions
+    paths = sorted(p for p in root.rglob("*") if p.is_file() and (not endings or p.suffix.lower() in endings))
+    if not paths:
+        raise JobError(f"--{modality} {folder}: no {modality} files found (looked for "
+                       f"{', '.join(endings) or 'any file'}, recursively)")
+    samples = [Sample(p.relative_to(root).as_posix(), None, "", extra={modality: str(p.resolve())}) for p in paths]
+    source = ListSource(samples, name=f"{modality}:{root.resolve()}")
+    source.no_captions = True  # type: ignore[attr-defined]
+    return source
 
 
 def image_folder_source(folder: str | Path) -> ListSource:
@@ -85,7 +112,7 @@ def resolve_source(source: Any) -> tuple[Any, Any]:
         if spec.get("type") == "webdataset":
             spec.setdefault("shuffle", False)
         if spec.get("type") in LOCAL_TYPES:
-            return _local(spec["type"], spec.get("path")), spec
+            return _local(spec["type"], spec.get("path"), spec.get("modality")), spec
         return build_source(spec), spec
     if not hasattr(source, "__len__"):
         raise JobError(f"cannot embed {type(source).__name__}: give a data source, a spec dict or 'TYPE:PATH'")
@@ -106,5 +133,5 @@ def resolve_model(model: Any, random_weights: bool = False) -> tuple[Any, Any]:
     return model, f"<{type(model).__name__} {name} embed_dim={getattr(config, 'embed_dim', '?')}>"
 
 
-__all__ = ["JobError", "image_folder_source", "parse_data_spec", "resolve_model", "resolve_source",
+__all__ = ["JobError", "image_folder_source", "modality_folder_source", "parse_data_spec", "resolve_model", "resolve_source",
            "text_file_source"]

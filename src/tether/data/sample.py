@@ -44,6 +44,11 @@ SKIP_REASONS = {
     "unreadable_input": "an input could not be read (OSError)",
     "invalid_input": "an input was rejected by its modality's processor (e.g. an empty text)",
     "missing_input": "a sample has nothing for the embedded modality",
+    "missing_audio": "the audio file does not exist",
+    "corrupt_audio": "the audio bytes could not be decoded",
+    "empty_audio": "the audio has no samples",
+    "silent_audio": "the audio is silent (every sample below the processor's silence threshold)",
+    "invalid_audio": "the audio cannot be used: a sample rate that is not positive, NaN or infinite samples",
 }
 
 #: File extensions read as images (lowercase, with the dot).

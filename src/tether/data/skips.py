@@ -18,6 +18,9 @@ def skip_reason(exc: BaseException) -> str:
 
     if isinstance(exc, SkipSample):
         return exc.reason
+    own = getattr(exc, "skip_reason", None)  # errors that know how jobs count them (AudioDecodeError ...)
+    if isinstance(own, str):
+        return own
     if isinstance(exc, ImageDecodeError):
         return "missing_image" if exc.reason in _NOT_FOUND else "corrupt_image"
     if isinstance(exc, OSError):

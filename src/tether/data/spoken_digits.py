@@ -1,0 +1,146 @@
+"""Spoken digits 0-9: real recordings from Tux Paint (evaluation) and speech synthesised with espeak-ng (training).
+
+ImageBind's claim, measured on digits: an audio tower bound only to digit *images* classifies
+spoken digits through the *text* classifier ("the number 7.") without one audio-text pair.
+This module supplies the audio:
+
+* :func:`tuxpaint_spoken_digits`: Debian's ``tuxpaint-stamps-default`` ships people saying the
+  digits in about 20 languages (``symbols/math/<d>_<lang>.ogg``; ``<d>.ogg`` is the stamp's own
+  sound, the English name; ``<d>_desc_<lang>.ogg`` are its description, the number again, for
+  fr/ro/ru). Real voices no training step sees: the evaluation set, per language.
+* :func:`espeak_digits`: the same digits synthesised by espeak-ng in the same languages and
+  several voice variants, speeds and pitches, written once as WAV files with a ``manifest.csv``
+  (rerunning reuses what is there). The training set; hold languages out with
+  :func:`split_by_language`.
+
+Both give :class:`SpokenDigit` records; :func:`spoken_digit_source` turns them into a data source
+whose samples carry the file in ``extra["audio"]`` (what the embedding engine and ``tether
+embed`` read), the digit as label and a caption from a template, ``extra["language"]`` and
+``extra["speaker"]``.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from ..errors import DataError
+from ..io import atomic_file, atomic_write_text
+from .digits import DIGIT_CLASSES
+from .sample import Sample
+from .sources import ListSource, format_caption
+
+__all__ = ["ESPEAK_VARIANTS", "SPOKEN_DIGIT_TEMPLATES", "TUXPAINT_VOICES", "SpokenDigit", "espeak_digits",
+           "split_by_language", "spoken_digit_source", "tuxpaint_spoken_digits"]
+
+SPOKEN_DIGIT_TEMPLATES = ("the number {}.",)
+TUXPAINT_MATH = Path("/usr/share/tuxpaint/stamps/symbols/math")
+#: Tux Paint's language suffix -> the espeak-ng voice for the same language ("en": the stamps' own sound).
+TUXPAINT_VOICES = {"en": "en-us", "en_GB": "en-gb", "be": "be", "bg": "bg", "ca": "ca", "de": "de", "el": "el",
+                   "es": "es", "fr": "fr-fr", "it": "it", "ja": "ja", "ko": "ko", "lt": "lt", "nb": "nb",
+                   "nl": "nl", "nn": "nb",  # espeak-ng has no Nynorsk voice: Bokmål stands in
+                   "pt": "pt", "ro": "ro", "ru": "ru", "sl": "sl", "sv": "sv", "zh_tw": "cmn"}
+#: espeak-ng voice variants (``-v LANG+VARIANT``): male and female, younger and older, whispered.
+ESPEAK_VARIANTS = ("m1", "m3", "m7", "f1", "f3", "f4", "croak", "whisper")
+_NAME = re.compile(r"^(\d)(?:_(desc)_([A-Za-z_]+)|_([A-Za-z_]+))?\.ogg$")
+
+
+@dataclass(frozen=True)
+class SpokenDigit:
+    """One recording of one digit: the file, the digit, its language and who (or what) speaks it."""
+
+    path: Path
+    label: int
+    language: str
+    speaker: str  # "tuxpaint", "tuxpaint-desc", or the espeak voice "de+f3 s130 p35"
+
+
+def tuxpaint_spoken_digits(root: str | Path | None = None,
+                           languages: Iterable[str] | None = None) -> list[SpokenDigit]:
+    """The Tux Paint recordings of the digits (``root``: the stamps' ``symbols/math`` folder or the stamps
+    folder), sorted by language then digit; ``languages`` keeps only those (Tux Paint's suffixes)."""
+    folder = Path(root) if root is not None else TUXPAINT_MATH
+    if (folder / "symbols" / "math").is_dir():
+        folder = folder / "symbols" / "math"
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no Tux Paint digits (install Debian's tuxpaint-stamps-default, or give the "
+                        "stamps folder)")
+    wanted = set(languages) if languages is not None else None
+    found = []
+    for path in folder.iterdir():
+        m = _NAME.match(path.name)
+        if not m:
+            continue
+        language = m.group(3) or m.group(4) or "en"
+        if wanted is None or language in wanted:
+            found.append(SpokenDigit(path, int(m.group(1)), language, "tuxpaint-desc" if m.group(2) else "tuxpaint"))
+    if not found:
+        raise DataError(f"{folder}: no spoken digits (<d>_<lang>.ogg) for languages {sorted(wanted or [])}")
+    return sorted(found, key=lambda d: (d.language, d.label, d.speaker))
+
+
+def espeak_digits(out_dir: str | Path, languages: Sequence[str] = tuple(TUXPAINT_VOICES),
+                  variants: Sequence[str] = ESPEAK_VARIANTS, speeds: Sequence[int] = (130, 175),
+                  pitches: Sequence[int] = (35, 65)) -> list[SpokenDigit]:
+    """Synthesise every digit in every language (Tux Paint's suffixes, mapped by :data:`TUXPAINT_VOICES`,
+    or espeak-ng voice names) x variant x speed (words per minute) x pitch (0-99) into
+    ``out_dir/<language>/<digit>_<variant>_s<speed>_p<pitch>.wav``, and ``out_dir/manifest.csv``.
+
+    espeak-ng reads the numeral itself ("7"), so each language's own word is spoken. Files
+    already there are kept (a rerun only fills gaps); each is written atomically.
+    """
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        raise DataError("espeak-ng is not installed (Debian/Ubuntu: apt-get install espeak-ng)")
+    out = Path(out_dir)
+    items = []
+    for language, variant, speed, pitch, digit in itertools.product(languages, variants, speeds, pitches, range(10)):
+        voice = TUXPAINT_VOICES.get(language, language)
+        path = out / language / f"{digit}_{variant}_s{speed}_p{pitch}.wav"
+        if not path.is_file():
+            _speak(exe, f"{voice}+{variant}", speed, pitch, str(digit), path)
+        items.append(SpokenDigit(path, digit, language, f"{voice}+{variant} s{speed} p{pitch}"))
+    _write_manifest(out / "manifest.csv", items)
+    return items
+
+
+def _speak(exe: str, voice: str, speed: int, pitch: int, text: str, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path) as tmp:
+        done = subprocess.run([exe, "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(tmp), text],
+                              capture_output=True, text=True, timeout=60)
+        if done.returncode != 0 or not tmp.is_file() or tmp.stat().st_size <= 44:
+            raise DataError(f"espeak-ng -v {voice} could not speak {text!r} into {path}: "
+                            f"{' '.join(done.stderr.split()) or f'exit status {done.returncode}'}")
+
+
+def _write_manifest(path: Path, items: Sequence[SpokenDigit]) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["audio", "label", "language", "speaker"])
+    for d in items:
+        writer.writerow([d.path.relative_to(path.parent).as_posix(), d.label, d.language, d.speaker])
+    atomic_write_text(path, buf.getvalue())
+
+
+def split_by_language(items: Sequence[SpokenDigit],
+                      held_out: Iterable[str]) -> tuple[list[SpokenDigit], list[SpokenDigit]]:
+    """(items in other languages, items in ``held_out`` languages): keep evaluation languages unseen."""
+    held = set(held_out)
+    return [d for d in items if d.language not in held], [d for d in items if d.language in held]
+
+
+def spoken_digit_source(items: Sequence[SpokenDigit], templates: Sequence[str] = SPOKEN_DIGIT_TEMPLATES,
+                        name: str = "spoken-digits") -> ListSource:
+    """A data source of ``items``: key ``<language>/<file name>``, the file in ``extra["audio"]``, the digit
+    as label (class names ``"0"`` .. ``"9"``, as the digit images'), a caption from the first template."""
+    samples = [Sample(f"{d.language}/{d.path.name}", None, format_caption(templates[0], DIGIT_CLASSES[d.label]),
+                      d.label, {"audio": str(d.path), "language": d.language, "speaker": d.speaker})
+               for d in items]
+    return ListSource(samples, name=name, class_names=DIGIT_CLASSES)

@@ -1,0 +1,91 @@
+"""Spoken digits: Tux Paint's real recordings (evaluation) and espeak-ng's synthesis (training)."""
+from __future__ import annotations
+
+import collections
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import tether
+from tether.audio import load_audio
+from tether.cli.main import main
+from tether.curate import read_embeddings, read_metadata
+from tether.data.spec import build_source
+from tether.data.spoken_digits import (espeak_digits, split_by_language, spoken_digit_source,
+                                       tuxpaint_spoken_digits)
+from tether.embedding import embed
+from tether.errors import DataError
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_tux_paint_has_the_ten_digits_spoken_in_twenty_languages(tuxpaint_stamps):
+    items = tuxpaint_spoken_digits(tuxpaint_stamps)
+    by_language = collections.defaultdict(set)
+    for d in items:
+        by_language[d.language].add(d.label)
+        assert d.path.name.startswith(f"{d.label}") and d.path.suffix == ".ogg"
+    assert len(by_language) >= 20
+    full = [lang for lang, digits in by_language.items() if digits == set(range(10))]
+    assert {"en", "en_GB", "de", "fr", "ja", "zh_tw"} <= set(full) and len(full) >= 15
+    desc = [d for d in items if d.speaker == "tuxpaint-desc"]
+    assert {d.language for d in desc} == {"fr", "ro", "ru"} and len(desc) == 30
+    only_de = tuxpaint_spoken_digits(tuxpaint_stamps, languages=["de"])
+    assert [d.label for d in only_de] == list(range(10)) and {d.language for d in only_de} == {"de"}
+    with pytest.raises(DataError, match="no Tux Paint digits"):
+        tuxpaint_spoken_digits(tuxpaint_stamps / "nowhere")
+
+
+def test_espeak_synthesises_each_languages_own_words_once(tmp_path):
+    out = tmp_path / "espeak"
+    items = espeak_digits(out, languages=["de", "ja"], variants=["f3"], speeds=[150], pitches=[50])
+    assert len(items) == 20 and {d.language for d in items} == {"de", "ja"}
+    durations = {}
+    for d in items:
+        wave, rate = load_audio(d.path)
+        assert rate == 22050 and wave.shape[0] == 1 and float(wave.abs().max()) > 0.05
+        durations[(d.language, d.label)] = wave.shape[1] / rate
+        assert 0.2 < durations[(d.language, d.label)] < 2.0
+    de7, ja7 = (load_audio(out / lang / "7_f3_s150_p50.wav")[0] for lang in ("de", "ja"))
+    assert de7.shape != ja7.shape or not torch.allclose(de7, ja7)  # "sieben" is not "nana"
+    rows = (out / "manifest.csv").read_text().splitlines()
+    assert rows[0] == "audio,label,language,speaker" and rows[1] == "de/0_f3_s150_p50.wav,0,de,de+f3 s150 p50"
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.wav")}
+    again = espeak_digits(out, languages=["de", "ja"], variants=["f3"], speeds=[150], pitches=[50])
+    assert again == items and {p: p.stat().st_mtime_ns for p in out.rglob("*.wav")} == stamps  # kept, not redone
+
+
+def test_held_out_languages_stay_apart(tuxpaint_stamps):
+    items = tuxpaint_spoken_digits(tuxpaint_stamps)
+    train, held = split_by_language(items, ["ja", "sv"])
+    assert {d.language for d in held} == {"ja", "sv"} and not {d.language for d in train} & {"ja", "sv"}
+    assert len(train) + len(held) == len(items)
+
+
+def test_spoken_digit_sources_embed_through_the_engine_and_tether_embed(tuxpaint_stamps, tmp_path):
+    source = build_source({"type": "tuxpaint_digits", "path": str(tuxpaint_stamps), "languages": ["de", "sv"]})
+    sample = source.sample(0)
+    assert sample.caption == "the number 0." and sample.label == 0 and sample.extra["language"] == "de"
+    torch.manual_seed(0)
+    model = tether.create_model("tiny-audio-28").eval()
+    result = embed(model, "audio", source)
+    assert result.vectors.shape == (20, 64) and result.skips.skipped == 0
+    ckpt = tether.save(model, tmp_path / "m")
+    out = tmp_path / "emb"
+    assert main(["embed", "--model", str(ckpt), "--data", f"tuxpaint_digits:{tuxpaint_stamps}", "--modalities",
+                 "audio", "--out", str(out), "--quiet"]) == 0
+    meta = read_metadata(out)
+    assert len(meta) == len(tuxpaint_spoken_digits(tuxpaint_stamps))
+    assert {"key", "label", "language", "speaker", "audio"} <= set(meta.column_names)
+    german = [i for i, lang in enumerate(meta.column("language").to_pylist()) if lang == "de"]
+    np.testing.assert_allclose(read_embeddings(out, "audio")[german], result.vectors[:10].numpy(), atol=1e-3, rtol=0)
+    assert json.loads((out / "summary.json").read_text())["counts"]["skipped"] == 0
+
+
+def test_source_keys_name_language_and_file(tmp_path):
+    items = espeak_digits(tmp_path, languages=["sv"], variants=["m1"], speeds=[175], pitches=[35])
+    source = spoken_digit_source(items, templates=("{} spoken aloud",))
+    assert source.sample(3).key == "sv/3_m1_s175_p35.wav" and source.sample(3).caption == "3 spoken aloud"
+    assert source.class_names == [str(i) for i in range(10)]
