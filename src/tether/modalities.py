@@ -61,13 +61,10 @@ class Modality:
     # (tower config, processor) -> None, or a TetherError when the tower cannot take what the processor makes
     # (a tokenizer with more ids or a longer context than the text tower): checked when a processor is attached
     check_processor: Callable[[TowerConfig, Processor], None] = _no_check
-<<<<<<< HEAD
     # named tower configs ("tiny", "imagebind" ...): towers.<name> mappings for tether bind --tower NAME
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
-=======
     # file name endings (lowercase, with the dot) that `tether embed --<name> DIR` reads; () = every file
     file_extensions: tuple[str, ...] = ()
->>>>>>> audio
 
 
 MODALITIES: dict[str, Modality] = {}

@@ -48,7 +48,6 @@ def _digits(path: Any = None, **kw: Any) -> Source:
     return digits_source(kw.pop("split", "all"), **kw)
 
 
-<<<<<<< HEAD
 def _fashion_mnist_points(path: Any = None, **kw: Any) -> Source:
     from .fashion_mnist_points import fashion_mnist_points_source
     return fashion_mnist_points_source(kw.pop("split", "train"), root=path, **kw)
@@ -59,7 +58,8 @@ def _basic_motions(path: Any = None, **kw: Any) -> Source:
     if path is not None:
         raise ConfigError("basic_motions takes no 'path' (set $TETHER_BASIC_MOTIONS to a folder of its .ts files)")
     return BasicMotionsSource(kw.pop("split", "train"), **kw)
-=======
+
+
 def _tuxpaint_digits(path: Any = None, **kw: Any) -> Source:
     from .spoken_digits import spoken_digit_source, tuxpaint_spoken_digits
     templates = kw.pop("templates", None)
@@ -72,7 +72,6 @@ def _espeak_digits(path: Any, **kw: Any) -> Source:
     templates = kw.pop("templates", None)
     items = espeak_digits(path, **kw)
     return spoken_digit_source(items, **({"templates": templates} if templates else {}), name="espeak-digits")
->>>>>>> audio
 
 
 # type -> (constructor, path required?, allowed option keys)
@@ -84,14 +83,11 @@ SOURCE_TYPES: dict[str, tuple[Callable[..., Any], bool, frozenset[str]]] = {
     "fashion_mnist": (_fashion_mnist, False, frozenset({"split", "templates"})),
     "tuxpaint": (_tuxpaint, False, frozenset({"split", "svg", "validation_fraction", "render_size"})),
     "digits": (_digits, False, frozenset({"split", "templates"})),
-<<<<<<< HEAD
     "fashion_mnist_points": (_fashion_mnist_points, False,
                              frozenset({"split", "templates", "num_points", "augment", "limit"})),
     "basic_motions": (_basic_motions, False, frozenset({"split", "templates"})),
-=======
     "tuxpaint_digits": (_tuxpaint_digits, False, frozenset({"languages", "templates"})),
     "espeak_digits": (_espeak_digits, True, frozenset({"languages", "variants", "speeds", "pitches", "templates"})),
->>>>>>> audio
 }
 
 

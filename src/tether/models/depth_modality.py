@@ -38,5 +38,6 @@ def _processor(cfg: DepthTowerConfig, files: Path | None):
 
 
 DEPTH = Modality(name="depth", config_class=DepthTowerConfig, build_tower=patch_tower_builder("depth"),
-                 build_processor=_processor, input_name="disparity", presets=PRESETS)
+                 build_processor=_processor, input_name="disparity", presets=PRESETS,
+                 file_extensions=(".npy", ".npz", ".png", ".tif", ".tiff", ".pgm", ".pfm"))
 register_modality(DEPTH)

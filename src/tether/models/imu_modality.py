@@ -36,5 +36,6 @@ def _processor(cfg: IMUTowerConfig, files: Path | None):
 
 
 IMU = Modality(name="imu", config_class=IMUTowerConfig, build_tower=patch_tower_builder("imu"),
-               build_processor=_processor, input_name="series", presets=PRESETS)
+               build_processor=_processor, input_name="series", presets=PRESETS,
+               file_extensions=(".npy", ".npz", ".csv", ".txt"))
 register_modality(IMU)

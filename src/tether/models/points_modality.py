@@ -52,5 +52,6 @@ PRESETS = {
 }
 
 POINTS = Modality(name="points", config_class=PointTowerConfig, build_tower=tower_builder("points", {"pointnet": _pointnet}),
-                  build_processor=_processor, input_name="points", presets=PRESETS)
+                  build_processor=_processor, input_name="points", presets=PRESETS,
+                  file_extensions=(".npy", ".npz", ".xyz", ".pts", ".txt", ".csv"))
 register_modality(POINTS)

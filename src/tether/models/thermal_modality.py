@@ -35,5 +35,6 @@ def _processor(cfg: ThermalTowerConfig, files: Path | None):
 
 
 THERMAL = Modality(name="thermal", config_class=ThermalTowerConfig, build_tower=patch_tower_builder("thermal"),
-                   build_processor=_processor, input_name="thermal", presets=PRESETS)
+                   build_processor=_processor, input_name="thermal", presets=PRESETS,
+                   file_extensions=(".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".npy", ".npz"))
 register_modality(THERMAL)
