@@ -164,3 +164,25 @@ def test_imu_binds_to_the_text_tower_through_the_trainer(tiny_checkpoint, tmp_pa
     assert all(torch.equal(after[k], v) for k, v in before.items())
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["scale"] for r in log if r["kind"] == "train"] == [5.0] * 8  # ImageBind's fixed IMU temperature
+
+
+def test_tether_embed_reads_a_folder_of_each_modality_and_counts_bad_files(model, motorcycle, tmp_path, capsys):
+    from tether.curate.layout import read_embeddings
+    add = tether.load(tether.save(model, tmp_path / "m"))
+    add_tower(add, "points", tower_preset("points", "tiny"))
+    path = tether.save(add, tmp_path / "m2")
+    folders = {"depth": {"moto.npy": motorcycle, "flat.npy": np.ones((30, 40))},
+               "imu": {"walk.npy": np.random.default_rng(0).normal(size=(6, 100))},
+               "points": {"cloud.npy": np.random.default_rng(1).normal(size=(300, 3))}}
+    for modality, files in folders.items():
+        folder = tmp_path / f"in_{modality}"
+        folder.mkdir()
+        for name, array in files.items():
+            np.save(folder / name, array)
+        (folder / "broken.npy").write_bytes(b"not an array")
+        rc = main(["embed", "--model", str(path), f"--{modality}", str(folder), "--out",
+                   str(tmp_path / f"emb_{modality}"), "--quiet"])
+        assert rc == 0, capsys.readouterr().err
+        assert read_embeddings(tmp_path / f"emb_{modality}", modality).shape == (len(files), 64)
+        summary = json.loads((tmp_path / f"emb_{modality}" / "summary.json").read_text())
+        assert summary["counts"]["skipped"] == 1 and list(summary["skips"]) in (["invalid_input"], ["unreadable_input"])
