@@ -10,7 +10,8 @@ the four descriptions (the evaluation driver's zero-shot classifier). Chance is 
 before training (same initial weights) is reported beside it. Several seeds, since 40 test
 recordings make one run's accuracy coarse (2.5 points per recording).
 
-    python bench/bench_imu_bind.py --model demo/model          # the BENCHMARKS.md figures
+    python bench/bench_imu_bind.py --model demo/model           # the demo's text tower (Fashion-MNIST captions)
+    python bench/bench_imu_bind.py --model align-effnet-minilm  # all-MiniLM-L6-v2 (pretrained), random projection
 """
 from __future__ import annotations
 
@@ -56,6 +57,9 @@ def main() -> int:
     from tether.train.run import train
 
     test = build_source({"type": "basic_motions", "split": "test"})
+    if args.model in tether.list_models():  # an architecture (align-effnet-minilm: pretrained towers, random
+        torch.manual_seed(0)                # projections): saved once, so every run binds the same anchor
+        args.model = str(tether.save(tether.create_model(args.model), Path(args.out) / "anchor"))
     anchor = tether.load(args.model)
     classifier = ZeroShotClassifier.build(anchor, test.class_names, list(TEMPLATES))
     results = {"chance": 0.25, "test_recordings": len(test), "settings": vars(args), "seeds": {}}
