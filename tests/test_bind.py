@@ -150,3 +150,32 @@ def test_tether_bind_and_distill_commands(tiny_checkpoint, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 1 and err.strip() == "tether bind: error: --tower '{bad': not valid JSON (Expecting property name " \
                                       "enclosed in double quotes)"
+
+
+SMALL_IMAGE = {"kind": "vit", "image_size": 28, "patch_size": 14, "width": 32, "layers": 1, "heads": 2,
+               "act": "gelu", "processor": {"image_size": 28}}
+
+
+@pytest.mark.slow
+def test_a_smaller_image_student_distilled_beside_its_teacher_exports_as_a_model(tiny_checkpoint, fashion_mnist,
+                                                                                 tmp_path):
+    from tether.bind import distill
+    teacher = tether.load(tiny_checkpoint)
+    distill(str(tiny_checkpoint), "image@small", {"type": "fashion_mnist", "split": "test"}, tower=SMALL_IMAGE,
+            out_dir=str(tmp_path / "run"), steps=8, batch_size=32, lr=3e-3, workers=0, log_every=1,
+            tensorboard=False, device="cpu")
+    losses = _losses(tmp_path / "run")
+    assert sum(losses[-3:]) < sum(losses[:3]), losses
+    both = tether.load(tmp_path / "run" / "model")
+    assert both.modalities == ("image", "text", "image@small")
+    student = tether.load(tmp_path / "run" / "student")
+    assert student.modalities == ("image", "text") and student.config.towers["image"].width == 32
+    small = sum(p.numel() for p in student.towers["image"].parameters())
+    assert small < sum(p.numel() for p in teacher.towers["image"].parameters()) / 4
+    for key, value in teacher.state_dict().items():  # the text tower and the shared scale are the teacher's
+        if not key.startswith(("towers.image.", "projections.image.")):
+            assert torch.equal(student.state_dict()[key], value), key
+    from tether.data import build_source
+    images = [build_source({"type": "fashion_mnist", "split": "test"}).sample(i).image for i in range(3)]
+    torch.testing.assert_close(student.embed_images(images), both.embed("image@small", images), atol=1e-6, rtol=0)
+    assert torch.equal(student.embed_texts(["a photo of a shirt"]), teacher.embed_texts(["a photo of a shirt"]))

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+import torch
+
 from .errors import ConfigError
 from .train.config import BindConfig, TrainConfig, apply_override
 
@@ -81,10 +83,56 @@ def distill(teacher: str, modality: str, train_data: str | Mapping[str, Any], *,
     """Train a student ``modality`` tower to match the frozen teacher tower ``anchor`` of ``teacher``
     on paired data: ``loss`` "cosine", "l2", "kl" (similarity distributions) or "clip" (contrastive
     binding). Held-out evaluation (``val_data``) uses the teacher's own text classifier and
-    retrieval against the teacher's embeddings. Options: see :func:`bind_config`."""
+    retrieval against the teacher's embeddings. A student of the teacher's own modality is named
+    ``"<anchor>@<tag>"`` (``image@small``); it is also written as a model of its own,
+    ``out_dir/student`` (see :func:`export_student`). Options: see :func:`bind_config`."""
     from .train.run import train
-    return train(bind_config(teacher, modality, train_data, anchor=anchor, loss=loss, **options),
-                 progress=progress)
+    cfg = bind_config(teacher, modality, train_data, anchor=anchor, loss=loss, **options)
+    final = train(cfg, progress=progress)
+    export_if_student(cfg)
+    return final
 
 
-__all__ = ["BindConfig", "bind", "bind_config", "data_spec", "distill"]
+def export_if_student(cfg: TrainConfig) -> None:
+    """After a distill run whose student is a variant of the teacher's modality: ``out_dir/student``."""
+    from pathlib import Path
+
+    from .modalities import base_modality
+    if cfg.bind is not None and cfg.bind.modality != base_modality(cfg.bind.modality) \
+            and base_modality(cfg.bind.modality) == cfg.bind.anchor:
+        from .checkpoints import load_model, save_model
+        model = load_model(Path(cfg.out_dir) / "model")
+        save_model(export_student(model, cfg.bind.modality), Path(cfg.out_dir) / "student")
+
+
+def export_student(model, student: str):
+    """A model whose ``<modality>`` tower is the student ``<modality>@<tag>`` (a smaller image tower
+    beside the teacher's text tower, say): the teacher's tower of that modality is dropped, the
+    student takes its key, every other tower and the shared scale are kept as they are."""
+    import copy
+
+    from .models.aligned import AlignedModel
+    from .modalities import base_modality
+    base = base_modality(student)
+    if student == base or student not in model.towers:
+        raise ConfigError(f"export_student: {student!r} is not a student tower of this model (towers: "
+                          f"{', '.join(model.towers)}); a student is named <modality>@<tag>")
+    def swap(mapping: Mapping) -> dict:  # the student in its modality's place, in the same order
+        return {m: mapping[student if m == base else m] for m in mapping if m != student}
+    config = copy.deepcopy(model.config)
+    config.towers = swap(config.towers)
+    config.logit_scales = {m: t for m, t in config.logit_scales.items() if m not in (base, student)}
+    towers = swap(model.towers)
+    out = AlignedModel(config, towers=towers)
+    for name, proj in model.projections.items():
+        if name != base:
+            out.projections[base if name == student else name].load_state_dict(proj.state_dict())
+    with torch.no_grad():
+        out.logit_scale.copy_(model.logit_scale)
+        if out.logit_bias is not None:
+            out.logit_bias.copy_(model.logit_bias)
+    out.processors.update({(base if m == student else m): p for m, p in model.processors.items() if m != base})
+    return out.eval()
+
+
+__all__ = ["BindConfig", "bind", "bind_config", "data_spec", "distill", "export_student"]

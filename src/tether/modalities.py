@@ -8,6 +8,7 @@ Nothing else in tether branches on a modality's name.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,9 +97,25 @@ def register_modality(modality: Modality) -> None:
     MODALITIES[modality.name] = modality
 
 
+#: ``"image@small"``: a second tower of a registered modality (a distillation student beside its
+#: teacher); it is that modality in everything but its key.
+VARIANT_SEPARATOR = "@"
+
+
+def base_modality(name: str) -> str:
+    """``"image"`` for ``"image@small"``; a plain name itself."""
+    return name.split(VARIANT_SEPARATOR, 1)[0]
+
+
 def get_modality(name: str) -> Modality:
-    """The registered modality; an unregistered name gets the defaults (kind "module" towers, no processor)."""
-    return MODALITIES.get(name) or Modality(name)
+    """The registered modality; ``"<modality>@<tag>"`` is that modality under another key; an unregistered
+    name gets the defaults (kind "module" towers, no processor)."""
+    if name in MODALITIES:
+        return MODALITIES[name]
+    base = MODALITIES.get(base_modality(name))
+    if base is not None and name != base.name:
+        return dataclasses.replace(base, name=name)
+    return Modality(name)
 
 
 def tower_config_class(name: str) -> type[TowerConfig]:
@@ -140,4 +157,4 @@ def check_processors(model, source: str | Path | None = None) -> None:
         check_processor(model, modality, processor, source)
 
 
-__all__ = ["MODALITIES", "check_processor", "check_processors", "Modality", "Processor", "get_modality", "register_modality", "tower_builder", "tower_config_class", "tower_preset"]
+__all__ = ["MODALITIES", "VARIANT_SEPARATOR", "base_modality", "check_processor", "check_processors", "Modality", "Processor", "get_modality", "register_modality", "tower_builder", "tower_config_class", "tower_preset"]

@@ -14,6 +14,10 @@ as tether bind). Held-out evaluation uses the teacher's own text classifier (zer
 retrieval against the teacher's embeddings. One `tether train` run (resume, logs, evaluation);
 OUT/model holds the teacher's towers unchanged plus the student.
 
+A student of the teacher's own modality (a smaller image tower) is named <modality>@<tag>
+(--modality image@small --tower '{"kind": "vit", ...}'); OUT/student is then a model of its own
+whose image tower is the student, beside the teacher's other towers.
+
 Examples:
   tether distill --model demo/model --modality points --data '{"type": "fashion_mnist_points", "augment": true}' \\
       --val-data '{"type": "fashion_mnist_points", "split": "test"}' --loss cosine --out runs/points-distill
@@ -29,4 +33,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    return train_and_print(config_from_args(args), args)
+    from tether.bind import export_if_student
+    cfg = config_from_args(args)
+    code = train_and_print(cfg, args)
+    export_if_student(cfg)
+    return code

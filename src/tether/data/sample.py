@@ -77,8 +77,9 @@ SAMPLE_FIELDS = {"image": "image", "text": "caption"}
 
 
 def sample_item(sample: Sample, modality: str) -> Any:
-    """The raw input of ``modality`` that ``sample`` carries (None when it has none)."""
-    field_name = SAMPLE_FIELDS.get(modality)
+    """The raw input of ``modality`` that ``sample`` carries (None when it has none); a variant
+    (``image@small``, a student beside its teacher) reads its modality's field."""
+    field_name = SAMPLE_FIELDS.get(modality.split("@", 1)[0])
     return getattr(sample, field_name) if field_name else sample.extra.get(modality)
 
 
