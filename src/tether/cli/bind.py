@@ -7,22 +7,24 @@ import json
 DESCRIPTION = """\
 Add a modality to an aligned model: its new tower is trained against the model's frozen anchor
 tower (the image tower by default, or text) on pairs of (new-modality input, anchor input), with
-symmetric InfoNCE at ImageBind's fixed temperature for the modality (depth 5, thermal 10, IMU 5,
+symmetric InfoNCE at ImageBind's fixed scale t for the modality (depth 5, thermal 10, IMU 5,
 audio 20; --scale to choose, --learn-scale to learn it). What the anchor is aligned to becomes
 reachable from the new modality: bind depth to images and depth-to-text zero-shot emerges
 without a single depth-text pair. It is one `tether train` run (gradient cache, the anchor's
 feature cache, resume after a kill: rerun the same command, logs, held-out evaluation); the
 result, OUT/model, holds every tower of the model, bit for bit as it was, plus the new one.
 
-Data: a built-in source (fashion_mnist_points, basic_motions), TYPE:PATH (a manifest whose
-extra column named after the modality holds its inputs), or a JSON spec.
+Data: a built-in source (fashion_mnist_points, basic_motions) or a JSON spec, e.g. a manifest
+whose column named after the modality holds file paths:
+'{"type": "manifest", "path": "pairs.csv", "path_columns": ["depth"]}'.
 
 Examples:
   tether bind --model demo/model --modality points --data '{"type": "fashion_mnist_points", "augment": true}' \\
       --val-data '{"type": "fashion_mnist_points", "split": "test"}' --out runs/points
   tether bind --model demo/model --modality imu --anchor text --data basic_motions \\
       --val-data '{"type": "basic_motions", "split": "test"}' --out runs/imu
-  tether bind --model ViT-B-32/openai --modality depth --tower imagebind --data manifest:pairs.csv --out runs/depth
+  tether bind --model ViT-B-32/openai --modality depth --tower imagebind \\
+      --data '{"type": "manifest", "path": "pairs.csv", "path_columns": ["depth"]}' --out runs/depth
 """
 
 

@@ -78,7 +78,7 @@ def _espeak_digits(path: Any, **kw: Any) -> Source:
 SOURCE_TYPES: dict[str, tuple[Callable[..., Any], bool, frozenset[str]]] = {
     "webdataset": (_webdataset, True, frozenset({"split", "shuffle", "shuffle_buffer", "seed", "rank", "world_size"})),
     "manifest": (_manifest, True, frozenset({"image_column", "caption_column", "label_column", "key_column", "root",
-                                             "class_names", "delimiter"})),
+                                             "class_names", "delimiter", "path_columns"})),
     "folder": (_folder, True, frozenset({"caption", "labels", "class_names", "recursive", "extensions"})),
     "fashion_mnist": (_fashion_mnist, False, frozenset({"split", "templates"})),
     "tuxpaint": (_tuxpaint, False, frozenset({"split", "svg", "validation_fraction", "render_size"})),
