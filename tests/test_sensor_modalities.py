@@ -186,3 +186,18 @@ def test_tether_embed_reads_a_folder_of_each_modality_and_counts_bad_files(model
         assert read_embeddings(tmp_path / f"emb_{modality}", modality).shape == (len(files), 64)
         summary = json.loads((tmp_path / f"emb_{modality}" / "summary.json").read_text())
         assert summary["counts"]["skipped"] == 1 and list(summary["skips"]) in (["invalid_input"], ["unreadable_input"])
+
+
+def test_every_sensor_modality_round_trips_through_tether_format_and_skips_bad_inputs(model, tmp_path):
+    rng = np.random.default_rng(0)
+    inputs = {"depth": [rng.uniform(0.5, 5, (30, 40)), rng.uniform(1, 3, (64, 64))],
+              "thermal": [rng.integers(0, 255, (40, 60), dtype=np.uint8), rng.random((32, 32))],
+              "imu": [rng.normal(size=(6, 100)), rng.normal(size=(6, 2000))]}
+    bad = {"depth": np.full((8, 8), np.nan), "thermal": np.full((8, 8), np.inf), "imu": rng.normal(size=(3, 100))}
+    loaded = tether.load(tether.save(model, tmp_path / "m"))
+    for modality, items in inputs.items():
+        assert loaded.config.towers[modality] == model.config.towers[modality]
+        assert torch.equal(loaded.embed(modality, items), model.embed(modality, items)), modality
+        result = embed(loaded, modality, [items[0], bad[modality], items[1]])
+        assert result.ids == ["0", "2"] and result.skips.counts == {"invalid_input": 1}, modality
+    assert loaded.config.logit_scales == {"depth": 5.0, "thermal": 10.0, "imu": 5.0}
