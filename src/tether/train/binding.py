@@ -26,6 +26,10 @@ def freeze_all_but_bound(model: torch.nn.Module, bind: BindConfig) -> None:
     if bind.modality not in model.towers:
         raise ConfigError(f"train.bind.modality: the model has no {bind.modality!r} tower; its towers: "
                           f"{', '.join(model.towers)} (give train.bind.tower to add one)")
+    if bind.learn_scale and bind.modality not in getattr(model, "logit_scales", {}):
+        raise ConfigError(f"train.bind.learn_scale: the model has no scale of its own for {bind.modality!r} "
+                          f"(logit_scales: {', '.join(model.logit_scales) or 'none'}); add the tower with "
+                          "train.bind.tower, which gives it one")
     keep = trainable_prefixes(bind)
     for name, param in model.named_parameters():
         param.requires_grad_(name.startswith(keep))

@@ -14,7 +14,7 @@ from typing import Any, Iterator, Protocol
 
 import torch
 
-from ..errors import DataError, TokenizerError
+from ..errors import ConfigError, DataError, TokenizerError
 from .config import TrainConfig
 
 
@@ -108,6 +108,9 @@ def build_loader(spec: dict[str, Any], model, cfg: TrainConfig, train: bool, bat
     from ..data import PairDataset, PairLoader, build_source
     source = source if source is not None else build_source(spec)
     if list(cfg.modalities) != ["image", "text"]:
+        if cfg.augment:
+            raise ConfigError(f"train.augment: random crops are for image-text training; the pair "
+                              f"{cfg.modalities} is batched by each modality's processor (augment in the source)")
         from ..data.modality_pairs import ModalityPairDataset
         from ..modalities import get_modality
         pairs = ModalityPairDataset(source, model.processors, cfg.modalities,
