@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import collections
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,3 +90,24 @@ def test_source_keys_name_language_and_file(tmp_path):
     source = spoken_digit_source(items, templates=("{} spoken aloud",))
     assert source.sample(3).key == "sv/3_m1_s175_p35.wav" and source.sample(3).caption == "3 spoken aloud"
     assert source.class_names == [str(i) for i in range(10)]
+
+
+def test_tux_paint_spoken_descriptions_pair_real_speech_with_stamp_images(tuxpaint_stamps):
+    from tether.data.tuxpaint_speech import TuxPaintSpeechSource
+
+    source = build_source({"type": "tuxpaint_speech", "path": str(tuxpaint_stamps)})
+    stamps = source.stamps  # the TuxPaintSource it pairs with
+    assert len(source) > 5000 and len(source.language_counts) >= 10  # every stamp tether reads, ~8 voices each
+    assert {"fr", "ru", "ro", "bg", "ca", "es", "el", "be", "da"} <= set(source.language_counts)
+    sample = next(source.sample(i) for i in range(len(source)) if source.sample(i).extra["language"] == "fr")
+    stamp_key, _, language = sample.key.rpartition("/")
+    stamp = next(s for s in stamps.stamps if s.key == stamp_key)
+    assert sample.image == stamp.path and sample.caption == stamp.caption and language == "fr"
+    assert Path(sample.extra["audio"]).name == f"{stamp.path.stem}_desc_fr.ogg"
+    assert sample.extra["spoken_caption"] == stamp.translations.get("fr")
+    train = TuxPaintSpeechSource(tuxpaint_stamps, "train", exclude_languages=["fr"])
+    held = TuxPaintSpeechSource(tuxpaint_stamps, "validation", languages=["fr"])
+    train_stamps = {train.sample(i).key.rpartition("/")[0] for i in range(len(train))}
+    held_stamps = {held.sample(i).key.rpartition("/")[0] for i in range(len(held))}
+    assert not train_stamps & held_stamps and "fr" not in train.language_counts
+    assert set(held.language_counts) == {"fr"} and len(held) > 50

@@ -74,6 +74,11 @@ def _espeak_digits(path: Any, **kw: Any) -> Source:
     return spoken_digit_source(items, **({"templates": templates} if templates else {}), name="espeak-digits")
 
 
+def _tuxpaint_speech(path: Any = None, **kw: Any) -> Source:
+    from .tuxpaint_speech import TuxPaintSpeechSource
+    return TuxPaintSpeechSource(path, kw.pop("split", "all"), **kw)
+
+
 # type -> (constructor, path required?, allowed option keys)
 SOURCE_TYPES: dict[str, tuple[Callable[..., Any], bool, frozenset[str]]] = {
     "webdataset": (_webdataset, True, frozenset({"split", "shuffle", "shuffle_buffer", "seed", "rank", "world_size"})),
@@ -87,6 +92,8 @@ SOURCE_TYPES: dict[str, tuple[Callable[..., Any], bool, frozenset[str]]] = {
                              frozenset({"split", "templates", "num_points", "augment", "limit"})),
     "basic_motions": (_basic_motions, False, frozenset({"split", "templates"})),
     "tuxpaint_digits": (_tuxpaint_digits, False, frozenset({"languages", "templates"})),
+    "tuxpaint_speech": (_tuxpaint_speech, False, frozenset({"split", "languages", "exclude_languages", "svg",
+                                                            "validation_fraction", "render_size"})),
     "espeak_digits": (_espeak_digits, True, frozenset({"languages", "variants", "speeds", "pitches", "templates"})),
 }
 
