@@ -201,3 +201,13 @@ def test_every_sensor_modality_round_trips_through_tether_format_and_skips_bad_i
         result = embed(loaded, modality, [items[0], bad[modality], items[1]])
         assert result.ids == ["0", "2"] and result.skips.counts == {"invalid_input": 1}, modality
     assert loaded.config.logit_scales == {"depth": 5.0, "thermal": 10.0, "imu": 5.0}
+
+
+def test_a_pairs_scale_is_the_modalitys_own_parameter_else_its_config_value_else_the_shared_one(model):
+    m = tether.create_model("tiny-vit-28")
+    shared = m.scale().item()
+    assert m.scale("image", "text").item() == shared  # image-text: the shared scale
+    add_tower(m, "imu", tower_preset("imu", "tiny"), scale=7.0)  # a parameter of its own, from bind.scale
+    assert m.scale("imu", "image").item() == pytest.approx(7.0) and m.scale("image", "imu").item() == pytest.approx(7.0)
+    del m.logit_scales["imu"]  # a model loaded from ImageBind's layout: the config's fixed value (IMU: 5)
+    assert m.scale("imu", "text").item() == pytest.approx(5.0)

@@ -161,12 +161,17 @@ class AlignedModel(nn.Module):
     def scale(self, *modalities: str) -> torch.Tensor:
         """The multiplier t = exp(logit_scale), capped at max_logit_scale.
 
-        Given the modalities of a pair, the first that has its own scale (``logit_scales``: a
-        bound modality, ImageBind's per-modality temperature) gives it; otherwise the shared one.
+        Given the modalities of a pair, the first that has a scale of its own gives it: a
+        ``logit_scales`` parameter (a bound modality), else its tower config's fixed
+        ``logit_scale`` (ImageBind's per-modality values); otherwise the shared one.
         """
-        own = next((m for m in modalities if m in self.logit_scales), None)
-        param = self.logit_scale if own is None else self.logit_scales[own]
-        return param.exp().clamp(max=self.config.max_logit_scale)
+        for modality in modalities:
+            if modality in self.logit_scales:
+                return self.logit_scales[modality].exp().clamp(max=self.config.max_logit_scale)
+            fixed = getattr(self.config.towers.get(modality), "logit_scale", None)
+            if fixed is not None:  # a fixed value in the tower's config (ImageBind's checkpoints load so)
+                return self.logit_scale.new_tensor(fixed).clamp(max=self.config.max_logit_scale)
+        return self.logit_scale.exp().clamp(max=self.config.max_logit_scale)
 
     @torch.no_grad()
     def clamp_logit_scale_(self) -> None:
