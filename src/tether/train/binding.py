@@ -15,10 +15,10 @@ from ..errors import ConfigError
 from .config import BindConfig, TrainConfig
 
 
-def trainable_prefixes(bind: BindConfig) -> tuple[str, ...]:
-    """State-dict prefixes of the parameters a bind run trains."""
-    own = (f"towers.{bind.modality}.", f"projections.{bind.modality}.")
-    return own + ((f"logit_scales.{bind.modality}",) if bind.learn_scale else ())
+def trains(bind: BindConfig, name: str) -> bool:
+    """Whether a bind run trains the parameter called ``name`` (a state-dict key)."""
+    return name.startswith((f"towers.{bind.modality}.", f"projections.{bind.modality}.")) or \
+        (bind.learn_scale and name == f"logit_scales.{bind.modality}")
 
 
 def freeze_all_but_bound(model: torch.nn.Module, bind: BindConfig) -> None:
@@ -30,9 +30,8 @@ def freeze_all_but_bound(model: torch.nn.Module, bind: BindConfig) -> None:
         raise ConfigError(f"train.bind.learn_scale: the model has no scale of its own for {bind.modality!r} "
                           f"(logit_scales: {', '.join(model.logit_scales) or 'none'}); add the tower with "
                           "train.bind.tower, which gives it one")
-    keep = trainable_prefixes(bind)
     for name, param in model.named_parameters():
-        param.requires_grad_(name.startswith(keep))
+        param.requires_grad_(trains(bind, name))
 
 
 def distill_loss(cfg: TrainConfig) -> Callable:
