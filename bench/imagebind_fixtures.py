@@ -16,6 +16,7 @@ use are zeroed so the file compresses.
 """
 from __future__ import annotations
 
+import gzip
 import json
 import sys
 from pathlib import Path
@@ -32,8 +33,25 @@ WIDTH, HEADS, BLOCKS, OUT_DIM = 32, 4, 2, 16
 QUANT = 64.0  # input = int8 code / QUANT
 
 
+def huge_layout(imagebind_model) -> None:
+    """Key names and shapes of the released imagebind_huge.pth (built on the meta device, nothing
+    downloaded), for checking that the ImageBind-H-14 config receives every tensor."""
+    linspace = torch.linspace  # ImageBind reads its drop-path schedule with .item(): keep that one on the CPU
+    torch.linspace = lambda *a, **k: linspace(*a, **{**k, "device": "cpu"})
+    try:
+        with torch.device("meta"):
+            model = imagebind_model.imagebind_huge(pretrained=False)
+    finally:
+        torch.linspace = linspace
+    layout = {k: list(v.shape) for k, v in model.state_dict().items()}
+    path = OUT.parent / "imagebind_huge_layout.json.gz"
+    path.write_bytes(gzip.compress(json.dumps(layout, sort_keys=True).encode(), mtime=0))
+    print(f"wrote {path.relative_to(ROOT)}: {len(layout)} keys", file=sys.stderr)
+
+
 def main() -> None:
     _, imagebind_model = imagebind_modules()
+    huge_layout(imagebind_model)
     torch.manual_seed(0)
     model = imagebind_model.ImageBindModel(
         out_embed_dim=OUT_DIM,

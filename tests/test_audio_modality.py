@@ -51,6 +51,9 @@ def test_clips_follow_imagebinds_timing():
     padded = (0 - processor.config.mean) / processor.config.std
     assert torch.allclose(clips[0, 0, :, 48:], torch.full((128, 156), padded))
     assert not torch.allclose(clips[0, 0, :, 47], torch.full((128,), padded))
+    wave = torch.from_numpy(np.sin(np.arange(8000) * 0.3) * 0.5).requires_grad_()  # a tensor, even with grad
+    torch.testing.assert_close(processor((wave, 16000.0)), clips, atol=1e-6, rtol=0)
+    assert wave.grad is None and wave.dtype == torch.float64  # the caller's tensor is left as it was
 
 
 def _write_bad_files(folder: Path) -> dict[str, str]:

@@ -9,6 +9,7 @@ imagebind_huge.pth has the same key names at other widths. Every modality is com
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -95,3 +96,29 @@ def test_a_subset_of_modalities_loads_and_mismatches_are_named(ref):
     gone = {k: v for k, v in state.items() if not k.startswith("modality_heads.audio")}
     with pytest.raises(CheckpointError, match="missing 'modality_heads.audio.0.weight'"):
         load_imagebind(gone, _config(meta, ("audio", "text")))
+
+
+def test_imagebind_h14_config_takes_every_tensor_of_the_released_checkpoint():
+    """imagebind_huge.pth's key names and shapes (ImageBind's own model built on the meta device by
+    bench/imagebind_fixtures.py; the 4.5 GB file itself is not downloaded) fill the ImageBind-H-14
+    model exactly: every tether tensor gets one of the right shape."""
+    import gzip
+
+    from tether.checkpoints.imagebind import convert_state_dict
+    from tether.models import create_model, get_model_config
+
+    layout = json.loads(gzip.decompress((FIXTURE.parent / "imagebind_huge_layout.json.gz").read_bytes()))
+    state = {k: torch.empty(shape, device="meta") for k, shape in layout.items()}
+    state.update({k: torch.tensor(math.log(20.0)) for k in layout if k.endswith("audio.1.log_logit_scale")})
+    config = get_model_config("ImageBind-H-14")
+    tensors, scales = convert_state_dict(state, config)
+    with torch.device("meta"):
+        model = create_model(config)
+    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert {k: tuple(v.shape) for k, v in tensors.items()} == own
+    assert scales == {"audio": pytest.approx(20.0)}  # depth, thermal, IMU: not in this config
+    # and nothing of those three modalities is left behind: one tether tensor per ImageBind tensor, except
+    # the text's causal mask (a constant) and the audio scale (a config value)
+    theirs = [k for k in layout if k.split(".")[1] in ("vision", "text", "audio")]
+    assert len(tensors) == len(theirs) - 2 and "modality_preprocessors.text.mask" in theirs
+    assert own["towers.image.patch_embed.weight"] == (1280, 3, 14, 14)  # ImageBind's Conv3d, folded

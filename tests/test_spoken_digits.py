@@ -111,3 +111,30 @@ def test_tux_paint_spoken_descriptions_pair_real_speech_with_stamp_images(tuxpai
     held_stamps = {held.sample(i).key.rpartition("/")[0] for i in range(len(held))}
     assert not train_stamps & held_stamps and "fr" not in train.language_counts
     assert set(held.language_counts) == {"fr"} and len(held) > 50
+
+
+def test_tether_eval_scores_spoken_digits_per_language_through_the_text_classifier(tuxpaint_stamps, tmp_path):
+    from tether.metrics.templates import get_templates
+    from tether.metrics.zeroshot import ZeroShotClassifier
+    from tether.tokenizer import Tokenizer
+
+    torch.manual_seed(0)
+    model = tether.create_model("tiny-audio-28").eval()
+    prompts = [t.format(d) for t in get_templates("digits") for d in range(10)]
+    model.tokenizer = Tokenizer.train_bpe(prompts * 3 + ["the number 7."] * 3, vocab_size=600, context_length=24)
+    ckpt = tether.save(model, tmp_path / "m")
+    assert main(["eval", "--model", str(ckpt), "--dataset", "tuxpaint_digits", "--task", "zeroshot",
+                 "--out", str(tmp_path / "out")]) == 0
+    record = json.loads(next((tmp_path / "out").glob("tuxpaint_digits__*zeroshot.json")).read_text())
+    metrics = record["metrics"]
+    # the same numbers by hand: embed the recordings, build the prompt classifier, compare
+    source = build_source({"type": "tuxpaint_digits"})
+    result = embed(model, "audio", source)
+    labels = torch.tensor([s.label for s in result.samples])
+    languages = [s.extra["language"] for s in result.samples]
+    predicted = ZeroShotClassifier.build(model, source.class_names, "digits").predict(result.vectors)
+    assert metrics["acc1"] == pytest.approx(float((predicted == labels).float().mean()), abs=1e-6)
+    per_language = metrics["per_language"]
+    assert set(per_language) == set(languages) and sum(v["n"] for v in per_language.values()) == len(labels) == 240
+    de = torch.tensor([lang == "de" for lang in languages])
+    assert per_language["de"]["acc1"] == pytest.approx(float((predicted[de] == labels[de]).float().mean()))

@@ -50,13 +50,18 @@ def load_audio(path: AudioSource) -> tuple[torch.Tensor, int]:
         data, rate = soundfile.read(io.BytesIO(path) if isinstance(path, (bytes, bytearray)) else name,
                                     dtype="float32", always_2d=True)
     except (RuntimeError, OSError, ValueError, TypeError, EOFError) as err:  # LibsndfileError is a RuntimeError
-        if _wav_header_rate(path if isinstance(path, (bytes, bytearray)) else Path(name).read_bytes()[:4096]) == 0:
+        if _wav_header_rate(path[:4096] if isinstance(path, (bytes, bytearray)) else _head(name)) == 0:
             raise AudioDecodeError(name, "sample rate 0 in the WAV header: expected a positive number",
                                    "invalid_audio") from err
         raise AudioDecodeError(name, _one_line(err)) from err
     if not rate or rate <= 0:
         raise AudioDecodeError(name, f"sample rate {rate}: expected a positive number", "invalid_audio")
     return torch.from_numpy(data.T.copy()), int(rate)
+
+
+def _head(path: str, size: int = 4096) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(size)
 
 
 def _wav_header_rate(head: bytes) -> int | None:

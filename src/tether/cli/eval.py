@@ -11,7 +11,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "eval", help="evaluate a model: zero-shot, retrieval, linear probe, captioning",
         description=(
-            "Evaluate a model on built-in offline datasets (fashion_mnist, tuxpaint, digits) or your own data\n"
+            "Evaluate a model on built-in offline datasets (fashion_mnist, tuxpaint, digits; tuxpaint_digits:\n"
+            "spoken digits for audio towers, scored per language) or your own data\n"
             "(TYPE:PATH with TYPE manifest, webdataset or folder). Writes one JSON per (dataset, model, task)\n"
             "in CLIP_benchmark's format ({dataset, model, pretrained, task, metrics, language}) with a PNG\n"
             "beside it. `tether eval merge` joins result files into one CSV table.\n\n"
@@ -29,6 +30,7 @@ def add_parser(sub) -> None:
     p.add_argument("--model-name", help="name recorded in the results (default: the --model value)")
     p.add_argument("--dataset", action="append", default=[], help="dataset name or TYPE:PATH (repeatable)")
     p.add_argument("--train-data", help="TYPE:PATH training split for your own data (probe, caption pool)")
+    p.add_argument("--modality", help="what your TYPE:PATH data's inputs are (default image; e.g. audio)")
     p.add_argument("--task", action="append", default=[], help="zeroshot, retrieval, linear_probe, captioning")
     p.add_argument("--templates", help="template set name or a file with one template per line ({} = class)")
     p.add_argument("--out", required=True, help="output folder (or CSV path with merge)")
@@ -47,7 +49,7 @@ def run(args) -> int:
     check_processors(model, args.model)
     tasks = args.task or list(TASKS[:3])
     for spec in args.dataset:
-        files = run_tasks(model, args.model_name or args.model, resolve_dataset(spec, args.train_data), tasks,
+        files = run_tasks(model, args.model_name or args.model, resolve_dataset(spec, args.train_data, args.modality), tasks,
                           args.out, templates=args.templates, batch_size=args.batch_size,
                           **engine_options(args))
         for f in files:
@@ -62,7 +64,8 @@ def _check_arguments(args) -> None:
     if args.paths and args.paths[0] != "merge":
         raise InputError(f"unexpected argument(s) {' '.join(args.paths)}: `tether eval` takes options "
                          "(--model, --dataset ...); `tether eval merge FILES --out table.csv` joins result files")
-    given = [f"--{k.replace('_', '-')}" for k in ("model", "model_name", "dataset", "train_data", "task", "templates")
+    given = [f"--{k.replace('_', '-')}" for k in ("model", "model_name", "dataset", "train_data", "task", "templates",
+                                                   "modality")
              if getattr(args, k)]
     if args.paths:
         if given:

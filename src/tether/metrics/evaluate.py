@@ -7,8 +7,10 @@ result record per task in CLIP_benchmark's JSON format (see ``result_record``), 
 split for testing and their training split where a task needs one; a user's own data is named
 ``TYPE:PATH`` (manifest, webdataset, folder), for example ``manifest:data/val.csv``.
 
-An evaluation sample is an image-caption pair: a row whose caption is empty is dropped and
-counted (``empty_caption``), as the training data pipeline does.
+An evaluation sample is an input-caption pair, the input an image by default or any other
+modality's (``EvalDataset.modality``: ``tuxpaint_digits`` is audio, the spoken digits scored
+against the text classifier); a row whose caption is empty is dropped and counted
+(``empty_caption``), as the training data pipeline does.
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ class EvalDataset:
     test: Any                      # a data spec dict (tether.data.build_source) or a source
     train: Any = None
     templates: Any = "general"
+    modality: str = "image"        # what the split's inputs are (the text side is always "text")
 
 
 BUILTIN = {
@@ -43,12 +46,17 @@ BUILTIN = {
                             {"type": "tuxpaint", "split": "train"}, "clipart"),
     "digits": EvalDataset("digits", {"type": "digits", "split": "test"}, {"type": "digits", "split": "train"},
                           "digits"),
+    # Tux Paint's real recordings of the digits (about 20 languages), for audio towers bound to digit images
+    "tuxpaint_digits": EvalDataset("tuxpaint_digits", {"type": "tuxpaint_digits"}, None, "digits", "audio"),
 }
 
 
-def resolve_dataset(spec: str, train_spec: str | None = None) -> EvalDataset:
-    """A built-in name, or ``TYPE:PATH`` for a user's manifest, shards or folder."""
+def resolve_dataset(spec: str, train_spec: str | None = None, modality: str | None = None) -> EvalDataset:
+    """A built-in name, or ``TYPE:PATH`` for a user's manifest, shards or folder (of ``modality``
+    inputs, default image; a built-in dataset has its own)."""
     if spec in BUILTIN:
+        if modality is not None and modality != BUILTIN[spec].modality:
+            raise InputError(f"dataset {spec!r} holds {BUILTIN[spec].modality} inputs, not {modality}")
         return BUILTIN[spec]
     if ":" not in spec:
         raise InputError(f"unknown dataset {spec!r}: use one of {', '.join(BUILTIN)} or TYPE:PATH "
@@ -58,7 +66,8 @@ def resolve_dataset(spec: str, train_spec: str | None = None) -> EvalDataset:
     if train_spec:
         train_kind, train_path = train_spec.split(":", 1) if ":" in train_spec else (kind, train_spec)
         train = {"type": train_kind, "path": train_path}
-    return EvalDataset(_slug(Path(path).stem or kind), {"type": kind, "path": path}, train)
+    return EvalDataset(_slug(Path(path).stem or kind), {"type": kind, "path": path}, train,
+                       modality=modality or "image")
 
 
 @dataclass
@@ -88,14 +97,16 @@ class _Head:
         return getattr(self.source, name)
 
 
-def embed_split(model: Any, source: Any, *, limit: int | None = None, **engine: Any) -> Split:
-    """Embed the images of a source (or data spec) once; keep each row's caption, label and extra."""
+def embed_split(model: Any, source: Any, *, limit: int | None = None, modality: str = "image",
+                **engine: Any) -> Split:
+    """Embed the inputs (images by default) of a source (or data spec) once; keep each row's caption,
+    label and extra."""
     if isinstance(source, Mapping):
         from ..data import build_source
         source = build_source(source)
     if limit is not None:
         source = _Head(source, limit)
-    result = embed(model, "image", source, **engine)
+    result = embed(model, modality, source, **engine)
     rows, texts = [], []
     for row, sample in enumerate(result.samples):
         caption = sample.caption.strip() if isinstance(sample.caption, str) else ""
@@ -144,10 +155,10 @@ def evaluate(model: Any, dataset: EvalDataset, tasks: Sequence[str], *, template
     """
     _check_tasks(tasks)
     engine = dict(batch_size=batch_size, workers=workers, precision=precision, device=device, progress=progress)
-    test = embed_split(model, dataset.test, **engine)
+    test = embed_split(model, dataset.test, modality=dataset.modality, **engine)
     train = None
     if dataset.train is not None and NEEDS_TRAIN.intersection(tasks):
-        train = embed_split(model, dataset.train, limit=train_limit, **engine)
+        train = embed_split(model, dataset.train, limit=train_limit, modality=dataset.modality, **engine)
     done = None if on_result is None else (lambda task, metrics: on_result(task, metrics, test))
     metrics = evaluate_splits(model, test, train, tasks, templates=templates or dataset.templates,
                               plot_prefix=plot_prefix, max_retrieval=max_retrieval, on_result=done, **engine)

@@ -70,11 +70,23 @@ def _zeroshot(job: Job) -> dict:
     classifier = ZeroShotClassifier.build(job.model, names, job.templates,
                                           precision=job.engine.get("precision", "fp32"))
     metrics = classifier.evaluate(images, labels)
+    languages = [extra.get("language") for extra in job.test.extras]
+    if all(isinstance(lang, str) for lang in languages) and len(set(languages)) > 1:
+        metrics["per_language"] = _accuracy_by_group(classifier.predict(images), labels, languages)
     if job.plot("zeroshot") is not None:
         scores = pair_scores(images, classifier.weights[labels])
         plot_score_histograms(scores, job.plot("zeroshot"), groups=[names[i] for i in labels.tolist()],
                               title=f"{job.test.name}: cosine(image, its class's prompt ensemble)")
     return metrics
+
+
+def _accuracy_by_group(predicted: torch.Tensor, labels: torch.Tensor, groups: list[str]) -> dict[str, dict]:
+    """Top-1 accuracy and count per group (the language of a spoken digit, ...)."""
+    out = {}
+    for group in sorted(set(groups)):
+        rows = torch.tensor([g == group for g in groups])
+        out[group] = {"acc1": float((predicted[rows] == labels[rows]).float().mean()), "n": int(rows.sum())}
+    return out
 
 
 def _retrieval(job: Job) -> dict:

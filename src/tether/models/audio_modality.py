@@ -142,7 +142,9 @@ class AudioProcessor:
             wave, rate = load_audio(item)
             return wave, rate, "<bytes>" if isinstance(item, (bytes, bytearray)) else os.fspath(item)
         if isinstance(item, tuple) and len(item) == 2:
-            wave = torch.as_tensor(np.asarray(item[0]), dtype=torch.float32)
+            raw = item[0]
+            wave = (raw.detach().to("cpu", torch.float32) if isinstance(raw, torch.Tensor)
+                    else torch.as_tensor(np.asarray(raw), dtype=torch.float32))
             wave = wave.unsqueeze(0) if wave.ndim == 1 else wave
             if wave.ndim != 2:
                 raise AudioDecodeError("<waveform>", f"shape {tuple(wave.shape)}: expected (samples,) or "
