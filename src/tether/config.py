@@ -222,6 +222,9 @@ class ModelConfig:
     logit_bias_init: float | None = None  # SigLIP uses -10
     max_logit_scale: float = 100.0
     family: str = "clip"  # "clip" | "siglip": default loss and tokenizer padding
+    # a bound modality's own multiplier t at init (ImageBind: audio 20, depth 5, thermal 10, imu 5), used for
+    # every pair it is in instead of the shared one; stored as ``logit_scales.<modality>`` (tether bind)
+    logit_scales: dict[str, float] = field(default_factory=dict)
 
     def tower(self, modality: str) -> TowerConfig:
         """``towers[modality]``, with an error naming the modalities there are."""
@@ -266,6 +269,12 @@ class ModelConfig:
             tower.validate(f"towers.{name}")
         if self.logit_scale_init <= 0 or not math.isfinite(self.logit_scale_init):
             raise ConfigError(f"logit_scale_init must be positive, got {self.logit_scale_init}")
+        for name, value in self.logit_scales.items():
+            if name not in self.towers:
+                raise ConfigError(f"logit_scales.{name}: the model has no {name!r} tower; its towers: "
+                                  f"{', '.join(self.towers)}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise ConfigError(f"logit_scales.{name}: expected a positive number, got {value!r}")
         return self
 
 

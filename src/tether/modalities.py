@@ -8,7 +8,9 @@ Nothing else in tether branches on a modality's name.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, runtime_checkable
 
@@ -60,6 +62,8 @@ class Modality:
     # (tower config, processor) -> None, or a TetherError when the tower cannot take what the processor makes
     # (a tokenizer with more ids or a longer context than the text tower): checked when a processor is attached
     check_processor: Callable[[TowerConfig, Processor], None] = _no_check
+    # named tower configs ("tiny", "imagebind" ...): towers.<name> mappings for tether bind --tower NAME
+    presets: dict[str, dict[str, Any]] = field(default_factory=dict)
     # file name endings (lowercase, with the dot) that `tether embed --<name> DIR` reads; () = every file
     file_extensions: tuple[str, ...] = ()
 
@@ -93,9 +97,25 @@ def register_modality(modality: Modality) -> None:
     MODALITIES[modality.name] = modality
 
 
+#: ``"image@small"``: a second tower of a registered modality (a distillation student beside its
+#: teacher); it is that modality in everything but its key.
+VARIANT_SEPARATOR = "@"
+
+
+def base_modality(name: str) -> str:
+    """``"image"`` for ``"image@small"``; a plain name itself."""
+    return name.split(VARIANT_SEPARATOR, 1)[0]
+
+
 def get_modality(name: str) -> Modality:
-    """The registered modality; an unregistered name gets the defaults (kind "module" towers, no processor)."""
-    return MODALITIES.get(name) or Modality(name)
+    """The registered modality; ``"<modality>@<tag>"`` is that modality under another key; an unregistered
+    name gets the defaults (kind "module" towers, no processor)."""
+    if name in MODALITIES:
+        return MODALITIES[name]
+    base = MODALITIES.get(base_modality(name))
+    if base is not None and name != base.name:
+        return dataclasses.replace(base, name=name)
+    return Modality(name)
 
 
 def tower_config_class(name: str) -> type[TowerConfig]:
@@ -103,6 +123,14 @@ def tower_config_class(name: str) -> type[TowerConfig]:
 
 
 set_tower_config_lookup(tower_config_class)
+
+def tower_preset(modality: str, name: str) -> dict[str, Any]:
+    """A copy of the modality's named tower config ``name`` (``Modality.presets``)."""
+    presets = get_modality(modality).presets
+    if name not in presets:
+        raise ConfigError(f"unknown {modality} tower {name!r}: expected one of {', '.join(presets) or '(none)'}")
+    return json.loads(json.dumps(presets[name]))
+
 
 def check_processor(model, modality: str, processor, source: str | Path | None = None) -> None:
     """Refuse a processor the model's tower cannot take (a tokenizer with more ids or a longer
@@ -129,4 +157,4 @@ def check_processors(model, source: str | Path | None = None) -> None:
         check_processor(model, modality, processor, source)
 
 
-__all__ = ["MODALITIES", "check_processor", "check_processors", "Modality", "Processor", "get_modality", "register_modality", "tower_builder", "tower_config_class"]
+__all__ = ["MODALITIES", "VARIANT_SEPARATOR", "base_modality", "check_processor", "check_processors", "Modality", "Processor", "get_modality", "register_modality", "tower_builder", "tower_config_class", "tower_preset"]

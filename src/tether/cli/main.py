@@ -7,7 +7,8 @@ import os
 import sys
 
 # command name -> module under tether.cli; each module has add_parser(subparsers)
-COMMANDS = ("demo", "models", "fetch", "info", "convert", "embed", "train", "eval", "score", "filter", "dedup", "label", "audit")
+COMMANDS = ("demo", "models", "fetch", "info", "convert", "embed", "train", "eval", "score", "filter", "dedup",
+            "label", "audit", "bind", "distill")
 
 DESCRIPTION = """\
 tether maps images and text into one shared, L2-normalised embedding space.
@@ -28,6 +29,10 @@ Start here:
   tether label DIR --classes a,b,c --out OUT
                                      weak labels from class names, calibrated, with a review page
   tether audit DIR --out OUT         find probable label errors (cleanlab's definitions), health summary
+  tether bind --model M --modality depth --data SPEC --out OUT
+                                     add a modality: its tower trained against a frozen anchor
+  tether distill --model M --modality points --data SPEC --out OUT
+                                     a student tower matching a frozen teacher's embeddings
 Run `tether COMMAND --help` for details and examples.
 """
 

@@ -167,7 +167,9 @@ def _metadata_row(s: Sample, caption: bool, label: bool) -> dict[str, Any]:
     if label:
         row["label"] = s.label
     for name, value in extra.items():
-        if name not in RESERVED_COLUMNS and name not in _INTERNAL_EXTRA and not isinstance(value, (bytes, bytearray)):
+        # raw inputs (encoded bytes, arrays of an IMU series or point cloud) are data, not metadata
+        if name not in RESERVED_COLUMNS and name not in _INTERNAL_EXTRA and \
+                not isinstance(value, (bytes, bytearray, np.ndarray)):
             row[name] = _plain(value)
     return row
 

@@ -27,6 +27,8 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "resolve_rank_world",
     "SampleRandom",
+    "SAMPLE_FIELDS",
+    "sample_item",
 ]
 
 ImageField = Union[Image.Image, bytes, str, Path, None]
@@ -68,6 +70,17 @@ class Sample:
     caption: str
     label: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+#: The :class:`Sample` field that holds each modality's input; other modalities read ``sample.extra[name]``.
+SAMPLE_FIELDS = {"image": "image", "text": "caption"}
+
+
+def sample_item(sample: Sample, modality: str) -> Any:
+    """The raw input of ``modality`` that ``sample`` carries (None when it has none); a variant
+    (``image@small``, a student beside its teacher) reads its modality's field."""
+    field_name = SAMPLE_FIELDS.get(modality.split("@", 1)[0])
+    return getattr(sample, field_name) if field_name else sample.extra.get(modality)
 
 
 class SkipSample(Exception):

@@ -211,7 +211,8 @@ class ManifestSource(Source):
     * ``label_column`` is optional: absent -> no labels; if you name one explicitly it must
       exist.  Integer labels are used as is; string labels become indices into ``class_names``
       (given, or the sorted distinct values).
-    * Every other column goes to ``sample.extra``.
+    * Every other column goes to ``sample.extra``; those named in ``path_columns`` hold file paths
+      (another modality's inputs: ``depth``, ``imu`` ...), resolved against ``root`` as images are.
     * The key of a row is ``key_column``'s value, else the image value, else ``row<N>``.
 
     Missing image files are not checked here (that would stat every row up front); they are
@@ -221,7 +222,8 @@ class ManifestSource(Source):
 
     def __init__(self, path: str | Path, *, image_column: str = "image", caption_column: str = "caption",
                  label_column: Any = _DEFAULT, key_column: str | None = None, root: str | Path | None = None,
-                 class_names: Sequence[str] | None = None, delimiter: str | None = None, name: str | None = None):
+                 class_names: Sequence[str] | None = None, delimiter: str | None = None, name: str | None = None,
+                 path_columns: Sequence[str] = ()):
         super().__init__()
         self.path = Path(path)
         self.name = name or f"manifest:{self.path.name}"
@@ -234,9 +236,10 @@ class ManifestSource(Source):
         required = [image_column, caption_column] + ([label_column] if explicit_label and label_column else [])
         if key_column:
             required.append(key_column)
-        missing = [c for c in required if c not in columns]
+        missing = [c for c in [*required, *path_columns] if c not in columns]
         if missing:
             raise DataError(f"{self.name}: column(s) {missing} not found in {self.path}; columns are {columns}")
+        self.path_columns = tuple(path_columns)
         if label_column not in columns:
             label_column = None
         self.image_column, self.caption_column = image_column, caption_column
@@ -319,6 +322,10 @@ class ManifestSource(Source):
         extra: dict[str, Any] = {"source": self.name, "row": index}
         for col, vals in self._extra.items():
             extra[col] = vals[index]
+        for col in self.path_columns:
+            value = extra[col]
+            if isinstance(value, str) and value.strip() and not Path(value.strip()).is_absolute():
+                extra[col] = self.root / value.strip()
         return Sample(key, image, caption, label, extra)
 
 

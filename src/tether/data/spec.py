@@ -48,6 +48,18 @@ def _digits(path: Any = None, **kw: Any) -> Source:
     return digits_source(kw.pop("split", "all"), **kw)
 
 
+def _fashion_mnist_points(path: Any = None, **kw: Any) -> Source:
+    from .fashion_mnist_points import fashion_mnist_points_source
+    return fashion_mnist_points_source(kw.pop("split", "train"), root=path, **kw)
+
+
+def _basic_motions(path: Any = None, **kw: Any) -> Source:
+    from .basic_motions import BasicMotionsSource
+    if path is not None:
+        raise ConfigError("basic_motions takes no 'path' (set $TETHER_BASIC_MOTIONS to a folder of its .ts files)")
+    return BasicMotionsSource(kw.pop("split", "train"), **kw)
+
+
 def _tuxpaint_digits(path: Any = None, **kw: Any) -> Source:
     from .spoken_digits import spoken_digit_source, tuxpaint_spoken_digits
     templates = kw.pop("templates", None)
@@ -71,11 +83,14 @@ def _tuxpaint_speech(path: Any = None, **kw: Any) -> Source:
 SOURCE_TYPES: dict[str, tuple[Callable[..., Any], bool, frozenset[str]]] = {
     "webdataset": (_webdataset, True, frozenset({"split", "shuffle", "shuffle_buffer", "seed", "rank", "world_size"})),
     "manifest": (_manifest, True, frozenset({"image_column", "caption_column", "label_column", "key_column", "root",
-                                             "class_names", "delimiter"})),
+                                             "class_names", "delimiter", "path_columns"})),
     "folder": (_folder, True, frozenset({"caption", "labels", "class_names", "recursive", "extensions"})),
     "fashion_mnist": (_fashion_mnist, False, frozenset({"split", "templates"})),
     "tuxpaint": (_tuxpaint, False, frozenset({"split", "svg", "validation_fraction", "render_size"})),
     "digits": (_digits, False, frozenset({"split", "templates"})),
+    "fashion_mnist_points": (_fashion_mnist_points, False,
+                             frozenset({"split", "templates", "num_points", "augment", "limit"})),
+    "basic_motions": (_basic_motions, False, frozenset({"split", "templates"})),
     "tuxpaint_digits": (_tuxpaint_digits, False, frozenset({"languages", "templates"})),
     "tuxpaint_speech": (_tuxpaint_speech, False, frozenset({"split", "languages", "exclude_languages", "svg",
                                                             "validation_fraction", "render_size"})),

@@ -18,13 +18,10 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
-from ..data.sample import Sample, SampleRandom, SkipSample, mix_seed
+from ..data.sample import SAMPLE_FIELDS, Sample, SampleRandom, SkipSample, mix_seed, sample_item
 from ..data.skips import skip_reason
 from ..data.webdataset import SKIP_REASON_KEY, WebDatasetSource, record_to_sample
 from ..errors import MissingProcessorError
-
-#: The :class:`Sample` field that holds each modality's input; other modalities read ``sample.extra[name]``.
-SAMPLE_FIELDS = {"image": "image", "text": "caption"}
 
 Prepare = Callable[[Any], Any]  # one raw input -> one row (modality.prepare bound to the processor)
 
@@ -111,13 +108,8 @@ class TensorBatches(Dataset):
                 "n_positions": hi - lo}
 
 
-def _sample_item(sample: Sample, modality: str) -> Any:
-    field = SAMPLE_FIELDS.get(modality)
-    return getattr(sample, field) if field else sample.extra.get(modality)
-
-
 def _add_sample(batch: _Batch, sample: Sample, modality: str, prepare: Prepare) -> None:
-    batch.add(sample.key, _sample_item(sample, modality), prepare, sample,
+    batch.add(sample.key, sample_item(sample, modality), prepare, sample,
               missing=sample.extra.get(SKIP_REASON_KEY) or "missing_input")
 
 

@@ -81,6 +81,9 @@ class AlignedModel(nn.Module):
             name: projection(tcfg.projection, self.towers[name].output_dim, config.embed_dim, tcfg.projection_bias)
             for name, tcfg in config.towers.items()})
         self.logit_scale = nn.Parameter(torch.tensor(math.log(config.logit_scale_init)))
+        # a bound modality's own scale (ImageBind's per-modality heads): see scale()
+        self.logit_scales = nn.ParameterDict({m: nn.Parameter(torch.tensor(math.log(float(t))))
+                                              for m, t in config.logit_scales.items()})
         bias = config.logit_bias_init
         self.logit_bias = nn.Parameter(torch.tensor(float(bias))) if bias is not None else None
         self.processors: dict[str, Processor] = {}
@@ -153,16 +156,29 @@ class AlignedModel(nn.Module):
             if value is not None:
                 batch[name] = value
         embeds = {name: self.encode(name, value, normalize=True) for name, value in batch.items()}
-        return AlignedOutput(embeds, self.scale(), self.logit_bias)
+        return AlignedOutput(embeds, self.scale(*batch), self.logit_bias)
 
-    def scale(self) -> torch.Tensor:
-        """The multiplier t = exp(logit_scale), capped at max_logit_scale."""
+    def scale(self, *modalities: str) -> torch.Tensor:
+        """The multiplier t = exp(logit_scale), capped at max_logit_scale.
+
+        Given the modalities of a pair, the first that has a scale of its own gives it: a
+        ``logit_scales`` parameter (a bound modality), else its tower config's fixed
+        ``logit_scale`` (ImageBind's per-modality values); otherwise the shared one.
+        """
+        for modality in modalities:
+            if modality in self.logit_scales:
+                return self.logit_scales[modality].exp().clamp(max=self.config.max_logit_scale)
+            fixed = getattr(self.config.towers.get(modality), "logit_scale", None)
+            if fixed is not None:  # a fixed value in the tower's config (ImageBind's checkpoints load so)
+                return self.logit_scale.new_tensor(fixed).clamp(max=self.config.max_logit_scale)
         return self.logit_scale.exp().clamp(max=self.config.max_logit_scale)
 
     @torch.no_grad()
     def clamp_logit_scale_(self) -> None:
-        """Keep the stored log-scale inside [0, log(max)] (CLIP clamps after each step)."""
-        self.logit_scale.clamp_(0, math.log(self.config.max_logit_scale))
+        """Keep the stored log-scales inside [0, log(max)] (CLIP clamps after each step)."""
+        for param in (self.logit_scale, *self.logit_scales.values()):
+            if param.requires_grad:  # a frozen scale (a bound anchor's, a fixed temperature) is never touched
+                param.clamp_(0, math.log(self.config.max_logit_scale))
 
     # ---- raw inputs in, normalised embeddings out -----------------------------------------
     def embed(self, modality: str, items: Any, batch_size: int | None = None, progress: bool = False,

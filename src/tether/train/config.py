@@ -24,6 +24,26 @@ class OptimConfig:
     grad_clip: float | None = 1.0
 
 
+# the losses of `tether distill` (a student matching a frozen teacher; tether.losses.distill)
+DISTILL_LOSSES = ("cosine", "l2", "kl")
+
+
+@dataclass
+class BindConfig:
+    """Binding (ImageBind) or distillation: one tower trains against a frozen anchor (teacher) tower.
+
+    Setting ``train.bind`` sets ``modalities`` to [modality, anchor] and ``lock`` to [anchor]; the
+    anchor's projection, the shared logit scale and bias, and every tower outside the pair are
+    frozen too, so the result is the loaded model, bit for bit, plus the trained tower.
+    """
+
+    modality: str = ""  # the tower that trains: a new modality, or a student
+    anchor: str = "image"  # the frozen tower it is aligned to (the teacher)
+    tower: dict[str, Any] = field(default_factory=dict)  # towers.<modality> to add when the model has none
+    scale: float | None = None  # the pair's multiplier t; None: the modality's ImageBind value, else 1/0.07
+    learn_scale: bool = False  # learn t (from `scale`) instead of keeping ImageBind's fixed temperature
+
+
 # train.tokenizer: {"path": a saved tokenizer directory} or {"train_vocab_size": N} (a BPE trained on the captions)
 TOKENIZER_KEYS = ("path", "train_vocab_size")
 
@@ -34,7 +54,7 @@ class TrainConfig:
 
     model: str = "tiny-vit-28"  # an architecture (random init), a checkpoint path, a published name or a Hub id
     model_overrides: dict[str, Any] = field(default_factory=dict)  # top-level ModelConfig keys (named models)
-    loss: str = "clip"  # "clip" (InfoNCE) | "siglip"
+    loss: str = "clip"  # "clip" (InfoNCE) | "siglip" | with bind: "cosine" | "l2" | "kl" (distillation)
     loss_chunk_size: int | None = None  # exact memory-efficient loss tiles; None = plain
     batch_size: int = 256
     micro_batch_size: int | None = None  # gradient cache: encode in pieces of this size
@@ -47,6 +67,7 @@ class TrainConfig:
     patch_dropout: float = 0.0
     modalities: list[str] = field(default_factory=lambda: ["image", "text"])  # the pair contrasted
     lock: list[str] = field(default_factory=list)  # LiT: towers to freeze, e.g. ["image"]; projections still train
+    bind: BindConfig | None = None  # tether bind / distill: one tower against a frozen anchor (BindConfig)
     locked_feature_cache_mib: float = 1024.0  # LiT: serve the locked tower's outputs from RAM (0: off)
     train_data: dict[str, Any] = field(default_factory=dict)  # a data source spec
     val_data: dict[str, Any] = field(default_factory=dict)
@@ -77,7 +98,12 @@ class TrainConfig:
         def need(ok: bool, key: str, why: str) -> None:
             if not ok:
                 raise ConfigError(f"train.{key}: {why}")
-        need(self.loss in ("clip", "siglip"), "loss", f"expected 'clip' or 'siglip', got {self.loss!r}")
+        need(self.loss in ("clip", "siglip", *DISTILL_LOSSES), "loss",
+             f"expected one of clip, siglip, {', '.join(DISTILL_LOSSES)}, got {self.loss!r}")
+        need(self.bind is not None or self.loss not in DISTILL_LOSSES, "loss",
+             f"{self.loss!r} is a distillation loss: it needs train.bind (the frozen teacher), as tether distill sets")
+        if self.bind is not None:
+            self._validate_bind()
         need(self.batch_size > 0, "batch_size", "must be positive")
         need(self.micro_batch_size is None or self.micro_batch_size > 0, "micro_batch_size", "must be positive")
         need(self.steps > 0, "steps", "must be positive")
@@ -100,6 +126,22 @@ class TrainConfig:
         unknown = [k for k in self.resume_allow if not known_key(k)]
         need(not unknown, "resume_allow", f"unknown key {unknown[0]!r}" if unknown else "")
         self._validate_sections()
+
+    def _validate_bind(self) -> None:
+        """Binding fixes the pair and the lock: [modality, anchor], the anchor locked."""
+        bind = self.bind
+        if not bind.modality or not bind.anchor or bind.modality == bind.anchor:
+            raise ConfigError(f"train.bind: expected a modality and a different anchor, got modality="
+                              f"{bind.modality!r}, anchor={bind.anchor!r}")
+        if self.loss == "siglip":
+            raise ConfigError("train.loss=siglip: binding uses InfoNCE ('clip') or a distillation loss "
+                              f"({', '.join(DISTILL_LOSSES)}); the anchor's sigmoid bias stays frozen")
+        if bind.scale is not None and not 0 < bind.scale < float("inf"):
+            raise ConfigError(f"train.bind.scale: expected a positive multiplier t, got {bind.scale}")
+        if self.lock not in ([], [bind.anchor]):
+            raise ConfigError(f"train.lock: binding locks the anchor {bind.anchor!r} itself; expected [] or "
+                              f"[{bind.anchor!r}], got {self.lock}")
+        self.modalities, self.lock = [bind.modality, bind.anchor], [bind.anchor]
 
     def _validate_sections(self) -> None:
         """The free-form sections: tokenizer, data specs and device, checked before any work starts."""
@@ -130,7 +172,7 @@ def known_key(key: str) -> bool:
     if head == "optim" and rest:
         return rest in {f.name for f in fields(OptimConfig)}
     return head in {f.name for f in fields(TrainConfig)} and \
-        (not rest or head in ("model_overrides", "train_data", "val_data", "tokenizer"))
+        (not rest or head in ("model_overrides", "train_data", "val_data", "tokenizer", "bind"))
 
 
 def load_train_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:

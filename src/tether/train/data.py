@@ -14,7 +14,7 @@ from typing import Any, Iterator, Protocol
 
 import torch
 
-from ..errors import DataError, TokenizerError
+from ..errors import ConfigError, DataError, TokenizerError
 from .config import TrainConfig
 
 
@@ -27,10 +27,11 @@ class TrainData(Protocol):
 
 
 class LoaderTrainData:
-    """A ``PairLoader`` seen as numbered training batches."""
+    """A ``PairLoader`` seen as numbered training batches; ``keys``: the batch entries of the pair
+    (an image-text ``PairDataset``'s pixels and token ids, a ``ModalityPairDataset``'s modality names)."""
 
-    def __init__(self, loader) -> None:
-        self.loader = loader
+    def __init__(self, loader, keys: tuple[str, str] = ("pixels", "input_ids")) -> None:
+        self.loader, self.keys = loader, keys
         dataset = loader.dataset
         self.step_size = dataset.batch_size * dataset.world_size  # positions one step consumes, all ranks
         if len(loader) == 0:
@@ -43,7 +44,7 @@ class LoaderTrainData:
     def batches(self, epoch: int, position: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         self.loader.set_epoch(epoch, start=position * self.step_size)
         for batch in self.loader:
-            yield batch["pixels"], batch["input_ids"]
+            yield batch[self.keys[0]], batch[self.keys[1]]
 
     def skipped(self) -> dict[str, Any]:
         return self.loader.stats.to_dict()
@@ -102,9 +103,21 @@ def ensure_tokenizer(model, source, cfg: TrainConfig) -> None:
 
 def build_loader(spec: dict[str, Any], model, cfg: TrainConfig, train: bool, batch_size: int | None = None,
                  source=None):
-    """A ``PairLoader`` for a data spec (see ``tether.data.build_source``)."""
+    """A ``PairLoader`` for a data spec (see ``tether.data.build_source``): image-text pairs, or
+    any other pair of ``cfg.modalities`` through their processors (``ModalityPairDataset``)."""
     from ..data import PairDataset, PairLoader, build_source
     source = source if source is not None else build_source(spec)
+    if list(cfg.modalities) != ["image", "text"]:
+        if cfg.augment:
+            raise ConfigError(f"train.augment: random crops are for image-text training; the pair "
+                              f"{cfg.modalities} is batched by each modality's processor (augment in the source)")
+        from ..data.modality_pairs import ModalityPairDataset
+        from ..modalities import get_modality
+        pairs = ModalityPairDataset(source, model.processors, cfg.modalities,
+                                    prepare={m: get_modality(m).prepare for m in cfg.modalities},
+                                    batch_size=batch_size or cfg.batch_size, shuffle=train, seed=cfg.seed,
+                                    drop_last=train)
+        return PairLoader(pairs, num_workers=cfg.workers)
     dataset = PairDataset(source, model.preprocessor, model.tokenizer, batch_size=batch_size or cfg.batch_size,
                           shuffle=train, seed=cfg.seed, drop_last=train, train_transform=train and cfg.augment)
     return PairLoader(dataset, num_workers=cfg.workers)

@@ -94,7 +94,7 @@ def contrastive_step(model, inputs_a: torch.Tensor, inputs_b: torch.Tensor, loss
     full = {name: torch.cat(embs[name]).requires_grad_(True) for name in (a, b)}
     with sync(False):
         with autocast():
-            scale, bias = model.scalars() if hasattr(model, "scalars") else (model.scale(), model.logit_bias)
+            scale, bias = model.scalars(a, b) if hasattr(model, "scalars") else (model.scale(a, b), model.logit_bias)
             loss = loss_fn(full[a], full[b], scale, bias)
         loss.backward()  # embedding grads cached; scale/bias grads land on the parameters
     passes = [(name, chunk, grad, state) for name in (a, b) for chunk, grad, state in

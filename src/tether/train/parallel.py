@@ -107,8 +107,8 @@ class _Routed:
         assert normalize, "the routed forward returns normalised embeddings only"
         return self.net("encode", modality, batch)
 
-    def scalars(self):
-        return self.net("scalars")
+    def scalars(self, *modalities: str):
+        return self.net("scalars", *modalities)
 
 
 class _Modes(nn.Module):
@@ -126,7 +126,7 @@ class _Modes(nn.Module):
             return self.model(inputs=args[0])
         if mode == "encode":
             return self.model.encode(args[0], args[1], normalize=True)
-        return self.model.scale(), self.model.logit_bias
+        return self.model.scale(*args), self.model.logit_bias
 
 
 def _every_parameter_used(model: nn.Module, modalities) -> bool:
@@ -189,7 +189,7 @@ class _FSDPModes:
             return self.net(inputs=args[0])
         if mode == "encode":
             return self.net(inputs={args[0]: args[1]}).embeds[args[0]]
-        return self.model.scale(), self.model.logit_bias
+        return self.model.scale(*args), self.model.logit_bias
 
 
 class FSDPStrategy(LocalStrategy):

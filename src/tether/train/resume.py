@@ -62,7 +62,10 @@ def check_resume(path: Path, saved: dict[str, Any], cfg, model_config: dict | No
         warnings.warn(f"{path}: the checkpoint stores no training config (written by an older tether); "
                       "resuming without checking that this run has the same settings", stacklevel=2)
         return []
-    before = {**_flatten(TrainConfig().to_dict()), **_flatten(saved["config"])}
+    saved_flat = _flatten(saved["config"])
+    parents = {k.rsplit(".", i)[0] for k in saved_flat for i in range(1, k.count(".") + 1)}
+    # defaults fill keys an older run did not store; not a section's default (bind: None) beside its keys
+    before = {**{k: v for k, v in _flatten(TrainConfig().to_dict()).items() if k not in parents}, **saved_flat}
     now = _flatten(cfg.to_dict())
     changed = _diff({k: v for k, v in before.items() if known_key(k)}, now)
     if saved.get("model_config") is not None and model_config is not None \

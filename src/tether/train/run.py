@@ -35,6 +35,8 @@ def prepare_model(cfg: TrainConfig):
             # starting near log(1/N) keeps the first steps from being swamped by negatives
             overrides.update(logit_scale_init=10.0, logit_bias_init=-10.0)
         model = create_model(cfg.model, **overrides)
+    if cfg.bind is not None:
+        _add_bound_tower(model, cfg)
     _set_patch_dropout(model, cfg.patch_dropout)
     if cfg.loss == "siglip" and model.logit_bias is None:
         raise ConfigError(f"train.loss=siglip needs a model with a logit bias; {cfg.model!r} has none "
@@ -44,6 +46,22 @@ def prepare_model(cfg: TrainConfig):
     if cfg.grad_checkpointing:
         model.set_grad_checkpointing(True)
     return model
+
+
+def _add_bound_tower(model, cfg: TrainConfig) -> None:
+    """Binding: the new modality's tower (``bind.tower``) when the model has none yet (a resumed
+    or continued run finds it in the checkpoint), with its own scale (see ``add_tower``)."""
+    from ..models.extend import add_tower
+    bind = cfg.bind
+    if bind.modality in model.towers:
+        if bind.tower:
+            raise ConfigError(f"train.bind.tower: the model {cfg.model!r} has a {bind.modality!r} tower already; "
+                              "leave bind.tower out to keep training it")
+        return
+    if not bind.tower:
+        raise ConfigError(f"train.bind.tower: the model {cfg.model!r} has no {bind.modality!r} tower; give its "
+                          f"config (towers: {', '.join(model.towers)})")
+    add_tower(model, bind.modality, bind.tower, scale=bind.scale)
 
 
 def _set_patch_dropout(model, fraction: float) -> None:
@@ -85,17 +103,22 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     model = prepare_model(cfg)
     source = build_source(cfg.train_data)
     saved_tokenizer = out / "tokenizer"
+    uses_text = "text" in cfg.modalities or cfg.bind is None
     if saved_tokenizer.is_dir():  # resuming: the same vocabulary as before
         from ..tokenizer import Tokenizer
         model.tokenizer = Tokenizer.load(saved_tokenizer)
-    else:
+    elif uses_text:
         ensure_tokenizer(model, source, cfg)
     out.mkdir(parents=True, exist_ok=True)
-    if dist.is_main and not saved_tokenizer.is_dir():
+    if dist.is_main and not saved_tokenizer.is_dir() and model.tokenizer is not None:
         model.tokenizer.save(saved_tokenizer)
-    data = LoaderTrainData(build_loader(cfg.train_data, model, cfg, train=True, source=source))
+    keys = ("pixels", "input_ids") if list(cfg.modalities) == ["image", "text"] else tuple(cfg.modalities)
+    data = LoaderTrainData(build_loader(cfg.train_data, model, cfg, train=True, source=source), keys)
     evaluate = None
-    if cfg.val_data:
+    if cfg.val_data and cfg.bind is not None:
+        from .binding import bind_evaluator
+        evaluate = bind_evaluator(build_source(cfg.val_data), cfg)
+    elif cfg.val_data:
         val_source = build_source(cfg.val_data)
         val_loader = build_loader(cfg.val_data, model, cfg, train=False, batch_size=256, source=val_source)
         evaluate = make_evaluator(val_loader, getattr(val_source, "class_names", None),

@@ -22,7 +22,7 @@ from ..errors import ConfigError
 from ..io import atomic_write_json
 from ..embedding.precision import autocast
 from ..modalities import check_processors
-from .config import TrainConfig
+from .config import DISTILL_LOSSES, TrainConfig
 from .optim import build_optimizer, lock_tower
 from .parallel import build_strategy
 from .resume import check_resume, run_snapshot
@@ -37,6 +37,9 @@ _SIGKILL_AT_STEP = int(os.environ.get("TETHER_TEST_SIGKILL_AT_STEP", "-1"))
 
 def loss_function(cfg: TrainConfig) -> Callable:
     from .. import losses
+    if cfg.loss in DISTILL_LOSSES:
+        from .binding import distill_loss
+        return distill_loss(cfg)
     if cfg.loss == "clip":
         return lambda img, txt, scale, bias: losses.clip_loss(img, txt, scale, chunk_size=cfg.loss_chunk_size)
     return lambda img, txt, scale, bias: losses.siglip_loss(img, txt, scale, bias, chunk_size=cfg.loss_chunk_size)
@@ -56,6 +59,11 @@ class Trainer:
         check_processors(model)  # a tokenizer the text tower cannot take fails before the first step
         for modality in cfg.lock:  # LiT (prepare_model has done it already for `tether train`)
             lock_tower(model, modality)
+        if cfg.bind is not None:  # binding / distillation: only the bound tower (and its scale) trains
+            from .binding import freeze_all_but_bound
+            freeze_all_but_bound(model, cfg.bind)
+        if cfg.loss in DISTILL_LOSSES and self.dist.enabled:
+            raise ConfigError(f"train.loss={cfg.loss}: distillation runs in one process (no torchrun) for now")
         self.strategy = build_strategy(cfg, self.dist, self.device)  # ddp / fsdp / manual under torchrun
         self.model = self.strategy.setup(model)  # FSDP shards in place: build the optimizer after
         self.optimizer = build_optimizer(self.model, cfg.optim.lr, cfg.optim.weight_decay,
@@ -133,7 +141,7 @@ class Trainer:
         loss_value = float(loss)
         if not math.isfinite(loss_value):
             raise FloatingPointError(f"loss became {loss_value} at step {self.step}; lower optim.lr or check the data")
-        record = {"loss": loss_value, "lr": lr, "scale": self.model.scale().item()}
+        record = {"loss": loss_value, "lr": lr, "scale": self.model.scale(*cfg.modalities).item()}
         if self.model.logit_bias is not None:
             record["logit_bias"] = self.model.logit_bias.item()
         if norm is not None:
