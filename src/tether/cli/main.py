@@ -7,7 +7,7 @@ import os
 import sys
 
 # command name -> module under tether.cli; each module has add_parser(subparsers)
-COMMANDS = ("demo", "models", "fetch", "info", "convert", "embed", "train", "eval", "score", "filter", "dedup")
+COMMANDS = ("demo", "models", "fetch", "info", "convert", "embed", "train", "eval", "score", "filter", "dedup", "index", "serve")
 
 DESCRIPTION = """\
 tether maps images and text into one shared, L2-normalised embedding space.
@@ -25,6 +25,8 @@ Start here:
                                      keep pairs by CLIP score and DataComp's basic rules
   tether dedup DIR --threshold 0.95 --out OUT
                                      remove semantic duplicates, one member kept per group
+  tether index DIR --out INDEX       a search index chosen for the data (FAISS), recall measured
+  tether serve INDEX                 search it: web page, clip-retrieval's API, tether's /search
 Run `tether COMMAND --help` for details and examples.
 """
 
