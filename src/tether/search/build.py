@@ -55,15 +55,16 @@ def read_info(root: str | Path) -> dict[str, Any]:
 
 def build_index(emb_dir: str | Path, out_dir: str | Path, *, memory_budget: str | int = DEFAULT_BUDGET,
                 index_type: str | None = None, target_recall: float = DEFAULT_TARGET_RECALL,
-                queries: int = QUERIES, seed: int = 0, rebuild: bool = False,
+                queries: int = QUERIES, seed: int = 0, rebuild: bool = False, parts: Sequence[int] | None = None,
                 log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Index every modality of ``emb_dir`` into ``out_dir``; returns the index info.
 
     ``memory_budget`` (bytes or ``"4GB"``) is shared equally by the modalities' indexes;
     ``index_type`` (flat, hnsw, ivf-flat, ivf-pq) forces the type. An existing index of the same
-    embedding folder gets the folder's new parts added instead (``rebuild=True`` starts over)."""
+    embedding folder gets the folder's new parts added instead (``rebuild=True`` starts over).
+    ``parts``: index only these part numbers (one shard of a collection served by several servers)."""
     log = log or (lambda _msg: None)
-    folder = layout.open_folder(emb_dir)
+    folder = select_parts(layout.open_folder(emb_dir), parts)
     out = Path(out_dir)
     if (out / INFO_FILE).is_file() and not rebuild:
         return add_parts(out, emb_dir, log=log)
@@ -80,9 +81,34 @@ def build_index(emb_dir: str | Path, out_dir: str | Path, *, memory_budget: str 
                    for m in folder.modalities}
         info = {"format": FORMAT, "version": VERSION, "source": str(folder.root.resolve()),
                 "model": _model(folder.root), "parts": folder.parts, "rows": folder.rows, "dim": folder.dim,
-                "memory_budget": budget, "target_recall": target_recall, "seed": seed, "indexes": entries}
+                "memory_budget": budget, "target_recall": target_recall, "seed": seed,
+                "selected_parts": None if parts is None else sorted(parts), "indexes": entries}
         atomic_write_json(tmp / INFO_FILE, info)
     return info
+
+
+def select_parts(folder: layout.EmbeddingFolder, parts: Sequence[int] | None) -> layout.EmbeddingFolder:
+    """The folder restricted to ``parts`` (all of them when None); a part it lacks is an error."""
+    if parts is None:
+        return folder
+    missing = sorted(set(parts) - set(folder.parts))
+    if missing or not parts:
+        raise InputError(f"{folder.root}: no finished part(s) {missing or parts} (it has parts {folder.parts})")
+    keep = [i for i, p in enumerate(folder.parts) if p in set(parts)]
+    return layout.EmbeddingFolder(folder.root, [folder.parts[i] for i in keep], [folder.rows[i] for i in keep],
+                                  folder.modalities, folder.dim)
+
+
+def parse_parts(text: str) -> list[int]:
+    """``0-3,7`` -> [0, 1, 2, 3, 7]."""
+    out: list[int] = []
+    try:
+        for item in text.split(","):
+            a, _, b = item.strip().partition("-")
+            out += list(range(int(a), int(b or a) + 1))
+    except ValueError:
+        raise InputError(f"--parts {text!r}: expected part numbers like 0-3,7") from None
+    return sorted(set(out))
 
 
 def _choose(n: int, d: int, share: int, budget: int, kind: str | None, modality: str,
@@ -152,7 +178,7 @@ def add_parts(index_dir: str | Path, emb_dir: str | Path | None = None,
     log = log or (lambda _msg: None)
     root = Path(index_dir)
     info = read_info(root)
-    folder = layout.open_folder(emb_dir or info["source"])
+    folder = select_parts(layout.open_folder(emb_dir or info["source"]), info.get("selected_parts"))
     if str(folder.root.resolve()) != info["source"]:
         raise InputError(f"{root} indexes {info['source']}, not {folder.root.resolve()}; use another --out or --rebuild")
     if folder.dim != info["dim"] or sorted(info["indexes"]) != sorted(folder.modalities):

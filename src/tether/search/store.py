@@ -127,7 +127,8 @@ class MetadataStore:
             table = self._table(k)
             if columns is not None:
                 table = table.select([c for c in columns if c in table.column_names])
-            for r, row in zip(local, table.take(local).to_pylist()):
+            taken = table.take(local).to_pylist() if table.num_columns else [{} for _ in local]
+            for r, row in zip(local, taken):
                 fetched[(k, r)] = row
         return [fetched[loc] for loc in located]
 
