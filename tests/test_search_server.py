@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -33,13 +34,18 @@ def tux(tiny_checkpoint, tuxpaint_stamps, tmp_path_factory):
         yield {"url": url, "root": root, "index": open_index(root / "tux"), "model": model}
 
 
+FIXTURE = Path(__file__).parent / "fixtures" / "clip_client_requests.json"
+
+
+def recorded_requests() -> list[dict]:
+    """The bodies clip-retrieval 2.45.0's real ClipClient posted (bench/clip_client_fixture.py)."""
+    return json.loads(FIXTURE.read_text())["requests"]
+
+
 def clip_client_body(**query):
-    """Exactly the JSON clip-retrieval 2.45's ClipClient.__search_knn_api__ posts (defaults of its
-    constructor: aesthetic 9 / 0.5, deduplicate, safety and violence models on), no Content-Type."""
-    body = {"text": None, "image": None, "image_url": None, "embedding_input": None, "deduplicate": True,
-            "use_safety_model": True, "use_violence_detector": True, "indice_name": "tux", "use_mclip": False,
-            "aesthetic_score": 9, "aesthetic_weight": 0.5, "modality": "image", "num_images": 40,
-            "num_result_ids": 40, "verbose": False}
+    """ClipClient's request (its constructor's defaults: aesthetic 9 / 0.5, deduplicate, safety and
+    violence models on) with ``query`` changed; sent like the client, as a body without Content-Type."""
+    body = dict(recorded_requests()[0]["body"], indice_name="tux", text=None)
     body.update(query)
     return json.dumps(body)
 
@@ -71,6 +77,23 @@ def test_knn_service_answers_clip_clients_exact_request(tux):
     assert {"id", "similarity", "caption", "image_path", "url"} <= set(first)
     assert first["url"] == f"{tux['url']}/image/tux/{first['id']}"
     assert first["caption"] == tux["index"].metadata([first["id"]])[0]["caption"]
+
+
+def test_replays_the_real_clip_clients_requests(tux):
+    image = base64.b64encode(open(tux["index"].metadata([7])[0]["image_path"], "rb").read()).decode()
+    requests = recorded_requests()
+    assert len(requests) == 6 and all(r["content_type"] is None and r["path"] == "/knn-service" for r in requests)
+    for r in requests:
+        body = dict(r["body"], indice_name="tux")
+        if body["image"]:
+            body["image"] = image
+        if body["embedding_input"]:
+            body["embedding_input"] = [0.125] * 64
+        answer = httpx.post(tux["url"] + r["path"], content=json.dumps(body))
+        assert answer.status_code == 200, answer.text
+        rows = answer.json()
+        assert 1 <= len(rows) <= body["num_images"]
+        assert all({"id", "similarity", "caption", "url", "image_path"} <= set(row) for row in rows)
 
 
 def test_knn_service_deduplicates_as_clip_retrieval(tux):
