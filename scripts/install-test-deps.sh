@@ -10,6 +10,7 @@ APT_PACKAGES=(
   tuxpaint-stamps-default  # the tuxpaint_stamps fixture: the Tux Paint builder's tests
   g++                      # torch.compile's inductor backend builds C++ kernels (test_precision_compile)
   default-jre-headless     # pycocoevalcap's Java PTBTokenizer, compared with tether's (test_metrics_cider)
+  chromium                 # the search page's browser test, driven by Playwright (test_search_web)
 )
 
 sudo=""
