@@ -110,7 +110,8 @@ def test_metadata_is_read_by_row_through_memory_maps(tmp_path):
 def test_new_parts_are_added_without_rebuilding(tmp_path, capsys):
     emb = tmp_path / "emb"
     write_clustered(emb, [600, 600])
-    assert main(["index", str(emb), "--out", str(tmp_path / "idx"), "--index-type", "ivf-flat", "--queries", "100"]) == 0
+    out = str(tmp_path / "idx")
+    assert main(["index", str(emb), "--out", out, "--index-type", "ivf-flat", "--queries", "100"]) == 0
     first = json.loads((tmp_path / "idx" / "index_info.json").read_text())
     new_image, _ = write_clustered(emb, [300], seed=7, first_part=2)
     assert main(["index", str(emb), "--out", str(tmp_path / "idx"), "--queries", "100"]) == 0

@@ -139,7 +139,8 @@ def test_image_url_is_off_by_default(tux):
 
 def test_metadata_indices_and_config(tux):
     url = tux["url"]
-    assert httpx.get(f"{url}/indices-list").json() == ["tux"]
+    listed = httpx.get(f"{url}/indices-list", headers={"Origin": "http://front.example"})
+    assert listed.json() == ["tux"] and listed.headers["access-control-allow-origin"] == "*"   # its front end's origin
     assert httpx.get(f"{url}/config.json").json() == {"defaultBackend": url, "defaultIndex": "tux", "urlColumn": "url"}
     rows = httpx.post(f"{url}/metadata", content=json.dumps({"ids": [3, 0], "indice_name": "tux"})).json()
     assert [r["id"] for r in rows] == [3, 0]

@@ -46,7 +46,8 @@ def index_file(root: str | Path, modality: str, generation: int = 0) -> Path:
 def read_info(root: str | Path) -> dict[str, Any]:
     path = Path(root) / INFO_FILE
     if not path.is_file():
-        raise InputError(f"{root}: not an index folder (no {INFO_FILE}; make one with `tether index EMB_DIR --out DIR`)")
+        raise InputError(f"{root}: not an index folder (no {INFO_FILE}; make one with "
+                         "`tether index EMB_DIR --out DIR`)")
     info = json.loads(path.read_text(encoding="utf-8"))
     if info.get("format") != FORMAT:
         raise InputError(f"{path}: format {info.get('format')!r}, expected {FORMAT!r}")
@@ -180,7 +181,8 @@ def add_parts(index_dir: str | Path, emb_dir: str | Path | None = None,
     info = read_info(root)
     folder = select_parts(layout.open_folder(emb_dir or info["source"]), info.get("selected_parts"))
     if str(folder.root.resolve()) != info["source"]:
-        raise InputError(f"{root} indexes {info['source']}, not {folder.root.resolve()}; use another --out or --rebuild")
+        raise InputError(f"{root} indexes {info['source']}, not {folder.root.resolve()}; "
+                         "use another --out or --rebuild")
     if folder.dim != info["dim"] or sorted(info["indexes"]) != sorted(folder.modalities):
         raise InputError(f"{folder.root}: {folder.modalities} of width {folder.dim}, but {root} indexes "
                          f"{sorted(info['indexes'])} of width {info['dim']}; rebuild with --rebuild")
@@ -211,7 +213,8 @@ def add_parts(index_dir: str | Path, emb_dir: str | Path | None = None,
         t0 = time.perf_counter()
         index.add_blocks(VectorStore(root, m, new, new_rows).chunks())
         entry = {**entry, "vectors": n, "file": index_file(root, m, generation).name,
-                 "memory_bytes": memory_of(entry["type"], entry["params"], n, folder.dim), "add_seconds": round(time.perf_counter() - t0, 3)}
+                 "memory_bytes": memory_of(entry["type"], entry["params"], n, folder.dim),
+                 "add_seconds": round(time.perf_counter() - t0, 3)}
         entry.update(_validate(root, grown, m, index, store, info["target_recall"], QUERIES, info["seed"]))
         index.write(root / entry["file"])
         info["indexes"][m] = entry

@@ -156,7 +156,8 @@ def choose(n: int, d: int, budget: int, kind: str | None = None) -> Choice:
     what = f"a {kind} index" if kind else "any index type"
     raise BudgetError(f"memory budget {format_size(budget)} is too small for {what} of {n} x {d} vectors: "
                       f"the smallest ({smallest.key}) needs {format_size(smallest.memory)}; "
-                      f"raise --memory-budget to at least {format_size(smallest.memory)}", smallest.memory, smallest.key)
+                      f"raise --memory-budget to at least {format_size(smallest.memory)}",
+                      smallest.memory, smallest.key)
 
 
 __all__ = ["BudgetError", "Choice", "FLAT_BELOW", "TYPES", "candidates", "choose", "format_size", "ivf_lists",

@@ -15,7 +15,8 @@ import numpy as np
 K = 10
 
 
-def exact_topk(queries: np.ndarray, blocks: Iterable[tuple[int, np.ndarray]], k: int = K) -> tuple[np.ndarray, np.ndarray]:
+def exact_topk(queries: np.ndarray, blocks: Iterable[tuple[int, np.ndarray]],
+               k: int = K) -> tuple[np.ndarray, np.ndarray]:
     """(scores, ids) of the ``k`` highest inner products of each query over ``blocks`` of (start id, rows)."""
     q = np.ascontiguousarray(queries, dtype=np.float32)
     best_s = np.full((len(q), 0), -np.inf, np.float32)

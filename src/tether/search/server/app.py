@@ -8,6 +8,7 @@ from typing import Any, Optional
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -62,6 +63,8 @@ def create_app(config: ServerConfig, backend: Any = None) -> FastAPI:
     app.add_exception_handler(TetherError, tether_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.middleware("http")(state.metrics.middleware())
+    # clip-retrieval's front end is a page of its own origin that calls the back end (clip_back uses flask_cors)
+    app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST"], allow_headers=["*"])
     app.include_router(clip_api.router(state))
     app.include_router(api.router(state))
     app.mount("/static", StaticFiles(directory=WEB), name="static")

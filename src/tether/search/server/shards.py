@@ -68,7 +68,8 @@ class ShardBackend:
         first = self.shards[0]
         return {"name": self.name, "rows": int(self.offsets[-1]), "dim": first["dim"],
                 "modalities": first["modalities"], "columns": first["columns"], "model": first["model"],
-                "shards": [{"url": u, "rows": s["rows"], "indexes": s["indexes"]} for u, s in zip(self.urls, self.shards)]}
+                "shards": [{"url": u, "rows": s["rows"], "indexes": s["indexes"]}
+                           for u, s in zip(self.urls, self.shards)]}
 
     def _locate(self, ids: Sequence[int]) -> list[tuple[int, int]]:
         n = int(self.offsets[-1])
