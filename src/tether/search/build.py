@@ -25,7 +25,7 @@ from ..curate import layout
 from ..errors import InputError
 from ..io import atomic_directory, atomic_write_json
 from .choice import BudgetError, Choice, choose, format_size, memory_of, parse_size
-from .recall import K, exact_topk, query_time
+from .recall import K, drop_rows, exact_topk, query_time
 from .store import VectorStore, copy_part
 from .vector_index import VectorIndex, read_faiss
 
@@ -153,9 +153,10 @@ def _build_one(root: Path, folder: layout.EmbeddingFolder, modality: str, choice
 def _validate(root: Path, folder: layout.EmbeddingFolder, modality: str, index: VectorIndex, store: VectorStore,
               target: float, queries: int, seed: int) -> dict[str, Any]:
     """Tune the search parameters to ``target`` recall@10 on held-out queries and measure them."""
-    q, origin = validation_queries(root, folder, modality, queries, seed)
-    truth = exact_topk(q, store.chunks(), K)[1]
-    recall = index.tune(q, truth, target)
+    q, origin, own = validation_queries(root, folder, modality, queries, seed)
+    truth = exact_topk(q, store.chunks(), K + (own is not None))[1]
+    truth = truth if own is None else drop_rows(truth, own, K)
+    recall = index.tune(q, truth, target, own)
     timing = query_time(lambda x: index.search(x, K), q)
     return {"search_params": index.search_params, "recall_at_10": round(recall, 5), "target_met": recall >= target,
             "validation": {"queries": len(q), "from": origin, "against": "exact inner product over every row"},
@@ -163,14 +164,17 @@ def _validate(root: Path, folder: layout.EmbeddingFolder, modality: str, index: 
 
 
 def validation_queries(root: Path, folder: layout.EmbeddingFolder, modality: str, count: int,
-                       seed: int) -> tuple[np.ndarray, str]:
-    """Query vectors for validation: rows of another modality (text queries for the image index:
-    the searches it will serve), else the modality's own rows; a seeded sample."""
+                       seed: int) -> tuple[np.ndarray, str, np.ndarray | None]:
+    """Held-out query vectors, a seeded sample: rows of another modality (text queries for the image
+    index: the searches it will serve), else the modality's own rows, each held out of its own
+    results (leave-one-out: the third value, the rows' ids; None for another modality's rows)."""
     others = [m for m in folder.modalities if m != modality]
     source = others[0] if others else modality
     store = VectorStore(root, source, folder.parts, folder.rows)
     rows = np.sort(np.random.default_rng(seed).choice(len(store), min(count, len(store)), replace=False))
-    return store.take(rows), f"{source} rows (seed {seed})"
+    if others:
+        return store.take(rows), f"{source} rows (seed {seed})", None
+    return store.take(rows), f"{source} rows, each left out of its own results (seed {seed})", rows
 
 
 def add_parts(index_dir: str | Path, emb_dir: str | Path | None = None,

@@ -2,8 +2,9 @@
 
 Ground truth is exact inner product over every stored row, a block at a time (never all vectors
 at once). recall@k is |approximate top k ∩ exact top k| / k, averaged over the queries; a tie at the
-k-th score can swap equal-scoring rows, so exact search scores ``1 - (ties lost)`` only when scores
-repeat (duplicates), which is why validation queries come from the data itself.
+k-th score can swap equal-scoring rows, so even exact search scores below 1 when scores repeat
+(duplicate rows). Queries that are rows of the index itself are held out by leave-one-out: their
+own row is dropped from both the exact and the approximate results (:func:`drop_rows`).
 """
 from __future__ import annotations
 
@@ -32,6 +33,15 @@ def exact_topk(queries: np.ndarray, blocks: Iterable[tuple[int, np.ndarray]],
     return np.take_along_axis(best_s, order, 1), np.take_along_axis(best_i, order, 1)
 
 
+def drop_rows(found: np.ndarray, rows: np.ndarray, k: int = K) -> np.ndarray:
+    """Each result row without its query's own row id (leave-one-out), cut to ``k`` (padded with -1)."""
+    out = np.full((len(found), k), -1, np.int64)
+    for i, (row, own) in enumerate(zip(found, rows)):
+        kept = row[row != own][:k]
+        out[i, :len(kept)] = kept
+    return out
+
+
 def recall_at_k(found: np.ndarray, truth: np.ndarray, k: int = K) -> float:
     """Mean over queries of |found[:, :k] ∩ truth[:, :k]| / k (ids < 0, FAISS's 'none', never match)."""
     hits = [len(set(f[:k].tolist()) & set(t[:k].tolist()) - {-1}) for f, t in zip(found, truth)]
@@ -51,4 +61,4 @@ def query_time(search: Callable[[np.ndarray], object], queries: np.ndarray, sing
     return {"batch_ms_per_query": round(batch, 4), "single_ms": round(single, 4)}
 
 
-__all__ = ["K", "exact_topk", "query_time", "recall_at_k"]
+__all__ = ["K", "drop_rows", "exact_topk", "query_time", "recall_at_k"]

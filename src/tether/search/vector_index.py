@@ -14,7 +14,7 @@ import numpy as np
 
 from ..io import atomic_file
 from .choice import Choice
-from .recall import K, recall_at_k
+from .recall import K, drop_rows, recall_at_k
 from .store import VectorStore
 
 EF_SEARCH = (16, 32, 64, 128, 256, 512, 1024)
@@ -97,15 +97,18 @@ class VectorIndex:
             scores[i, :len(order)], ids[i, :len(order)] = exact[order], row[order]
         return scores, ids
 
-    def tune(self, queries: np.ndarray, truth: np.ndarray, target: float) -> float:
+    def top10(self, queries: np.ndarray, own: np.ndarray | None = None) -> np.ndarray:
+        """Ids of the 10 best rows a query; with ``own`` (each query's own row id) leave-one-out."""
+        if own is None:
+            return self.search(queries, K)[1]
+        return drop_rows(self.search(queries, K + 1)[1], own, K)
+
+    def tune(self, queries: np.ndarray, truth: np.ndarray, target: float, own: np.ndarray | None = None) -> float:
         """Pick the search parameters reaching ``target`` recall@10 at the least cost; the recall."""
-        grid = self._grid()
-        if not grid:
-            return recall_at_k(self.search(queries, K)[1], truth)
         recall = 0.0
-        for params in grid:
+        for params in self._grid() or [self.search_params]:
             self.set_params(params)
-            recall = recall_at_k(self.search(queries, K)[1], truth)
+            recall = recall_at_k(self.top10(queries, own), truth)
             if recall >= target:
                 break
         return recall
