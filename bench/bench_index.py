@@ -3,9 +3,10 @@
 Data (one modality, the image index, as `tether index` builds it):
 
 * ``clustered``: ``--rows`` x ``--dim`` unit vectors around 1,000 random centres (seeded), float16
-  parts as `tether embed` writes them; 1,000 held-out queries from the same distribution, never
-  indexed;
-* ``fmnist``: Fashion-MNIST's 70,000 images (train + test) embedded by ``--model`` (the demo's);
+  parts as `tether embed` writes them, each row with a "text" pair drawn from the same
+  distribution; 1,000 held-out queries from it too, never indexed;
+* ``fmnist``: Fashion-MNIST's 70,000 images (train + test) embedded by ``--model`` (the demo's),
+  their captions as the text rows;
   the held-out queries are the embeddings of 1,000 captions ("an image of a <class>." in the ten
   training phrasings), i.e. text-to-image search.
 
@@ -13,7 +14,9 @@ For each method, in one run on the same data: recall@10 against exact inner prod
 row, queries/s in one batch of all queries and one query at a time, build seconds, the index's
 resident memory (FAISS's own layout; the serialized size alongside). Methods:
 
-* ``tether``: ``tether.search.build_index`` under ``--budget`` (choice + tuning to recall 0.95);
+* ``tether``: ``tether.search.build_index`` of the image rows under ``--budget`` (choice, then tuning
+  to recall@10 0.95 on its own validation queries: the rows' text pairs, other draws than the
+  held-out queries measured here);
 * ``autofaiss``: ``autofaiss.build_index`` from the peer venv bench/.venv-autofaiss under the same
   ``max_index_memory_usage`` (its own choice and nprobe/efSearch tuning under
   ``--autofaiss-query-ms``); skipped with a note when the venv is missing;
@@ -47,36 +50,42 @@ AUTOFAISS_PY = ROOT / "bench" / ".venv-autofaiss" / "bin" / "python"
 PART = 100_000
 
 
-def clustered(rows: int, dim: int, seed: int, centres: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+def clustered(rows: int, dim: int, seed: int, centres: int = 1000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     c = rng.normal(size=(centres, dim)).astype(np.float32)
 
     def draw(n: int) -> np.ndarray:
         x = c[rng.integers(0, centres, n)] + 0.9 * rng.normal(size=(n, dim)).astype(np.float32) / np.sqrt(dim) * 8
         return x / np.linalg.norm(x, axis=1, keepdims=True)
-    data = np.concatenate([draw(min(PART, rows - a)) for a in range(0, rows, PART)])
-    return data.astype(np.float16), draw(1000).astype(np.float32)
+    data = np.concatenate([draw(min(PART, rows - a)) for a in range(0, rows, PART)]).astype(np.float16)
+    paired = np.concatenate([draw(min(PART, rows - a)) for a in range(0, rows, PART)]).astype(np.float16)
+    return data, paired, draw(1000).astype(np.float32)
 
 
-def fmnist(model_path: str) -> tuple[np.ndarray, np.ndarray]:
+def fmnist(model_path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     import tether
     from tether.data import FASHION_MNIST_CLASSES, TRAIN_TEMPLATES, format_caption
     from tether.data.fashion_mnist import fashion_mnist_source
     from tether.embedding import embed
 
     model = tether.load(model_path).eval()
-    rows = [embed(model, "image", fashion_mnist_source(split), batch_size=1000).vectors.numpy()
-            for split in ("train", "test")]
+    sources = [fashion_mnist_source(split) for split in ("train", "test")]
+    rows = [embed(model, "image", s, batch_size=1000).vectors.numpy() for s in sources]
+    paired = [embed(model, "text", s, batch_size=1000).vectors.numpy() for s in sources]   # each row's caption
     captions = [format_caption(t, c) for c in FASHION_MNIST_CLASSES for t in TRAIN_TEMPLATES]
     rng = np.random.default_rng(0)
     texts = embed(model, "text", [captions[i] for i in rng.integers(0, len(captions), 1000)]).vectors.numpy()
-    return np.concatenate(rows).astype(np.float16), texts.astype(np.float32)
+    return (np.concatenate(rows).astype(np.float16), np.concatenate(paired).astype(np.float16),
+            texts.astype(np.float32))
 
 
-def write_folder(data: np.ndarray, root: Path) -> None:
+def write_folder(data: np.ndarray, paired: np.ndarray, root: Path) -> None:
+    """The image rows, and as text rows their pairs (as `tether embed` writes both): tether's own
+    validation queries come from those, never from the image index's rows."""
     for part, a in enumerate(range(0, len(data), PART)):
         n = len(data[a:a + PART])
-        write_part(root, part, {"image": data[a:a + PART]}, {"key": [f"{part}-{i}" for i in range(n)]})
+        write_part(root, part, {"image": data[a:a + PART], "text": paired[a:a + PART]},
+                   {"key": [f"{part}-{i}" for i in range(n)]})
 
 
 def measure(search, queries: np.ndarray, truth: np.ndarray, singles: int = 200) -> dict:
@@ -93,7 +102,7 @@ def measure(search, queries: np.ndarray, truth: np.ndarray, singles: int = 200) 
 
 def run_tether(emb: Path, work: Path, budget: str, queries: np.ndarray, truth: np.ndarray) -> dict:
     t0 = time.perf_counter()
-    info = build_index(emb, work / "tether", memory_budget=budget, queries=1000)
+    info = build_index(emb, work / "tether", memory_budget=budget, queries=1000, modalities=["image"])
     seconds = time.perf_counter() - t0
     entry = info["indexes"]["image"]
     index = open_index(work / "tether")
@@ -162,13 +171,14 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="write the results as JSON here")
     args = p.parse_args()
-    data, queries = clustered(args.rows, args.dim, args.seed) if args.dataset == "clustered" else fmnist(args.model)
+    data, paired, queries = (clustered(args.rows, args.dim, args.seed) if args.dataset == "clustered"
+                             else fmnist(args.model))
     print(f"{args.dataset}: {data.shape[0]} x {data.shape[1]} rows, {len(queries)} held-out queries", flush=True)
     truth = exact_topk(queries, ((a, data[a:a + PART].astype(np.float32)) for a in range(0, len(data), PART)))[1]
     results = []
     with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as tmp:
         work = Path(tmp)
-        write_folder(data, work / "emb")
+        write_folder(data, paired, work / "emb")
         for method in args.methods.split(","):
             if method == "tether":
                 r = run_tether(work / "emb", work, args.budget, queries, truth)

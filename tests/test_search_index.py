@@ -167,3 +167,13 @@ def test_single_modality_validation_leaves_each_query_out(tmp_path):
     found = np.array([[i for i in h.ids if i != r][:10] for h, r in zip(index.search("image", x[rows], 11), rows)])
     assert abs(recall_at_k(found, truth) - entry["recall_at_10"]) < 0.011
     assert entry["recall_at_10"] >= 0.95
+
+
+def test_only_the_asked_modalities_are_indexed(tmp_path, capsys):
+    write_clustered(tmp_path / "emb", [500])
+    out = tmp_path / "idx"
+    assert main(["index", str(tmp_path / "emb"), "--out", str(out), "--modalities", "image", "--queries", "50"]) == 0
+    info = json.loads((out / "index_info.json").read_text())
+    assert list(info["indexes"]) == ["image"] and info["indexes"]["image"]["validation"]["from"].startswith("text")
+    assert main(["index", str(tmp_path / "emb"), "--out", str(tmp_path / "x"), "--modalities", "audio"]) == 1
+    assert "no ['audio'] embeddings to index" in capsys.readouterr().err

@@ -36,6 +36,7 @@ def add_parser(sub) -> None:
     p.add_argument("--target-recall", type=float, default=0.95, help="recall@10 to tune for (default 0.95)")
     p.add_argument("--queries", type=int, default=1000, help="held-out queries for validation (default 1000)")
     p.add_argument("--rebuild", action="store_true", help="build from scratch even if INDEX_DIR holds this folder")
+    p.add_argument("--modalities", help="index only these, comma-separated (default: every modality of EMB_DIR)")
     p.add_argument("--parts", help="index only these parts (e.g. 0-4): one shard of a collection served by "
                                    "several `tether serve` processes behind `tether serve --shard ...`")
     p.add_argument("--seed", type=int, default=0)
@@ -49,7 +50,8 @@ def run(args) -> int:
 
     info = build_index(args.folder, args.out, memory_budget=args.memory_budget, index_type=args.index_type,
                        target_recall=args.target_recall, queries=args.queries, seed=args.seed,
-                       rebuild=args.rebuild, parts=parse_parts(args.parts) if args.parts else None, log=print)
+                       rebuild=args.rebuild, parts=parse_parts(args.parts) if args.parts else None,
+                       modalities=args.modalities.split(",") if args.modalities else None, log=print)
     for modality, e in info["indexes"].items():
         t = e["query_time"]
         print(f"{modality}: {e['vectors']} vectors, {e['key']} {e['search_params']}, {format_size(e['memory_bytes'])}, "

@@ -57,13 +57,14 @@ def read_info(root: str | Path) -> dict[str, Any]:
 def build_index(emb_dir: str | Path, out_dir: str | Path, *, memory_budget: str | int = DEFAULT_BUDGET,
                 index_type: str | None = None, target_recall: float = DEFAULT_TARGET_RECALL,
                 queries: int = QUERIES, seed: int = 0, rebuild: bool = False, parts: Sequence[int] | None = None,
-                log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                modalities: Sequence[str] | None = None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Index every modality of ``emb_dir`` into ``out_dir``; returns the index info.
 
     ``memory_budget`` (bytes or ``"4GB"``) is shared equally by the modalities' indexes;
     ``index_type`` (flat, hnsw, ivf-flat, ivf-pq) forces the type. An existing index of the same
     embedding folder gets the folder's new parts added instead (``rebuild=True`` starts over).
-    ``parts``: index only these part numbers (one shard of a collection served by several servers)."""
+    ``parts``: index only these part numbers (one shard of a collection served by several servers).
+    ``modalities``: index only these (default all); the others still serve as validation queries."""
     log = log or (lambda _msg: None)
     folder = select_parts(layout.open_folder(emb_dir), parts)
     out = Path(out_dir)
@@ -72,20 +73,29 @@ def build_index(emb_dir: str | Path, out_dir: str | Path, *, memory_budget: str 
     if not 0 < target_recall <= 1:
         raise InputError(f"target recall must be in (0, 1], got {target_recall}")
     budget = parse_size(memory_budget)
-    share = budget // len(folder.modalities)
-    choices = {m: _choose(len(folder), folder.dim, share, budget, index_type, m, folder.modalities)
-               for m in folder.modalities}
+    indexed = _indexed(folder, modalities)
+    share = budget // len(indexed)
+    choices = {m: _choose(len(folder), folder.dim, share, budget, index_type, m, indexed) for m in indexed}
     with atomic_directory(out) as tmp:
         for part in folder.parts:
             copy_part(folder.root, tmp, part, folder.modalities)
-        entries = {m: _build_one(tmp, folder, m, choices[m], target_recall, queries, seed, log)
-                   for m in folder.modalities}
+        entries = {m: _build_one(tmp, folder, m, choices[m], target_recall, queries, seed, log) for m in indexed}
         info = {"format": FORMAT, "version": VERSION, "source": str(folder.root.resolve()),
                 "model": _model(folder.root), "parts": folder.parts, "rows": folder.rows, "dim": folder.dim,
                 "memory_budget": budget, "target_recall": target_recall, "seed": seed,
                 "selected_parts": None if parts is None else sorted(parts), "indexes": entries}
         atomic_write_json(tmp / INFO_FILE, info)
     return info
+
+
+def _indexed(folder: layout.EmbeddingFolder, modalities: Sequence[str] | None) -> list[str]:
+    if modalities is None:
+        return list(folder.modalities)
+    unknown = sorted(set(modalities) - set(folder.modalities))
+    if unknown or not modalities:
+        raise InputError(f"{folder.root}: no {unknown or 'modality'} embeddings to index (it has "
+                         f"{', '.join(folder.modalities)})")
+    return [m for m in folder.modalities if m in modalities]
 
 
 def select_parts(folder: layout.EmbeddingFolder, parts: Sequence[int] | None) -> layout.EmbeddingFolder:
@@ -187,7 +197,7 @@ def add_parts(index_dir: str | Path, emb_dir: str | Path | None = None,
     if str(folder.root.resolve()) != info["source"]:
         raise InputError(f"{root} indexes {info['source']}, not {folder.root.resolve()}; "
                          "use another --out or --rebuild")
-    if folder.dim != info["dim"] or sorted(info["indexes"]) != sorted(folder.modalities):
+    if folder.dim != info["dim"] or not set(info["indexes"]) <= set(folder.modalities):
         raise InputError(f"{folder.root}: {folder.modalities} of width {folder.dim}, but {root} indexes "
                          f"{sorted(info['indexes'])} of width {info['dim']}; rebuild with --rebuild")
     new = [p for p in folder.parts if p not in info["parts"]]
