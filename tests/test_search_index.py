@@ -10,6 +10,7 @@ import pytest
 from search_data import DIM, embed_tux, write_clustered
 
 from tether.cli.main import main
+from tether.curate.layout import write_part
 from tether.search import BudgetError, build_index, open_index, parse_size
 from tether.search.choice import FLAT_BELOW, choose, ivf_lists, memory_of
 from tether.search.recall import exact_topk, recall_at_k
@@ -60,6 +61,19 @@ def test_exact_topk_and_recall_against_numpy():
     assert recall_at_k(i, ref) == 1.0
     np.testing.assert_allclose(s, np.take_along_axis(q @ x.T, ref, 1), rtol=0, atol=1e-6)
     assert recall_at_k(np.full_like(i, -1), ref) == 0.0
+    # a row tied with the 10th best (a repeated caption) is as right as the one exact search listed
+    tied = np.array([[4, 7]]), np.array([[4, 9]])
+    assert recall_at_k(*tied, k=2) == 0.5
+    assert recall_at_k(*tied, k=2, found_scores=np.array([[0.9, 0.5]]), kth=np.array([0.5])) == 1.0
+    assert recall_at_k(*tied, k=2, found_scores=np.array([[0.9, 0.49]]), kth=np.array([0.5])) == 0.5
+
+
+def test_repeated_rows_do_not_lower_measured_recall(tmp_path):
+    x = np.repeat(write_clustered.__globals__["clustered"](60, seed=2), 30, axis=0)     # 30 copies of each row
+    write_part(tmp_path / "emb", 0, {"image": x, "text": x[::-1].copy()}, {"key": [str(i) for i in range(1800)]},
+               dtype="float32")
+    info = build_index(tmp_path / "emb", tmp_path / "idx", index_type="flat", queries=100)
+    assert info["indexes"]["image"]["recall_at_10"] == 1.0
 
 
 @pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf-flat", "ivf-pq"])
@@ -155,7 +169,6 @@ def test_real_tux_paint_embeddings_text_finds_its_image(tiny_checkpoint, tuxpain
 
 
 def test_single_modality_validation_leaves_each_query_out(tmp_path):
-    from tether.curate.layout import write_part
     from search_data import clustered
     x = clustered(3000, seed=4)
     write_part(tmp_path / "emb", 0, {"image": x}, {"key": [str(i) for i in range(3000)]}, dtype="float32")

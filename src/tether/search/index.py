@@ -94,9 +94,8 @@ class SearchIndex:
         if not np.all(np.isfinite(q)):
             raise InputError("query vectors must be finite numbers")
         scores, ids = index.search(q, min(int(k), state.n))
-        return [Hits([int(i) for i in row_i if 0 <= i < state.n], [float(s) for s, i in zip(row_s, row_i)
-                                                                    if 0 <= i < state.n])
-                for row_s, row_i in zip(scores, ids)]
+        valid = (ids >= 0) & (ids < state.n)       # FAISS pads with -1; rows added after this state: never
+        return [Hits(i[v].tolist(), s[v].tolist()) for i, s, v in zip(ids, scores, valid)]
 
     def vectors(self, modality: str, ids: Sequence[int]) -> np.ndarray:
         """Stored (float32) vectors of rows ``ids``."""

@@ -14,6 +14,8 @@ from typing import Callable, Iterable
 import numpy as np
 
 K = 10
+#: Scores this close are ties: float32 rounding of an inner product of unit vectors of width <= 4096.
+TIE_TOL = 1e-5
 
 
 def exact_topk(queries: np.ndarray, blocks: Iterable[tuple[int, np.ndarray]],
@@ -42,9 +44,22 @@ def drop_rows(found: np.ndarray, rows: np.ndarray, k: int = K) -> np.ndarray:
     return out
 
 
-def recall_at_k(found: np.ndarray, truth: np.ndarray, k: int = K) -> float:
-    """Mean over queries of |found[:, :k] ∩ truth[:, :k]| / k (ids < 0, FAISS's 'none', never match)."""
-    hits = [len(set(f[:k].tolist()) & set(t[:k].tolist()) - {-1}) for f, t in zip(found, truth)]
+def recall_at_k(found: np.ndarray, truth: np.ndarray, k: int = K, found_scores: np.ndarray | None = None,
+                kth: np.ndarray | None = None, tol: float = TIE_TOL) -> float:
+    """Mean over queries of |found[:, :k] ∩ truth[:, :k]| / k (ids < 0, FAISS's 'none', never match).
+
+    With ``found_scores`` (the exact scores of the found rows) and ``kth`` (each query's exact k-th
+    best score), a found row outside ``truth`` that scores within ``tol`` of the k-th best counts as
+    a hit too: with repeated rows (the same caption on many images) any of the tied rows is a right
+    answer, and which of them exact search lists is arbitrary."""
+    hits = []
+    for i, (f, t) in enumerate(zip(found, truth)):
+        f, t = f[:k], set(t[:k].tolist()) - {-1}
+        n = len(set(f.tolist()) & t)
+        if found_scores is not None and kth is not None:
+            n += sum(1 for j, row in enumerate(f.tolist())
+                     if row >= 0 and row not in t and found_scores[i][j] >= kth[i] - tol)
+        hits.append(min(n, k))
     return float(np.mean(hits) / min(k, truth.shape[1])) if len(hits) else 0.0
 
 
@@ -61,4 +76,4 @@ def query_time(search: Callable[[np.ndarray], object], queries: np.ndarray, sing
     return {"batch_ms_per_query": round(batch, 4), "single_ms": round(single, 4)}
 
 
-__all__ = ["K", "drop_rows", "exact_topk", "query_time", "recall_at_k"]
+__all__ = ["K", "TIE_TOL", "drop_rows", "exact_topk", "query_time", "recall_at_k"]

@@ -80,11 +80,17 @@ class VectorStore:
         return len(self.parts)
 
     def take(self, ids: Sequence[int]) -> np.ndarray:
+        """Rows ``ids`` as float32, in the order asked; only those rows are read from the files."""
         ids = np.asarray(ids, dtype=np.int64).ravel()
         dim = self.arrays[0].shape[1] if self.arrays else 0
         out = np.empty((len(ids), dim), np.float32)
-        for j, (k, r) in enumerate(self.parts.locate(ids)):
-            out[j] = self.arrays[k][r]
+        if len(ids) and (ids.min() < 0 or ids.max() >= len(self)):
+            bad = int(ids[(ids < 0) | (ids >= len(self))][0])
+            raise InputError(f"row id {bad} is out of range (the index holds rows 0..{len(self) - 1})")
+        part = np.searchsorted(self.parts.starts, ids, side="right") - 1
+        for k in np.unique(part):
+            mask = part == k
+            out[mask] = self.arrays[k][ids[mask] - self.parts.starts[k]]
         return out
 
     def chunks(self, rows: int = 65536):

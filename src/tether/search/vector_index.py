@@ -103,12 +103,24 @@ class VectorIndex:
             return self.search(queries, K)[1]
         return drop_rows(self.search(queries, K + 1)[1], own, K)
 
+    def exact_scores(self, queries: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """Exact inner products of each query with its rows ``ids`` (-inf where an id is -1)."""
+        valid = ids >= 0
+        rows = self.store.take(np.where(valid, ids, 0).ravel()).reshape(*ids.shape, -1)
+        return np.where(valid, np.einsum("qd,qkd->qk", queries, rows), -np.inf)
+
+    def recall(self, queries: np.ndarray, truth: np.ndarray, own: np.ndarray | None = None) -> float:
+        """recall@10 against ``truth`` (exact top 10 ids), rows tied with the 10th best counted as hits."""
+        found = self.top10(queries, own)
+        kth = self.exact_scores(queries, truth[:, K - 1:K])[:, 0]
+        return recall_at_k(found, truth, K, self.exact_scores(queries, found), kth)
+
     def tune(self, queries: np.ndarray, truth: np.ndarray, target: float, own: np.ndarray | None = None) -> float:
         """Pick the search parameters reaching ``target`` recall@10 at the least cost; the recall."""
         recall = 0.0
         for params in self._grid() or [self.search_params]:
             self.set_params(params)
-            recall = recall_at_k(self.top10(queries, own), truth)
+            recall = self.recall(queries, truth, own)
             if recall >= target:
                 break
         return recall

@@ -76,8 +76,14 @@ def create_app(config: ServerConfig, backend: Any = None) -> FastAPI:
 
 
 def run_server(config: ServerConfig, host: str = "127.0.0.1", port: int = 1234) -> None:
+    import faiss
+    import torch
     import uvicorn
 
+    # one query, one thread: requests run side by side in the thread pool, and intra-op threads
+    # competing with them (and with other processes) cost more than they give a single query
+    torch.set_num_threads(1)
+    faiss.omp_set_num_threads(1)
     app = create_app(config)
     print(f"tether serve: http://{host}:{port}/ (API docs at /docs)", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=5)
