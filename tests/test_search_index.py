@@ -190,3 +190,16 @@ def test_only_the_asked_modalities_are_indexed(tmp_path, capsys):
     assert list(info["indexes"]) == ["image"] and info["indexes"]["image"]["validation"]["from"].startswith("text")
     assert main(["index", str(tmp_path / "emb"), "--out", str(tmp_path / "x"), "--modalities", "audio"]) == 1
     assert "no ['audio'] embeddings to index" in capsys.readouterr().err
+
+
+def test_a_choice_that_misses_the_target_gives_way_to_the_next(tmp_path):
+    from search_data import clustered
+    from tether.search.choice import fitting
+    assert [c.kind for c in fitting(20_000, 64, 10**9)] == ["hnsw", "ivf-flat", "ivf-pq", "flat"]
+    # HNSW's graph falls apart on many exact copies (100 rows, 102 copies each): validation sees it
+    x, t = (np.repeat(clustered(100, d=16, seed=s), 102, axis=0) for s in (1, 2))
+    write_part(tmp_path / "emb", 0, {"image": x, "text": t}, {"key": [str(i) for i in range(len(x))]}, dtype="float32")
+    entry = build_index(tmp_path / "emb", tmp_path / "idx", queries=200, modalities=["image"])["indexes"]["image"]
+    assert [t["key"].split(",")[0][:4] for t in entry["tried"]][:1] == ["HNSW"]
+    assert entry["type"] != "hnsw" and entry["target_met"] and entry["recall_at_10"] >= 0.95
+    assert entry["tried"][0]["recall_at_10"] < 0.95

@@ -132,12 +132,14 @@ def candidates(n: int, d: int, kind: str) -> list[Choice]:
     raise InputError(f"--index-type {kind!r}: expected one of {', '.join(TYPES)}")
 
 
-def choose(n: int, d: int, budget: int, kind: str | None = None) -> Choice:
-    """The index for ``n`` vectors of width ``d`` under ``budget`` bytes (``kind`` forces the type).
+def fitting(n: int, d: int, budget: int, kind: str | None = None) -> list[Choice]:
+    """The types to try, in order, each with its largest parameterisation under ``budget``.
 
     Order: Flat below :data:`FLAT_BELOW`; HNSW with the largest M (8..32) that fits; IVF-Flat below
-    :data:`IVF_FLAT_BELOW`; OPQ+IVF+PQ with the largest code that fits. A type that does not fit
-    moves on to the next; nothing fitting raises :class:`BudgetError` with the smallest need."""
+    :data:`IVF_FLAT_BELOW`; OPQ+IVF+PQ with the largest code that fits; then Flat, if it fits, as
+    the last resort of a choice whose validation misses the target recall (HNSW on many repeated
+    rows, say). ``kind`` forces one type. Nothing fitting raises :class:`BudgetError` with the
+    smallest need."""
     if n < 1 or d < 1:
         raise InputError(f"cannot index {n} vectors of width {d}")
     if kind is not None:
@@ -145,13 +147,14 @@ def choose(n: int, d: int, budget: int, kind: str | None = None) -> Choice:
     elif n < FLAT_BELOW:
         options = [flat(n, d)] + candidates(n, d, "hnsw")
     else:
-        options = candidates(n, d, "hnsw")
-        if n < IVF_FLAT_BELOW:
-            options += candidates(n, d, "ivf-flat")
-        options += candidates(n, d, "ivf-pq")
+        options = candidates(n, d, "hnsw") + (candidates(n, d, "ivf-flat") if n < IVF_FLAT_BELOW else [])
+        options += candidates(n, d, "ivf-pq") + [flat(n, d)]
+    chosen: dict[str, Choice] = {}
     for option in options:
-        if option.memory <= budget:
-            return option
+        if option.memory <= budget and option.kind not in chosen:
+            chosen[option.kind] = option
+    if chosen:
+        return list(chosen.values())
     smallest = min(options, key=lambda o: o.memory)
     what = f"a {kind} index" if kind else "any index type"
     raise BudgetError(f"memory budget {format_size(budget)} is too small for {what} of {n} x {d} vectors: "
@@ -160,5 +163,10 @@ def choose(n: int, d: int, budget: int, kind: str | None = None) -> Choice:
                       smallest.memory, smallest.key)
 
 
-__all__ = ["BudgetError", "Choice", "FLAT_BELOW", "TYPES", "candidates", "choose", "format_size", "ivf_lists",
+def choose(n: int, d: int, budget: int, kind: str | None = None) -> Choice:
+    """The first type :func:`fitting` would try: autofaiss's choice for ``n`` x ``d`` under ``budget``."""
+    return fitting(n, d, budget, kind)[0]
+
+
+__all__ = ["BudgetError", "Choice", "FLAT_BELOW", "TYPES", "candidates", "choose", "fitting", "format_size", "ivf_lists",
            "memory_of", "parse_size"]
