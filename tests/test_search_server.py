@@ -241,3 +241,10 @@ def test_query_timeout_is_a_504(tux):
         r = httpx.post(f"{url}/search", json={"text": "a frog"})
         assert r.status_code == 504 and "longer than the server's limit" in r.json()["error"]
         assert httpx.get(f"{url}/health").status_code == 200
+
+
+def test_serve_cli_names_what_is_missing(tmp_path, capsys):
+    assert main(["serve"]) == 1
+    assert "give an index folder (INDEX_DIR) or --shard URLs" in capsys.readouterr().err
+    assert main(["serve", str(tmp_path)]) == 1
+    assert "not an index folder (no index_info.json" in capsys.readouterr().err
