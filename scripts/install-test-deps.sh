@@ -11,7 +11,7 @@ APT_PACKAGES=(
   espeak-ng                # synthesised spoken digits (tether.data.spoken_digits, test_spoken_digits)
   g++                      # torch.compile's inductor backend builds C++ kernels (test_precision_compile)
   default-jre-headless     # pycocoevalcap's Java PTBTokenizer, compared with tether's (test_metrics_cider)
-  chromium                 # Playwright renders tether label's review page headless (test_curate_label_job)
+  chromium                 # Playwright drives it headless: the label review page and the search page (test_curate_label_job, test_search_web)
 )
 
 sudo=""

@@ -31,6 +31,8 @@ def test_short_demo_writes_model_report_and_results(tmp_path, capsys):
     assert emb.shape == (1, 64) and torch.allclose(emb.norm(), torch.tensor(1.0), atol=1e-5)
     assert record["metrics"]["acc1"] == metrics["zeroshot_acc1"]
     assert f"{metrics['zeroshot_acc1']:.4f}" in (out / "report.md").read_text()
+    index = json.loads((out / "index" / "index_info.json").read_text())      # `tether serve --index demo/index`
+    assert index["rows"] == [10000] and index["indexes"]["image"]["recall_at_10"] >= 0.95
 
     # the reported zero-shot accuracy, recomputed by hand from the saved model: each class's weight is
     # the normalised mean of its held-out prompts' embeddings, each test image goes to its nearest class

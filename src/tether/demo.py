@@ -8,7 +8,9 @@
    training, a linear probe on the frozen image embeddings, and the distribution of
    image-caption cosine scores per class;
 5. DIR/model (tether format, ``tether.load``), DIR/report.md, DIR/results/*.json
-   (CLIP_benchmark format) and plots.
+   (CLIP_benchmark format) and plots;
+6. DIR/index: the test images embedded by the trained model and indexed
+   (``tether serve --index DIR/index`` searches them).
 """
 from __future__ import annotations
 
@@ -50,6 +52,8 @@ def run_demo(out_dir: str | Path, loss: str = "clip", steps: int = DEMO_DEFAULTS
     atomic_write_json(out / "metrics.json", metrics)
     plot_training_curve(out / "log.jsonl", out / "training_loss.png")
     atomic_write_text(out / "report.md", report_markdown(metrics))
+    from .search.demo_index import build_demo_index
+    build_demo_index(out, progress=progress)
     return metrics
 
 
@@ -139,5 +143,6 @@ Zero-shot accuracy per class:
 {rows}
 
 Files: `model/` (load with `tether.load`), `results/*.json` (CLIP_benchmark format), `training_loss.png`,
-`clip_scores.png`, `log.jsonl`, `checkpoints/`.
+`clip_scores.png`, `log.jsonl`, `checkpoints/`, `index/` (the test images, searchable:
+`tether serve --index demo/index`, then open http://127.0.0.1:1234/).
 """

@@ -11,8 +11,9 @@ def add_parser(sub) -> None:
             "One command, offline, a few minutes on 2 CPU cores: builds Fashion-MNIST image-caption pairs\n"
             "(Debian's dataset-fashion-mnist), trains a tokenizer and the tiny-vit-28 model, evaluates\n"
             "zero-shot accuracy with prompt phrasings never seen in training plus a linear probe, and\n"
-            "writes DIR/report.md, DIR/metrics.json, DIR/results/*.json, plots, and DIR/model\n"
-            "(load it with tether.load). Rerunning with the same DIR resumes from its checkpoints.\n\n"
+            "writes DIR/report.md, DIR/metrics.json, DIR/results/*.json, plots, DIR/model\n"
+            "(load it with tether.load) and DIR/index (the 10,000 test images embedded by the model and\n"
+            "indexed: tether serve --index DIR/index). Rerunning with the same DIR resumes from its checkpoints.\n\n"
             "Examples:\n"
             "  tether demo --out demo\n"
             "  tether demo --out demo-siglip --loss siglip"),
@@ -33,4 +34,5 @@ def run(args) -> int:
     print(f"zero-shot top-1 {m['zeroshot_acc1']:.4f} | linear probe {m['linear_probe_acc1']:.4f} | "
           f"{m['total_seconds']:.0f} s")
     print(f"report: {args.out}/report.md   model: {args.out}/model")
+    print(f"search the test images: tether serve --index {args.out}/index   (then open http://127.0.0.1:1234/)")
     return 0

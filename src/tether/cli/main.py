@@ -8,7 +8,7 @@ import sys
 
 # command name -> module under tether.cli; each module has add_parser(subparsers)
 COMMANDS = ("demo", "models", "fetch", "info", "convert", "embed", "train", "eval", "score", "filter", "dedup",
-            "label", "audit", "bind", "distill")
+            "label", "audit", "index", "serve", "bind", "distill")
 
 DESCRIPTION = """\
 tether maps images and text into one shared, L2-normalised embedding space.
@@ -29,6 +29,8 @@ Start here:
   tether label DIR --classes a,b,c --out OUT
                                      weak labels from class names, calibrated, with a review page
   tether audit DIR --out OUT         find probable label errors (cleanlab's definitions), health summary
+  tether index DIR --out INDEX       a search index chosen for the data (FAISS), recall measured
+  tether serve INDEX                 search it: web page, clip-retrieval's API, tether's /search
   tether bind --model M --modality depth --data SPEC --out OUT
                                      add a modality: its tower trained against a frozen anchor
   tether distill --model M --modality points --data SPEC --out OUT

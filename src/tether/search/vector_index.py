@@ -1,0 +1,152 @@
+"""One modality's FAISS index: built from a :class:`Choice`, tuned to a target recall, searched.
+
+Inner product on L2-normalised vectors (cosine). The search parameter of each type (HNSW
+``efSearch``, IVF ``nprobe``; for PQ also how many candidates are re-ranked exactly) is tuned on
+held-out queries: the smallest value whose measured recall@10 reaches the target, else the largest
+tried. PQ's candidates are re-ranked by exact inner product read from the memory-mapped vectors.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..io import atomic_file
+from .choice import Choice
+from .recall import K, drop_rows, recall_at_k
+from .store import VectorStore
+
+EF_SEARCH = (16, 32, 64, 128, 256, 512, 1024)
+RERANK_FACTORS = (2, 4, 8, 16, 32)
+TRAIN_ROWS_MAX = 200_000
+OPQ_ITERATIONS, OPQ_TRAIN_ROWS = 10, 20_000
+
+
+def _faiss():
+    import faiss
+    return faiss
+
+
+def train_rows(choice: Choice, n: int) -> int:
+    """Rows to train on: enough for each inverted list and PQ centroid (FAISS wants 39+ each)."""
+    need = 0
+    if "nlist" in choice.params:
+        need = max(need, 64 * choice.params["nlist"])
+    if "pq_bits" in choice.params:
+        need = max(need, 256 * 2 ** choice.params["pq_bits"])
+    return min(n, max(need, 10_000), TRAIN_ROWS_MAX)
+
+
+class VectorIndex:
+    """A FAISS index with its type, tuned search parameters and (for PQ) its re-ranking store."""
+
+    def __init__(self, index: Any, kind: str, key: str, search_params: dict[str, int], store: VectorStore) -> None:
+        self.index, self.kind, self.key, self.store = index, kind, key, store
+        self.search_params: dict[str, int] = {}
+        self.set_params(search_params)
+
+    @classmethod
+    def build(cls, choice: Choice, store: VectorStore, seed: int = 0) -> "VectorIndex":
+        faiss = _faiss()
+        n = len(store)
+        d = store.arrays[0].shape[1]
+        index = faiss.index_factory(d, choice.key, faiss.METRIC_INNER_PRODUCT)
+        if choice.kind == "hnsw":
+            index.hnsw.efConstruction = choice.params.get("efConstruction", 80)
+        if choice.kind == "ivf-pq":
+            opq = faiss.downcast_VectorTransform(index.chain.at(0))
+            opq.niter, opq.max_train_points = OPQ_ITERATIONS, OPQ_TRAIN_ROWS  # FAISS's 50 passes: hours at 1M
+        if not index.is_trained:
+            rows = np.random.default_rng(seed).choice(n, train_rows(choice, n), replace=False)
+            index.train(store.take(np.sort(rows)))
+        self = cls(index, choice.kind, choice.key, {}, store)
+        self.add_blocks(store.chunks())
+        return self
+
+    def add_blocks(self, blocks) -> None:
+        for _, block in blocks:
+            self.index.add(np.ascontiguousarray(block))
+
+    def set_params(self, params: dict[str, int]) -> None:
+        faiss = _faiss()
+        space = faiss.ParameterSpace()
+        for name, value in params.items():
+            if name != "k_factor":
+                space.set_index_parameter(self.index, name, int(value))
+        self.search_params = dict(params)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids), best first; ids -1 where fewer than k rows exist."""
+        q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        k = max(1, int(k))
+        if self.kind != "ivf-pq":
+            return self.index.search(q, k)
+        _, cand = self.index.search(q, k * self.search_params.get("k_factor", 8))
+        return self._rerank(q, cand, k)
+
+    def _rerank(self, q: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores = np.full((len(q), k), -np.inf, np.float32)
+        ids = np.full((len(q), k), -1, np.int64)
+        for i, row in enumerate(cand):
+            row = row[row >= 0]
+            if not len(row):
+                continue
+            exact = self.store.take(row) @ q[i]
+            order = np.argsort(-exact, kind="stable")[:k]
+            scores[i, :len(order)], ids[i, :len(order)] = exact[order], row[order]
+        return scores, ids
+
+    def top10(self, queries: np.ndarray, own: np.ndarray | None = None) -> np.ndarray:
+        """Ids of the 10 best rows a query; with ``own`` (each query's own row id) leave-one-out."""
+        if own is None:
+            return self.search(queries, K)[1]
+        return drop_rows(self.search(queries, K + 1)[1], own, K)
+
+    def exact_scores(self, queries: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """Exact inner products of each query with its rows ``ids`` (-inf where an id is -1)."""
+        valid = ids >= 0
+        rows = self.store.take(np.where(valid, ids, 0).ravel()).reshape(*ids.shape, -1)
+        return np.where(valid, np.einsum("qd,qkd->qk", queries, rows), -np.inf)
+
+    def recall(self, queries: np.ndarray, truth: np.ndarray, own: np.ndarray | None = None) -> float:
+        """recall@10 against ``truth`` (exact top 10 ids), rows tied with the 10th best counted as hits."""
+        found = self.top10(queries, own)
+        kth = self.exact_scores(queries, truth[:, K - 1:K])[:, 0]
+        return recall_at_k(found, truth, K, self.exact_scores(queries, found), kth)
+
+    def tune(self, queries: np.ndarray, truth: np.ndarray, target: float, own: np.ndarray | None = None) -> float:
+        """Pick the search parameters reaching ``target`` recall@10 at the least cost; the recall."""
+        recall = 0.0
+        for params in self._grid() or [self.search_params]:
+            self.set_params(params)
+            recall = self.recall(queries, truth, own)
+            if recall >= target:
+                break
+        return recall
+
+    def _grid(self) -> list[dict[str, int]]:
+        if self.kind == "hnsw":
+            return [{"efSearch": ef} for ef in EF_SEARCH]
+        if self.kind in ("ivf-flat", "ivf-pq"):
+            nlist = _faiss().extract_index_ivf(self.index).nlist
+            probes = [p for p in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512) if p < nlist] + [nlist]
+            if self.kind == "ivf-flat":
+                return [{"nprobe": p} for p in probes]
+            return [{"nprobe": p, "k_factor": f} for p in probes for f in RERANK_FACTORS if f <= 4 * p or p == nlist]
+        return []
+
+    def write(self, path: str | Path) -> None:
+        with atomic_file(path) as tmp:
+            _faiss().write_index(self.index, str(tmp))
+
+
+def read_faiss(path: str | Path, kind: str, writable: bool = False) -> Any:
+    """Read an index file; IVF types memory-mapped read-only unless it will be added to."""
+    faiss = _faiss()
+    if kind.startswith("ivf") and not writable:
+        return faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+    return faiss.read_index(str(path))
+
+
+__all__ = ["VectorIndex", "read_faiss", "train_rows"]
