@@ -61,7 +61,8 @@ def test_search_page_end_to_end(site, page, tmp_path):
     # click a result: search by that row
     target = cards.nth(3).get_attribute("data-id")
     cards.nth(3).click()
-    page.wait_for_function(f"document.getElementById('message').textContent.includes(\"row {target}'s image\")")
+    # "for row N's image" is the finished message ("searching row N's image…" comes before the results)
+    page.wait_for_function(f"document.getElementById('message').textContent.includes(\"for row {target}'s image\")")
     assert cards.nth(0).get_attribute("data-id") == target
     page.screenshot(path=str(tmp_path / "3-click-result.png"), full_page=True)
     # switch to caption results: text cards, no images
