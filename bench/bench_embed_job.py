@@ -151,6 +151,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--agree", type=int, default=200, help="stamps for the bf16 agreement (0: skip)")
     parser.add_argument("--ray", action="store_true", help="also time the Ray engine with 1 and 2 actors")
+    parser.add_argument("--part-size", type=int, default=None,
+                        help="rows per part for tether's runs (Ray hands each actor whole parts: with one part, "
+                             "a second actor has nothing to do)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -164,12 +167,15 @@ def main() -> None:
         hf = CLIPModel.from_pretrained(hf_dir).eval()
         processor = CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224})
         ours = tether.load(tether_dir).eval()
+        parts = {"part_size": args.part_size} if args.part_size else {}
         runs = {
             "forward only fp32": lambda out: forward_only(hf, processor, paths, args.batch_size),
             "transformers fp32": lambda out: transformers_loop(hf, processor, paths, out, args.batch_size,
                                                                args.workers),
-            "tether fp32": lambda out: tether_job(ours, tmp / "images", out, "fp32", args.batch_size, args.workers),
-            "tether bf16": lambda out: tether_job(ours, tmp / "images", out, "bf16", args.batch_size, args.workers),
+            "tether fp32": lambda out: tether_job(ours, tmp / "images", out, "fp32", args.batch_size, args.workers,
+                                                  **parts),
+            "tether bf16": lambda out: tether_job(ours, tmp / "images", out, "bf16", args.batch_size, args.workers,
+                                                  **parts),
         }
         if args.ray:
             import ray
@@ -177,7 +183,7 @@ def main() -> None:
             for actors in (1, 2):
                 runs[f"tether fp32 ray x{actors}"] = (
                     lambda out, a=actors: tether_job(str(tether_dir), tmp / "images", out, "fp32", args.batch_size,
-                                                     0, engine="ray", ray_actors=a))
+                                                     0, engine="ray", ray_actors=a, **parts))
         rates: dict[str, list[float]] = {name: [] for name in runs}
         for r in range(args.repeats):
             for name, run in runs.items():
