@@ -5,7 +5,8 @@ uniformly (any other class) or class-conditionally between look-alike classes (T
 Pullover, Coat, Shirt; Sandal, Sneaker, Ankle boot), seeded. On the *corrupted* labels, out-of-sample
 probabilities from a 5-fold cross-validated probe, the zero-shot text classifier (held-out prompts,
 scale fitted by NLL), both averaged, and the 10-nearest-neighbour vote. For each, tether's ranks
-(cleanlab's scores, which tether computes identically, and the CLIP-specific text + neighbour rank):
+(cleanlab's scores, which tether computes identically, the noise-aware ``noise_posterior`` rank and
+the CLIP-specific text + neighbour rank):
 precision@k (k = number of flipped labels, so recall@k is the same number) and ROC AUC of finding the
 flipped labels; beside them cleanlab's ``find_label_issues`` masks on the same probabilities
 (precision, recall; tether's masks are asserted equal to cleanlab's) and the precision of tether's
@@ -19,7 +20,7 @@ threshold chosen on it): top-1/top-3, ECE before/after fitting, share auto-accep
 precision. **Few labels vs zero-shot**, on both datasets: a linear probe and the prototype blend
 trained on 1, 5 and 10 labelled examples per class (5 seeds), beside zero-shot.
 
-    python bench/bench_labels.py --fm-model /work/models/demo/model --tux-model /work/models/tuxpaint-lit/model
+    python bench/bench_labels.py --fm-model /work/models/demo/model --tux-model /work/models/lit-run60/model
     python bench/bench_labels.py --fm-model demo/model --skip-tuxpaint --fm-rows 10000    # quicker
 """
 from __future__ import annotations
@@ -39,6 +40,7 @@ from tether.curate import embed_dataset, find_label_issues, read_embeddings, rea
 from tether.curate.audit import audit  # noqa: E402
 from tether.curate.calibration import expected_calibration_error, softmax  # noqa: E402
 from tether.curate.label_quality import label_quality_scores  # noqa: E402
+from tether.curate.noise_posterior import noise_posterior_quality  # noqa: E402
 from tether.curate.weak_labels import probe_probs, prototype_blend  # noqa: E402
 
 LOOK_ALIKE = [[0, 2, 4, 6], [5, 7, 9]]      # T-shirt/top, Pullover, Coat, Shirt; Sandal, Sneaker, Ankle boot
@@ -106,6 +108,7 @@ def fashion_mnist(args, model, clf) -> dict:
             for method in ("self_confidence", "normalized_margin"):
                 q = label_quality_scores(noisy, p, method=method)
                 ranks[f"{name}/{method}"] = q
+            ranks[f"{name}/noise_posterior"] = noise_posterior_quality(noisy, p)
         ranks["text_neighbour"] = a.text_neighbour
         rows = {r: {"precision_at_k": precision_at(flipped, q, k), "roc_auc": roc_auc(flipped, q)}
                 for r, q in ranks.items()}
@@ -224,7 +227,7 @@ def tuxpaint(args, model, clf) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--fm-model", default="/work/models/demo/model")
-    ap.add_argument("--tux-model", default="/work/models/tuxpaint-lit/model")
+    ap.add_argument("--tux-model", default="/work/models/lit-run60/model")
     ap.add_argument("--work", default="runs/bench-labels", help="embedding folders (reused when rerun)")
     ap.add_argument("--fm-rows", type=int, default=0, help="a random subset of the 70k (0: all)")
     ap.add_argument("--skip-fashion-mnist", action="store_true")

@@ -10,8 +10,9 @@ Rank the labelled images of an embedding folder (or a dataset) by how likely the
 Out-of-sample class probabilities come from a cross-validated linear probe on the frozen embeddings
 (--probs probe, default), the text classifier (zeroshot), both averaged, the labels of the nearest
 neighbours (neighbours), or all three averaged (all). On them: cleanlab's label-quality scores (--method) and find_label_issues
-(--filter-by, the same masks as cleanlab 2.9); with a model, also the CLIP-specific rank
-text_neighbour (text classifier + nearest-neighbour vote, no held-out probabilities needed).
+(--filter-by, the same masks as cleanlab 2.9); the noise-aware rank noise_posterior (Bayes' rule with
+the noise matrix confident learning estimates: best on look-alike confusions); with a model, also the
+CLIP-specific rank text_neighbour (text classifier + nearest-neighbour vote, no held-out probabilities needed).
 
 Writes OUT/review.parquet + .csv (every row, most suspect first), OUT/health.json + health.md
 (per-class estimated noise, most confused pairs), OUT/suspects.png (each suspect beside examples of
@@ -20,6 +21,7 @@ its given and predicted class), OUT/review.html (open it from disk) with OUT/ima
 Examples:
   tether audit emb/ --out audit/
   tether audit emb/ --probs both --rank text_neighbour --templates clothing --out audit/
+  tether audit emb/ --probs both --rank noise_posterior --templates clothing --out audit/
   tether audit --data fashion_mnist --model demo/model --filter-by both --out audit/
   tether audit emb/ --classes classes.txt --label-column category --method normalized_margin --out audit/
 """

@@ -3,6 +3,7 @@
 :func:`audit` (no files) computes out-of-sample class probabilities from the embeddings
 (``weak_labels``: cross-validated probe, zero-shot text classifier, both averaged, the neighbour
 vote, or all three averaged), cleanlab's label-quality scores and ``find_label_issues`` mask on them, the
+noise-aware rank (``noise_posterior``: Bayes' rule with the confident joint's noise matrix), the
 CLIP-specific text + neighbour rank, and a health summary from the confident joint: each class's
 estimated share of wrong labels (1 - C[k, k] / sum_j C[k, j] of the calibrated joint) and the class
 pairs most often confused (C[i, j] + C[j, i]). :func:`audit_folder` writes, in ``OUT``:
@@ -28,12 +29,13 @@ from .calibration import fit_scale, softmax
 from .confident_learning import estimate_joint, find_label_issues
 from .label_inputs import LabelInputError, check_labels
 from .label_quality import METHODS, label_quality_scores
+from .noise_posterior import noise_posterior_quality
 from .weak_labels import cross_val_probe_probs, neighbour_vote, text_neighbour_quality, top_k
 
 __all__ = ["PROB_SOURCES", "RANKS", "Audit", "audit", "audit_folder", "health_summary", "write_table"]
 
 PROB_SOURCES = ("probe", "zeroshot", "both", "neighbours", "all")
-RANKS = (*METHODS, "text_neighbour")
+RANKS = (*METHODS, "noise_posterior", "text_neighbour")
 
 
 @dataclass
@@ -49,6 +51,7 @@ class Audit:
     health: dict[str, Any]
     report: dict[str, Any]
     text_neighbour: np.ndarray | None = None
+    noise_posterior: np.ndarray | None = None
     files: list[Path] = field(default_factory=list)
 
 
@@ -109,14 +112,16 @@ def audit(x: Any, labels: Any, class_names: Sequence[str], *, probs: str = "prob
     quality = label_quality_scores(y, pred, method=method)
     issues = find_label_issues(y, pred, filter_by=filter_by)
     tn = text_neighbour_quality(text, vote, y) if text is not None and vote is not None else None
-    key = tn if rank == "text_neighbour" else (quality if rank == method else label_quality_scores(y, pred, rank))
+    posterior = noise_posterior_quality(y, pred)
+    key = {"text_neighbour": tn, "noise_posterior": posterior, method: quality}.get(rank)
+    key = label_quality_scores(y, pred, rank) if key is None else key
     order = np.lexsort((np.arange(len(y)), key))
     health = health_summary(y, pred, names)
     health["issues"] = int(issues.sum())
     timings["scores_and_issues"] = time.perf_counter() - t
     report["acc1"] = float((pred.argmax(axis=1) == y).mean())
     report["seconds"] = {k: round(v, 3) for k, v in timings.items()}
-    return Audit(y, names, pred, quality, issues, order, vote, text, health, report, tn)
+    return Audit(y, names, pred, quality, issues, order, vote, text, health, report, tn, posterior)
 
 
 def _probabilities(probs: str, x: np.ndarray, y: np.ndarray, k: int, text: np.ndarray | None, vote: np.ndarray,
@@ -181,6 +186,8 @@ def _write(out: Path, data: Any, a: Audit, suspects: int, html_rows: int) -> lis
         table["neighbour_vote_given"] = a.vote[o, a.labels[o]]
     if a.text_neighbour is not None:
         table["text_neighbour_quality"] = a.text_neighbour[o]
+    if a.noise_posterior is not None:
+        table["noise_posterior_quality"] = a.noise_posterior[o]
     files = write_table(out / "review", table)
     files.append(atomic_write_json(out / "health.json", {**a.health, "report": a.report}))
     files.append(atomic_write_text(out / "health.md", _markdown(a)))
