@@ -29,8 +29,9 @@ import torch.nn.functional as F
 from ..audio import fbank, load_audio, normalize_loudness, resample, trim_silence
 from ..config import PatchTowerConfig, TowerConfig
 from ..errors import AudioDecodeError, ConfigError
-from ..modalities import Modality, register_modality
-from .vit import patch_tower_builder
+from ..modalities import Modality, register_modality, tower_builder
+from .spectrogram_cnn import SpectrogramCNN
+from .vit import VisionTransformer
 
 __all__ = ["AUDIO", "AUDIO_EXTENSIONS", "AudioProcessor", "AudioProcessorConfig", "AudioTowerConfig"]
 
@@ -40,7 +41,9 @@ class AudioTowerConfig(PatchTowerConfig):
     """An audio tower: a patch transformer over (1, mel bins, frames) spectrogram clips, with
     ImageBind's audio encoder's defaults (patch 16, stride 10, 128 x 204 inputs, LayerNorm after
     the stem, learned key/value tokens, no LayerNorm before the blocks, GELU, eps 1e-6, fixed
-    logit scale 20). ``processor``: :class:`AudioProcessorConfig` keys."""
+    logit scale 20). ``processor``: :class:`AudioProcessorConfig` keys. ``kind`` "cnn" is a small
+    convolutional tower instead (:class:`~tether.models.spectrogram_cnn.SpectrogramCNN`: ``layers``
+    conv blocks up to ``width`` channels; the patch and attention settings do not apply)."""
 
     input_size: tuple[int, ...] = (128, 204)
     patch_size: int = 16
@@ -202,7 +205,13 @@ def check_audio_processor(cfg: TowerConfig, processor: Any) -> None:
 #: What libsndfile (through soundfile) decodes.
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".caf", ".w64")
 
-AUDIO = Modality(name="audio", config_class=AudioTowerConfig, build_tower=patch_tower_builder("audio"),
+def _build_cnn(cfg: TowerConfig, embed_dim: int) -> SpectrogramCNN:
+    return SpectrogramCNN(cfg.in_channels, cfg.width, cfg.layers)
+
+
+AUDIO = Modality(name="audio", config_class=AudioTowerConfig,
+                 build_tower=tower_builder("audio", {"vit": lambda cfg, embed_dim: VisionTransformer(cfg, "audio"),
+                                                     "cnn": _build_cnn}),
                  build_processor=_audio_processor, input_name="spectrograms", check_processor=check_audio_processor,
                  file_extensions=AUDIO_EXTENSIONS)
 register_modality(AUDIO)
