@@ -2,12 +2,15 @@
 benchmark), the cached synthesis's manifest, and the audio processor's trim and loudness options."""
 from __future__ import annotations
 
+import json
 import random
 
 import numpy as np
 import pytest
 import soundfile
 import torch
+
+import tether
 
 from tether.data.digits import digits_arrays
 from tether.data.modality_pairs import ModalityPairDataset
@@ -107,3 +110,25 @@ def test_pairs_batch_through_the_audio_and_image_processors(cache, tiny_model):
     assert batch["audio"].shape == (8, 1, 1, 32, 96) and batch["image"].shape[0] == 8
     assert torch.isfinite(batch["audio"]).all() and batch["labels"].tolist() == [int(k.split("/")[1][0])
                                                                                  for k in batch["keys"]]
+
+
+def test_tether_bind_trains_an_audio_cnn_on_the_pairs_and_keeps_the_anchor(cache, tiny_checkpoint, tmp_path, capsys):
+    from tether.cli.main import main
+    tower = {"kind": "cnn", "input_size": [32, 96], "width": 16, "layers": 2,
+             "processor": {**PROCESSOR, "trim_db": 40.0, "loudness_dbfs": -20.0}}
+    data = {"type": "spoken_digit_images", "path": str(cache), "augment": True, "sample_rate": 8000, "preload": True}
+    val = {"type": "spoken_digit_images", "path": str(cache), "languages": ["ja"]}
+    rc = main(["bind", "--model", str(tiny_checkpoint), "--modality", "audio", "--tower", json.dumps(tower),
+               "--data", json.dumps(data), "--val-data", json.dumps(val), "--out", str(tmp_path / "bind"),
+               "--steps", "3", "--batch-size", "8", "--no-progress", "--set", "workers=0",
+               "--set", "tensorboard=false", "--set", "device=cpu"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    final = json.loads(out.out[out.out.index("{"):])
+    assert final["step"] == 3 and final["val_samples"] == 10.0 and "zeroshot_acc1" in final
+    assert "audio_to_image_recall@1" in final
+    bound = tether.load(tmp_path / "bind" / "model")
+    assert bound.modalities == ("image", "text", "audio") and bound.config.towers["audio"].kind == "cnn"
+    before = tether.load(tiny_checkpoint).state_dict()
+    after = bound.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items())  # the anchor and text tower, bit for bit
