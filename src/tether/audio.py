@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from .errors import AudioDecodeError, InputError
 
-__all__ = ["WINDOW_TYPES", "fbank", "load_audio", "mel_banks", "resample"]
+__all__ = ["WINDOW_TYPES", "fbank", "load_audio", "mel_banks", "normalize_loudness", "resample", "trim_silence"]
 
 AudioSource = Union[str, os.PathLike, bytes]
 WINDOW_TYPES = ("hamming", "hanning", "povey", "rectangular", "blackman")
@@ -77,6 +77,41 @@ def _wav_header_rate(head: bytes) -> int | None:
 def _one_line(err: BaseException) -> str:
     text = " ".join(str(err).split()) or type(err).__name__
     return text[:200]
+
+
+# ---- level and silence --------------------------------------------------------------------------
+def trim_silence(waveform: torch.Tensor, sample_rate: int, threshold_db: float = 40.0,
+                 frame_ms: float = 10.0) -> torch.Tensor:
+    """(channels, samples) without its leading and trailing frames quieter than ``threshold_db``
+    below the loudest frame (RMS over all channels, frames of ``frame_ms``).
+
+    A spoken word fills a fixed-length clip the same way whatever silence or padding its
+    recording had around it: the words then start at the start of every clip, real or synthetic.
+    Nothing is cut from inside; a waveform whose frames are all equally loud is returned whole.
+    """
+    if waveform.ndim != 2:
+        raise InputError(f"trim_silence: expected a (channels, samples) waveform, got {tuple(waveform.shape)}")
+    hop = max(1, int(sample_rate * frame_ms * 0.001))
+    n = waveform.shape[-1] // hop
+    if n < 2:
+        return waveform
+    rms = waveform[:, :n * hop].reshape(waveform.shape[0], n, hop).pow(2).mean(dim=(0, 2)).sqrt()
+    loud = rms >= rms.max() * 10.0 ** (-threshold_db / 20.0)
+    if not bool(loud.any()):
+        return waveform
+    where = loud.nonzero().flatten()
+    first, last = int(where[0]), int(where[-1])
+    end = waveform.shape[-1] if last == n - 1 else (last + 1) * hop  # keep the partial frame at the very end
+    return waveform[:, first * hop:end]
+
+
+def normalize_loudness(waveform: torch.Tensor, target_dbfs: float = -20.0) -> torch.Tensor:
+    """The waveform scaled so that its RMS is ``target_dbfs`` (dB relative to full scale 1.0); a
+    silent (all-zero) waveform is returned as it is. Peaks may exceed 1.0: nothing is clipped."""
+    rms = float(waveform.pow(2).mean().sqrt()) if waveform.numel() else 0.0
+    if rms == 0.0:
+        return waveform
+    return waveform * (10.0 ** (target_dbfs / 20.0) / rms)
 
 
 # ---- resampling ---------------------------------------------------------------------------------

@@ -74,6 +74,11 @@ def _espeak_digits(path: Any, **kw: Any) -> Source:
     return spoken_digit_source(items, **({"templates": templates} if templates else {}), name="espeak-digits")
 
 
+def _spoken_digit_images(path: Any = None, **kw: Any) -> Source:
+    from .spoken_digit_pairs import spoken_digit_image_source
+    return spoken_digit_image_source(path, **kw)
+
+
 def _tuxpaint_speech(path: Any = None, **kw: Any) -> Source:
     from .tuxpaint_speech import TuxPaintSpeechSource
     return TuxPaintSpeechSource(path, kw.pop("split", "all"), **kw)
@@ -94,6 +99,9 @@ SOURCE_TYPES: dict[str, tuple[Callable[..., Any], bool, frozenset[str]]] = {
     "tuxpaint_digits": (_tuxpaint_digits, False, frozenset({"languages", "templates"})),
     "tuxpaint_speech": (_tuxpaint_speech, False, frozenset({"split", "languages", "exclude_languages", "svg",
                                                             "validation_fraction", "render_size"})),
+    "spoken_digit_images": (_spoken_digit_images, False, frozenset({"languages", "exclude_languages", "image_split",
+                                                                    "augment", "templates", "sample_rate",
+                                                                    "preload"})),
     "espeak_digits": (_espeak_digits, True, frozenset({"languages", "variants", "speeds", "pitches", "templates"})),
 }
 

@@ -37,7 +37,7 @@ from .sample import Sample
 from .sources import ListSource, format_caption
 
 __all__ = ["ESPEAK_VARIANTS", "SPOKEN_DIGIT_TEMPLATES", "TUXPAINT_VOICES", "SpokenDigit", "espeak_digits",
-           "split_by_language", "spoken_digit_source", "tuxpaint_spoken_digits"]
+           "read_spoken_digit_manifest", "split_by_language", "spoken_digit_source", "tuxpaint_spoken_digits"]
 
 SPOKEN_DIGIT_TEMPLATES = ("the number {}.",)
 TUXPAINT_MATH = Path("/usr/share/tuxpaint/stamps/symbols/math")
@@ -127,6 +127,25 @@ def _write_manifest(path: Path, items: Sequence[SpokenDigit]) -> None:
     for d in items:
         writer.writerow([d.path.relative_to(path.parent).as_posix(), d.label, d.language, d.speaker])
     atomic_write_text(path, buf.getvalue())
+
+
+def read_spoken_digit_manifest(folder: str | Path) -> list[SpokenDigit]:
+    """The recordings :func:`espeak_digits` wrote into ``folder`` (its ``manifest.csv``), without
+    running espeak-ng: the cached training set, as a data spec names it."""
+    path = Path(folder) / "manifest.csv"
+    if not path.is_file():
+        raise DataError(f"{path}: no manifest (write the recordings first with tether.data.spoken_digits."
+                        "espeak_digits)")
+    items = []
+    with open(path, newline="", encoding="utf-8") as f:
+        for row_number, row in enumerate(csv.DictReader(f), start=2):
+            try:
+                items.append(SpokenDigit(path.parent / row["audio"], int(row["label"]), row["language"],
+                                         row["speaker"]))
+            except (KeyError, TypeError, ValueError):
+                raise DataError(f"{path}, row {row_number}: expected audio, label (0-9), language, speaker; "
+                                f"found {dict(row)}") from None
+    return items
 
 
 def split_by_language(items: Sequence[SpokenDigit],

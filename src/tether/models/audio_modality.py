@@ -26,11 +26,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..audio import fbank, load_audio, resample
+from ..audio import fbank, load_audio, normalize_loudness, resample, trim_silence
 from ..config import PatchTowerConfig, TowerConfig
 from ..errors import AudioDecodeError, ConfigError
-from ..modalities import Modality, register_modality
-from .vit import patch_tower_builder
+from ..modalities import Modality, register_modality, tower_builder
+from .spectrogram_cnn import SpectrogramCNN
+from .vit import VisionTransformer
 
 __all__ = ["AUDIO", "AUDIO_EXTENSIONS", "AudioProcessor", "AudioProcessorConfig", "AudioTowerConfig"]
 
@@ -40,7 +41,9 @@ class AudioTowerConfig(PatchTowerConfig):
     """An audio tower: a patch transformer over (1, mel bins, frames) spectrogram clips, with
     ImageBind's audio encoder's defaults (patch 16, stride 10, 128 x 204 inputs, LayerNorm after
     the stem, learned key/value tokens, no LayerNorm before the blocks, GELU, eps 1e-6, fixed
-    logit scale 20). ``processor``: :class:`AudioProcessorConfig` keys."""
+    logit scale 20). ``processor``: :class:`AudioProcessorConfig` keys. ``kind`` "cnn" is a small
+    convolutional tower instead (:class:`~tether.models.spectrogram_cnn.SpectrogramCNN`: ``layers``
+    conv blocks up to ``width`` channels; the patch and attention settings do not apply)."""
 
     input_size: tuple[int, ...] = (128, 204)
     patch_size: int = 16
@@ -64,7 +67,13 @@ class AudioTowerConfig(PatchTowerConfig):
 @dataclass
 class AudioProcessorConfig:
     """How a recording becomes clips (ImageBind's values); ``silence_threshold``: a recording whose
-    every sample is at most this loud (peak, full scale 1.0; 1e-4 is -80 dBFS) is refused as silent."""
+    every sample is at most this loud (peak, full scale 1.0; 1e-4 is -80 dBFS) is refused as silent.
+
+    Two options ImageBind does not have (off by default), for short recordings from many sources
+    (a spoken word): ``trim_db`` cuts leading and trailing 10 ms frames quieter than the loudest
+    by this many dB (:func:`tether.audio.trim_silence`), so every word starts at its clip's start;
+    ``loudness_dbfs`` then scales the recording to this RMS level (:func:`tether.audio.normalize_loudness`).
+    Both run at ``sample_rate``, before the clips are cut."""
 
     sample_rate: int = 16000
     num_mel_bins: int = 128
@@ -76,6 +85,8 @@ class AudioProcessorConfig:
     frame_length: float = 25.0  # ms
     frame_shift: float = 10.0  # ms
     silence_threshold: float = 1e-4
+    trim_db: float | None = None
+    loudness_dbfs: float | None = None
 
     @classmethod
     def for_tower(cls, cfg: TowerConfig) -> "AudioProcessorConfig":
@@ -91,6 +102,8 @@ class AudioProcessorConfig:
                 or out.std <= 0:
             raise ConfigError(f"towers.audio.processor: sample_rate, num_mel_bins, target_length, clips, "
                               f"clip_duration and std must be positive, got {dataclasses.asdict(out)}")
+        if out.trim_db is not None and not out.trim_db > 0:
+            raise ConfigError(f"towers.audio.processor.trim_db: expected a positive number of dB, got {out.trim_db}")
         return out
 
 
@@ -106,6 +119,10 @@ class AudioProcessor:
         wave = wave.mean(0, keepdim=True)  # downmix
         cfg = self.config
         wave = resample(wave, rate, cfg.sample_rate)
+        if cfg.trim_db is not None:
+            wave = trim_silence(wave, cfg.sample_rate, cfg.trim_db)
+        if cfg.loudness_dbfs is not None:
+            wave = normalize_loudness(wave, cfg.loudness_dbfs)
         window = int(cfg.sample_rate * cfg.frame_length * 0.001)
         if wave.shape[-1] < window:
             raise AudioDecodeError(name, f"{wave.shape[-1] / cfg.sample_rate * 1000:.1f} ms long, shorter than one "
@@ -188,7 +205,13 @@ def check_audio_processor(cfg: TowerConfig, processor: Any) -> None:
 #: What libsndfile (through soundfile) decodes.
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".caf", ".w64")
 
-AUDIO = Modality(name="audio", config_class=AudioTowerConfig, build_tower=patch_tower_builder("audio"),
+def _build_cnn(cfg: TowerConfig, embed_dim: int) -> SpectrogramCNN:
+    return SpectrogramCNN(cfg.in_channels, cfg.width, cfg.layers)
+
+
+AUDIO = Modality(name="audio", config_class=AudioTowerConfig,
+                 build_tower=tower_builder("audio", {"vit": lambda cfg, embed_dim: VisionTransformer(cfg, "audio"),
+                                                     "cnn": _build_cnn}),
                  build_processor=_audio_processor, input_name="spectrograms", check_processor=check_audio_processor,
                  file_extensions=AUDIO_EXTENSIONS)
 register_modality(AUDIO)
