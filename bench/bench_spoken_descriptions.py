@@ -27,7 +27,9 @@ candidates) is the ceiling of the emergent path; the untrained audio tower (the 
 same seed) is the floor. Audio is decoded and turned into a filterbank once per run
 (``row_cache_mib``); the locked image tower's features come from the feature cache.
 
-    OMP_NUM_THREADS=1 nice -n 5 python bench/bench_spoken_descriptions.py   # JSON: bench/results/spoken_descriptions.json
+    OMP_NUM_THREADS=1 nice -n 5 python bench/bench_spoken_descriptions.py
+    # -> bench/results/spoken_descriptions.json; one split alone: --splits stamps --json OTHER.json
+    #    (never the same split twice at once: each run starts by clearing its folder OUT_DIR/SPLIT)
 """
 from __future__ import annotations
 
@@ -117,6 +119,12 @@ def command(split: str, args, tower: dict) -> str:
             f"--lr {args.lr:g} {sets} --out {Path(args.out_dir) / split}")
 
 
+def last_losses(log: Path, n: int = 4) -> list[float]:
+    """The training loss at the last ``n`` logged steps (one batch each: noisy)."""
+    rows = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+    return [round(r["loss"], 3) for r in rows if r.get("kind") == "train"][-n:]
+
+
 def run_split(split: str, args, tower: dict) -> dict:
     import torch
 
@@ -145,7 +153,8 @@ def run_split(split: str, args, tower: dict) -> dict:
     n_images, n_captions = len(candidates.images), len(candidates.captions)
     held_out = (f"language {args.held_out_language}" if split == "language" else "validation stamps")
     return {
-        "split": split, "held_out": held_out, "command": command(split, args, tower), "train_spec": train_spec, "eval_spec": eval_spec,
+        "split": split, "held_out": held_out, "command": command(split, args, tower),
+        "train_spec": train_spec, "eval_spec": eval_spec,
         "train_recordings": len(train_source), "train_languages": dict(sorted(train_source.language_counts.items())),
         "train_stamps": len({i for i, _, _ in train_source.items}),
         "eval_recordings": len(eval_source), "eval_languages": dict(sorted(eval_source.language_counts.items())),
@@ -154,7 +163,8 @@ def run_split(split: str, args, tower: dict) -> dict:
         "bound": evaluate(bound, eval_source, candidates),
         "untrained": evaluate(untrained, eval_source, candidates)["all"],
         "lit_image_to_caption_ceiling": candidates.ceiling(),
-        "final_train_loss": final.get("loss"), "locked_feature_cache": final.get("locked_feature_cache"),
+        "last_train_losses": last_losses(run_dir / "log.jsonl"),
+        "locked_feature_cache": final.get("locked_feature_cache"),
         "train_seconds_shared_machine": round(train_s, 1),
     }
 
