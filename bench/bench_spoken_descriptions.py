@@ -1,7 +1,7 @@
 """Spoken stamp descriptions bound to the stamp images: audio -> image and emergent audio -> English caption.
 
 Tux Paint's recordings of stamp descriptions (``NAME_desc_<lang>.ogg``; 6,178 of them in 12
-languages for the 785 stamps with a raster image, source ``tuxpaint_speech``) are paired with
+languages for 767 of the 785 stamps with a raster image, source ``tuxpaint_speech``) are paired with
 their stamp's image. An audio tower is bound with ``tether bind`` to the **frozen image tower**
 of the LiT model (``--model``: /work/models/lit-run60/model, EfficientNet-Lite0 locked, MiniLM
 text tower trained on the stamps' English captions). Training never sees a caption or any
