@@ -70,3 +70,46 @@ def test_refusals(model, manifest):
         ModalityPairDataset(source, model.processors, ("thermal", "image"))
     with pytest.raises(DataError, match=r"column\(s\) \['imu'\] not found"):
         build_source({"type": "manifest", "path": str(manifest), "path_columns": ["imu"]})
+
+
+class _Counting:
+    """A processor wrapper counting the inputs it processes."""
+
+    def __init__(self, processor):
+        self.processor, self.calls = processor, 0
+
+    def __call__(self, item):
+        self.calls += 1
+        return self.processor(item)
+
+    def collate(self, rows):
+        return self.processor.collate(rows)
+
+
+def test_row_cache_processes_each_file_once_and_gives_the_same_batches(model, manifest):
+    source = build_source({"type": "manifest", "path": str(manifest), "path_columns": ["depth"]})
+    counting = {m: _Counting(model.processors[m]) for m in ("depth", "image")}
+    cached = ModalityPairDataset(source, counting, ("depth", "image"), batch_size=2, seed=1, row_cache_mib=1)
+    plain = _dataset(model, source, batch_size=2, seed=1)
+    loader = PairLoader(cached, num_workers=0)
+    for epoch in range(2):
+        loader.set_epoch(epoch)
+        plain.set_epoch(epoch)
+        for got, want in zip(loader, plain, strict=True):
+            assert got["keys"] == want["keys"]
+            assert torch.equal(got["depth"], want["depth"]) and torch.equal(got["image"], want["image"])
+    # epoch 0: 6 depth files tried (2 refused: missing, no valid pixel), so only 4 images read;
+    # epoch 1: only the 2 refused depth files are tried again (refusals are not kept)
+    assert counting["image"].calls == 4 and counting["depth"].calls == 6 + 2
+    assert cached.row_cache.as_dict() == {"hits": 8, "misses": 12, "entries": 8,
+                                          "stored_mib": cached.row_cache.as_dict()["stored_mib"]}
+    assert loader.stats.counts == {"unreadable_input": 2, "invalid_input": 2}
+
+
+def test_row_cache_keeps_nothing_past_its_budget_and_off_by_default(model, manifest):
+    source = build_source({"type": "manifest", "path": str(manifest), "path_columns": ["depth"]})
+    row = model.processors["image"](str(manifest.parent / "0.png"))
+    tiny = _dataset(model, source, batch_size=6, row_cache_mib=1.5 * row.nbytes / 2**20)
+    list(tiny)
+    assert tiny.row_cache.as_dict()["entries"] == 1 and tiny.row_cache.misses == 6 + 4
+    assert _dataset(model, source).row_cache is None

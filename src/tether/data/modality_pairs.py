@@ -22,6 +22,7 @@ from torch.utils.data import IterableDataset
 
 from ..errors import DataError, MissingProcessorError
 from .pipeline import PairDataset
+from .row_cache import RowCache
 from .sample import Sample, SampleRandom, mix_seed, resolve_rank_world, sample_item
 from .skips import skip_reason
 from .webdataset import SKIP_REASON_KEY, WebDatasetSource
@@ -33,13 +34,15 @@ class ModalityPairDataset(PairDataset):
     """Batches of ``modalities`` (two or more) from a map-style source, processed in the workers.
 
     ``processors``: modality -> processor (``model.processors``); ``prepare``: modality ->
-    ``(processor, item) -> row`` (the modality registry's ``prepare``; default: the processor).
+    ``(processor, item) -> row`` (the modality registry's ``prepare``; default: the processor);
+    ``row_cache_mib``: keep the rows of path inputs in memory up to this size (:class:`RowCache`).
     """
 
     def __init__(self, source: Any, processors: Mapping[str, Any], modalities: Sequence[str], *,
                  prepare: Mapping[str, Any] | None = None, batch_size: int = 64, shuffle: bool = True,
                  seed: int = 0, epoch: int = 0, start: int = 0, drop_last: bool = False,
-                 rank: int | None = None, world_size: int | None = None, num_workers: int | None = None) -> None:
+                 rank: int | None = None, world_size: int | None = None, num_workers: int | None = None,
+                 row_cache_mib: float = 0.0) -> None:
         IterableDataset.__init__(self)
         if isinstance(source, WebDatasetSource) or not (hasattr(source, "sample") and hasattr(source, "__len__")):
             raise DataError(f"{getattr(source, 'name', source)!r}: pairs of {', '.join(modalities)} come from a "
@@ -56,6 +59,7 @@ class ModalityPairDataset(PairDataset):
         self.rank, self.world_size = resolve_rank_world(rank, world_size)
         self.num_workers, self.is_stream, self.return_extra = num_workers, False, False
         self.train_transform = False
+        self.row_cache = RowCache(row_cache_mib) if row_cache_mib > 0 else None
         self.set_epoch(epoch, start)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -64,7 +68,9 @@ class ModalityPairDataset(PairDataset):
     def _row(self, modality: str, item: Any) -> Any:
         prepare = self.prepare.get(modality)
         processor = self.processors[modality]
-        return prepare(processor, item) if prepare is not None else processor(item)
+        def compute(item: Any) -> Any:
+            return prepare(processor, item) if prepare is not None else processor(item)
+        return self.row_cache.get(modality, item, compute) if self.row_cache is not None else compute(item)
 
     def _rows(self, sample: Sample) -> tuple[dict[str, Any] | None, tuple[str, str] | None]:
         """(row per modality, None) or (None, (reason, detail)) for a sample to skip."""

@@ -69,6 +69,7 @@ class TrainConfig:
     lock: list[str] = field(default_factory=list)  # LiT: towers to freeze, e.g. ["image"]; projections still train
     bind: BindConfig | None = None  # tether bind / distill: one tower against a frozen anchor (BindConfig)
     locked_feature_cache_mib: float = 1024.0  # LiT: serve the locked tower's outputs from RAM (0: off)
+    row_cache_mib: float = 0.0  # bind/distill: processed rows of file inputs kept in RAM (0: off)
     train_data: dict[str, Any] = field(default_factory=dict)  # a data source spec
     val_data: dict[str, Any] = field(default_factory=dict)
     eval_templates: list[str] | None = None  # zero-shot prompts for val_data (default: its own templates)
@@ -117,6 +118,7 @@ class TrainConfig:
              f"expected names from modalities {self.modalities}, got {self.lock}")
         need(len(set(self.lock)) < 2, "lock", "locking both towers leaves nothing to align")
         need(self.locked_feature_cache_mib >= 0, "locked_feature_cache_mib", "must be >= 0 (0 turns the cache off)")
+        need(self.row_cache_mib >= 0, "row_cache_mib", "must be >= 0 (0 turns the cache off)")
         need(self.optim.lr > 0, "optim.lr", "must be positive")
         need(len(self.optim.betas) == 2, "optim.betas", "needs two values")
         need(self.checkpoint_every > 0, "checkpoint_every", "must be positive")

@@ -116,7 +116,7 @@ def build_loader(spec: dict[str, Any], model, cfg: TrainConfig, train: bool, bat
         pairs = ModalityPairDataset(source, model.processors, cfg.modalities,
                                     prepare={m: get_modality(m).prepare for m in cfg.modalities},
                                     batch_size=batch_size or cfg.batch_size, shuffle=train, seed=cfg.seed,
-                                    drop_last=train)
+                                    drop_last=train, row_cache_mib=cfg.row_cache_mib if train else 0.0)
         return PairLoader(pairs, num_workers=cfg.workers)
     dataset = PairDataset(source, model.preprocessor, model.tokenizer, batch_size=batch_size or cfg.batch_size,
                           shuffle=train, seed=cfg.seed, drop_last=train, train_transform=train and cfg.augment)

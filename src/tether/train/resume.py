@@ -32,6 +32,7 @@ SAFE_TO_CHANGE = {
     "grad_checkpointing": "recomputes the same activations (float rounding may differ)",
     "strategy": "how ranks share the same step (float rounding may differ)",
     "locked_feature_cache_mib": "serves the features the locked tower computes for the same input",
+    "row_cache_mib": "serves the rows the processors compute for the same file",
 }
 # model-config keys that a TrainConfig key sets (reported under that key, not twice)
 _SET_BY_TRAIN_CONFIG = ("patch_dropout",)
