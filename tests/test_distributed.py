@@ -1,6 +1,6 @@
 """Distributed losses under torchrun (2 processes, gloo): the same gradients as one process.
 
-One torchrun launch runs every loss spec of tests/dist_worker.py (clip / siglip, plain / chunked,
+One torchrun launch runs every loss spec of tests/dist_worker.py (clip / siglip / distillation, plain / chunked,
 equal / unequal / empty local batches, direct and through the gradient cache); the test recomputes
 each with ``clip_loss`` / ``siglip_loss`` on the whole batch in this process. A second launch runs
 ``tether train`` for a few steps on Fashion-MNIST.
@@ -14,6 +14,8 @@ import pytest
 import torch
 
 from tether.losses import clip_loss, siglip_loss
+from tether.train.binding import distill_loss
+from tether.train.config import TrainConfig
 from torchrun_launch import run_torchrun
 from tether.train.distributed import DistributedContext, distributed_clip_loss, distributed_siglip_loss
 
@@ -48,7 +50,9 @@ def reference(name: str) -> dict:
     def loss_fn(image, text, scale, bias):
         if loss_kind == "clip":
             return clip_loss(image, text, scale)
-        return siglip_loss(image, text, scale, bias)
+        if loss_kind == "siglip":
+            return siglip_loss(image, text, scale, bias)
+        return distill_loss(TrainConfig(loss=loss_kind))(image, text, scale, bias)  # the single-process loss
 
     out = {}
     if micro:
@@ -96,16 +100,25 @@ def test_distributed_loss_matches_single_process(distributed_results, name):
         assert value == pytest.approx(want["loss"], rel=REL)
     # Averaged parameter gradients (encoders, projections, logit_scale, logit_bias) are exact.
     assert got["params"].keys() == want["params"].keys()
-    assert "logit_scale" in want["params"]
-    if worker.SPECS[name][0] == "siglip":
+    kind = worker.SPECS[name][0]
+    if kind in worker.DISTILL:  # the teacher (text side) and the scale are frozen: only the student learns
+        assert not any(k.startswith(("towers.text", "projections.text", "logit")) for k in want["params"])
+        assert worker.SPECS[name][3] == "raw" or any(k.startswith("towers.image.") for k in want["params"])
+    else:
+        assert "logit_scale" in want["params"]
+    if kind == "siglip":
         assert "logit_bias" in want["params"]
     errors = {key: rel_err(got["params"][key], want["params"][key]) for key in want["params"]}
-    worst = max(errors, key=errors.get)
-    assert errors[worst] < REL, f"{worst}: relative error {errors[worst]:.2e}"
+    if errors:  # raw distillation specs have no trainable parameter: their embedding gradients are checked below
+        worst = max(errors, key=errors.get)
+        assert errors[worst] < REL, f"{worst}: relative error {errors[worst]:.2e}"
     # Each rank's local embedding gradient is W times the single-process one (it back-propagates
     # W times its share of the loss; averaging the parameter gradients divides the W back out).
     if "image_grad" in want:
         for key in ("image_grad", "text_grad"):
+            if kind in worker.DISTILL and key == "text_grad":
+                assert want.get(key) is None and key not in got  # the teacher gets no gradient
+                continue
             assert got[key].shape == want[key].shape
             assert rel_err(got[key] / world, want[key]) < REL, key
 
