@@ -12,6 +12,8 @@ CASE ``train``: runs ``tether train`` (``tether.cli.main.main``) with the argume
 recording which ranks call ``tether.checkpoints.save_model`` in ``OUTFILE.saved_by_rank<r>`` and a checksum of
 every batch a rank trains on in ``OUTFILE.batches_rank<r>``.
 
+CASE ``cli``: runs the tether command line with the arguments after OUTFILE (which is unused).
+
 The helpers (``build``, ``SPECS``) are imported by the test for the single-process reference.
 """
 from __future__ import annotations
@@ -179,6 +181,9 @@ def main() -> int:
 
         Trainer._train_step = record_batch
         return cli_main(["train", *sys.argv[3:]])
+    if case == "cli":  # any tether command, exactly as the command line runs it (OUTFILE unused)
+        from tether.cli.main import main as cli_main
+        return cli_main(sys.argv[3:])
     raise SystemExit(f"unknown case {case!r}")
 
 

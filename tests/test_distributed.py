@@ -2,8 +2,8 @@
 
 One torchrun launch runs every loss spec of tests/dist_worker.py (clip / siglip / distillation, plain / chunked,
 equal / unequal / empty local batches, direct and through the gradient cache); the test recomputes
-each with ``clip_loss`` / ``siglip_loss`` on the whole batch in this process. A second launch runs
-``tether train`` for a few steps on Fashion-MNIST.
+each with ``clip_loss`` / ``siglip_loss`` / the distillation losses on the whole batch in this
+process. Further launches run ``tether train`` and ``tether distill`` for a few steps on Fashion-MNIST.
 """
 import importlib.util
 import json
@@ -178,3 +178,21 @@ def test_ranks_train_on_different_samples(train_run):
     _, marker = train_run
     first = [(marker.parent / f"spy.batches_rank{rank}").read_text().splitlines()[0] for rank in range(2)]
     assert first[0] != first[1]
+
+
+def test_tether_distill_under_torchrun(tiny_checkpoint, fashion_mnist, tmp_path):
+    """`tether distill` (KL: the teacher rows gathered across ranks) runs data-parallel through the
+    trainer; rank 0 writes one log and the model, whose teacher towers are the loaded ones bit for bit."""
+    import tether
+    out = tmp_path / "run"
+    data = {"type": "fashion_mnist_points", "split": "train", "limit": 64, "num_points": 64, "augment": True}
+    torchrun("cli", tmp_path / "unused", "distill", "--model", tiny_checkpoint, "--modality", "points",
+             "--loss", "kl", "--data", json.dumps(data), "--out", out, "--steps", "3", "--batch-size", "16",
+             "--no-progress", "--set", "workers=0", "--set", "tensorboard=false", "--set", "log_every=1")
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3]
+    assert all(math.isfinite(r["loss"]) and r["loss"] > 0 for r in records if r["kind"] == "train")
+    student, teacher = tether.load(out / "model"), tether.load(tiny_checkpoint)
+    assert student.modalities == ("image", "text", "points")
+    after = student.state_dict()
+    assert all(torch.equal(after[key], value) for key, value in teacher.state_dict().items())
