@@ -1,5 +1,6 @@
-"""Point clouds by distillation: Fashion-MNIST images as point clouds, a PointNet student trained
-from the `tether demo` model, classified zero-shot through the teacher's own text classifier.
+"""Point clouds by distillation: Fashion-MNIST images as point clouds, a point cloud student (the
+points preset `pillars` by default: point features scattered into a 16 x 16 grid, then a CNN)
+trained from the `tether demo` model, classified zero-shot through the teacher's own text classifier.
 
 Every student is one `tether bind` / `tether distill` run (tether.bind.bind_config + the trainer)
 on point clouds drawn from the Fashion-MNIST training images (augmented: jitter, rotation,
@@ -14,8 +15,12 @@ demo's training), side by side with the teacher on the test images themselves:
 
 Chance is 10%. The goal of the issue: the distilled student within 5 points of the teacher.
 
-    python bench/bench_points_distill.py --teacher demo/model            # the BENCHMARKS.md figures
+    python bench/bench_points_distill.py --teacher demo/model --runs distill --steps 2000 --batch-size 128 \
+        --num-points 512 --tower pillars                                 # one BENCHMARKS.md row (each alone)
     python bench/bench_points_distill.py --teacher demo/model --steps 50 --runs distill   # quick look
+
+Each run reports its wall time and its CPU seconds (this process and finished children): with
+OMP_NUM_THREADS=1 and --workers 0, the CPU seconds are what it takes alone on an idle core.
 """
 from __future__ import annotations
 
