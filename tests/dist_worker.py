@@ -12,6 +12,8 @@ CASE ``train``: runs ``tether train`` (``tether.cli.main.main``) with the argume
 recording which ranks call ``tether.checkpoints.save_model`` in ``OUTFILE.saved_by_rank<r>`` and a checksum of
 every batch a rank trains on in ``OUTFILE.batches_rank<r>``.
 
+CASE ``cli``: runs the tether command line with the arguments after OUTFILE (which is unused).
+
 The helpers (``build``, ``SPECS``) are imported by the test for the single-process reference.
 """
 from __future__ import annotations
@@ -39,7 +41,14 @@ SPECS = {
     "siglip-3-ranks-plain": ("siglip", None, (2, 3, 2), "raw", None),
     "siglip-3-ranks-chunked": ("siglip", 2, (3, 1, 4), "raw", None),
     "siglip-3-ranks-empty": ("siglip", None, (2, 0, 3), "raw", None),
+    # Distillation: image embeddings the student, text embeddings the frozen teacher.
+    "cosine-plain-unequal": ("cosine", None, (5, 2), "model", None),
+    "l2-empty-rank": ("l2", None, (0, 5), "raw", None),
+    "kl-chunked-unequal": ("kl", 3, (5, 2), "model", None),
+    "kl-plain-equal-gradcache": ("kl", None, (4, 4), "model", 3),
+    "kl-3-ranks-empty": ("kl", 2, (3, 0, 2), "raw", None),
 }
+DISTILL = ("cosine", "l2", "kl")
 
 
 def specs_for(world: int) -> list[str]:
@@ -93,7 +102,7 @@ def run_spec(name: str, ctx) -> dict:
     model, (a, b) = build(name)
     lo = sum(sizes[: ctx.rank])
     hi = lo + sizes[ctx.rank]
-    cfg = TrainConfig(loss=loss_kind, loss_chunk_size=chunk)
+    cfg = TrainConfig(loss=loss_kind, loss_chunk_size=chunk)  # not validated: distillation without bind
     loss_fn = ctx.wrap_loss(loss_function(cfg), cfg)
     image_grad = text_grad = None
     if micro:
@@ -113,9 +122,9 @@ def run_spec(name: str, ctx) -> dict:
     gathered = [None] * ctx.world_size
     dist.all_gather_object(gathered, (float(loss.detach()), image_grad, text_grad))
     out = {"losses": [g[0] for g in gathered], "params": param_grads(model)}
-    if image_grad is not None:
-        out["image_grad"] = torch.cat([g[1] for g in gathered])
-        out["text_grad"] = torch.cat([g[2] for g in gathered])
+    for i, key in ((1, "image_grad"), (2, "text_grad")):
+        if any(g[i] is not None for g in gathered):
+            out[key] = torch.cat([g[i] for g in gathered])
     return out
 
 
@@ -172,6 +181,9 @@ def main() -> int:
 
         Trainer._train_step = record_batch
         return cli_main(["train", *sys.argv[3:]])
+    if case == "cli":  # any tether command, exactly as the command line runs it (OUTFILE unused)
+        from tether.cli.main import main as cli_main
+        return cli_main(sys.argv[3:])
     raise SystemExit(f"unknown case {case!r}")
 
 

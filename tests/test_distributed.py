@@ -1,9 +1,9 @@
 """Distributed losses under torchrun (2 processes, gloo): the same gradients as one process.
 
-One torchrun launch runs every loss spec of tests/dist_worker.py (clip / siglip, plain / chunked,
+One torchrun launch runs every loss spec of tests/dist_worker.py (clip / siglip / distillation, plain / chunked,
 equal / unequal / empty local batches, direct and through the gradient cache); the test recomputes
-each with ``clip_loss`` / ``siglip_loss`` on the whole batch in this process. A second launch runs
-``tether train`` for a few steps on Fashion-MNIST.
+each with ``clip_loss`` / ``siglip_loss`` / the distillation losses on the whole batch in this
+process. Further launches run ``tether train`` and ``tether distill`` for a few steps on Fashion-MNIST.
 """
 import importlib.util
 import json
@@ -14,6 +14,8 @@ import pytest
 import torch
 
 from tether.losses import clip_loss, siglip_loss
+from tether.train.binding import distill_loss
+from tether.train.config import TrainConfig
 from torchrun_launch import run_torchrun
 from tether.train.distributed import DistributedContext, distributed_clip_loss, distributed_siglip_loss
 
@@ -48,7 +50,9 @@ def reference(name: str) -> dict:
     def loss_fn(image, text, scale, bias):
         if loss_kind == "clip":
             return clip_loss(image, text, scale)
-        return siglip_loss(image, text, scale, bias)
+        if loss_kind == "siglip":
+            return siglip_loss(image, text, scale, bias)
+        return distill_loss(TrainConfig(loss=loss_kind))(image, text, scale, bias)  # the single-process loss
 
     out = {}
     if micro:
@@ -96,16 +100,25 @@ def test_distributed_loss_matches_single_process(distributed_results, name):
         assert value == pytest.approx(want["loss"], rel=REL)
     # Averaged parameter gradients (encoders, projections, logit_scale, logit_bias) are exact.
     assert got["params"].keys() == want["params"].keys()
-    assert "logit_scale" in want["params"]
-    if worker.SPECS[name][0] == "siglip":
+    kind = worker.SPECS[name][0]
+    if kind in worker.DISTILL:  # the teacher (text side) and the scale are frozen: only the student learns
+        assert not any(k.startswith(("towers.text", "projections.text", "logit")) for k in want["params"])
+        assert worker.SPECS[name][3] == "raw" or any(k.startswith("towers.image.") for k in want["params"])
+    else:
+        assert "logit_scale" in want["params"]
+    if kind == "siglip":
         assert "logit_bias" in want["params"]
     errors = {key: rel_err(got["params"][key], want["params"][key]) for key in want["params"]}
-    worst = max(errors, key=errors.get)
-    assert errors[worst] < REL, f"{worst}: relative error {errors[worst]:.2e}"
+    if errors:  # raw distillation specs have no trainable parameter: their embedding gradients are checked below
+        worst = max(errors, key=errors.get)
+        assert errors[worst] < REL, f"{worst}: relative error {errors[worst]:.2e}"
     # Each rank's local embedding gradient is W times the single-process one (it back-propagates
     # W times its share of the loss; averaging the parameter gradients divides the W back out).
     if "image_grad" in want:
         for key in ("image_grad", "text_grad"):
+            if kind in worker.DISTILL and key == "text_grad":
+                assert want.get(key) is None and key not in got  # the teacher gets no gradient
+                continue
             assert got[key].shape == want[key].shape
             assert rel_err(got[key] / world, want[key]) < REL, key
 
@@ -165,3 +178,21 @@ def test_ranks_train_on_different_samples(train_run):
     _, marker = train_run
     first = [(marker.parent / f"spy.batches_rank{rank}").read_text().splitlines()[0] for rank in range(2)]
     assert first[0] != first[1]
+
+
+def test_tether_distill_under_torchrun(tiny_checkpoint, fashion_mnist, tmp_path):
+    """`tether distill` (KL: the teacher rows gathered across ranks) runs data-parallel through the
+    trainer; rank 0 writes one log and the model, whose teacher towers are the loaded ones bit for bit."""
+    import tether
+    out = tmp_path / "run"
+    data = {"type": "fashion_mnist_points", "split": "train", "limit": 64, "num_points": 64, "augment": True}
+    torchrun("cli", tmp_path / "unused", "distill", "--model", tiny_checkpoint, "--modality", "points",
+             "--loss", "kl", "--data", json.dumps(data), "--out", out, "--steps", "3", "--batch-size", "16",
+             "--no-progress", "--set", "workers=0", "--set", "tensorboard=false", "--set", "log_every=1")
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3]
+    assert all(math.isfinite(r["loss"]) and r["loss"] > 0 for r in records if r["kind"] == "train")
+    student, teacher = tether.load(out / "model"), tether.load(tiny_checkpoint)
+    assert student.modalities == ("image", "text", "points")
+    after = student.state_dict()
+    assert all(torch.equal(after[key], value) for key, value in teacher.state_dict().items())

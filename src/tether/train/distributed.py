@@ -37,6 +37,7 @@ __all__ = [
     "gather_rows",
     "distributed_clip_loss",
     "distributed_siglip_loss",
+    "distributed_distill_loss",
 ]
 
 #: Gradients are all-reduced in flat buckets of at most this many bytes (one collective per
@@ -331,6 +332,47 @@ def distributed_siglip_loss(image_embeds: torch.Tensor, text_embeds: torch.Tenso
 
 
 # --------------------------------------------------------------------------------------------
+# Distillation across ranks: the student against a frozen teacher
+# --------------------------------------------------------------------------------------------
+
+def distributed_distill_loss(kind: str, student: torch.Tensor, teacher: torch.Tensor, scale,
+                             chunk_size=None) -> torch.Tensor:
+    """A distillation loss (``cosine``, ``l2``, ``kl``; see ``train.binding.distill_loss``) of the
+    global batch. The teacher is frozen, so nothing it gives needs a gradient back across ranks.
+
+    ``cosine`` and ``l2`` are means over rows: rank r's share is the sum of its rows / N. ``kl``
+    compares each student row's softmax over *every* teacher embedding of the batch with the
+    teacher's own: the teacher rows are all-gathered (no gradient) and rank r's share is the sum
+    of its rows' KL / N. Each rank back-propagates ``W * L_r``; the value is the global loss.
+    Without an initialised process group (or with one rank) this is the single-process loss.
+    """
+    from ..losses import cosine_distill_loss, l2_distill_loss, similarity_kl_loss
+    rank, world = _world()
+    teacher = teacher.detach()
+    scale = _as_tensor("scale", scale, student).detach()
+
+    def local_mean(all_teacher: torch.Tensor | None) -> torch.Tensor:
+        if kind == "cosine":
+            return cosine_distill_loss(student, teacher)
+        if kind == "l2":
+            return l2_distill_loss(student, teacher)
+        if kind == "kl":
+            return similarity_kl_loss(student, all_teacher, teacher, all_teacher, temperature=1 / scale,
+                                      chunk_size=chunk_size)
+        raise ValueError(f"no distillation loss {kind!r}; expected cosine, l2 or kl")
+
+    if world == 1:
+        return local_mean(teacher)
+    _check_local(student, teacher)
+    n = student.shape[0]
+    sizes, _ = _exchange_counts(n, False, student.device)
+    total = _total_rows(sizes)
+    all_teacher = GatherRows.apply(teacher.contiguous(), sizes, rank) if kind == "kl" else None
+    share = local_mean(all_teacher) * (n / total) if n > 0 else student.sum() * 0
+    return _global_value(share * world, share)
+
+
+# --------------------------------------------------------------------------------------------
 # The context the trainer uses
 # --------------------------------------------------------------------------------------------
 
@@ -338,13 +380,15 @@ class _DistributedLoss:
     """``loss_fn(image_embeds, text_embeds, scale, bias)`` for the trainer, across ranks."""
 
     def __init__(self, kind: str, chunk_size) -> None:
-        if kind not in ("clip", "siglip"):
-            raise ValueError(f"no distributed version of loss {kind!r}; expected 'clip' or 'siglip'")
+        if kind not in ("clip", "siglip", "cosine", "l2", "kl"):
+            raise ValueError(f"no distributed version of loss {kind!r}; expected clip, siglip, cosine, l2 or kl")
         self.kind, self.chunk_size = kind, chunk_size
 
     def __call__(self, image_embeds, text_embeds, scale, bias=None):
         if self.kind == "clip":
             return distributed_clip_loss(image_embeds, text_embeds, scale, chunk_size=self.chunk_size)
+        if self.kind != "siglip":  # distillation: the first embeddings are the student's
+            return distributed_distill_loss(self.kind, image_embeds, text_embeds, scale, chunk_size=self.chunk_size)
         return distributed_siglip_loss(image_embeds, text_embeds, scale, bias, chunk_size=self.chunk_size)
 
     def __repr__(self) -> str:
@@ -387,7 +431,8 @@ class DistributedContext:
 
     def wrap_loss(self, loss_fn: Callable, cfg) -> Callable:
         """The loss the trainer calls: ``loss_fn`` itself on one process; across ranks, the
-        distributed version of ``cfg.loss`` ('clip': all-gather InfoNCE, 'siglip': the ring),
+        distributed version of ``cfg.loss`` ('clip': all-gather InfoNCE, 'siglip': the ring,
+        a distillation loss: :func:`distributed_distill_loss`),
         with ``cfg.loss_chunk_size``. Its value is the global loss; its gradient is W times this
         rank's share, matched by :meth:`average_gradients`."""
         if not self.enabled:

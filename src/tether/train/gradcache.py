@@ -97,7 +97,8 @@ def contrastive_step(model, inputs_a: torch.Tensor, inputs_b: torch.Tensor, loss
             scale, bias = model.scalars(a, b) if hasattr(model, "scalars") else (model.scale(a, b), model.logit_bias)
             loss = loss_fn(full[a], full[b], scale, bias)
         loss.backward()  # embedding grads cached; scale/bias grads land on the parameters
-    passes = [(name, chunk, grad, state) for name in (a, b) for chunk, grad, state in
+    passes = [(name, chunk, grad, state) for name in (a, b) if full[name].grad is not None  # a frozen teacher
+              for chunk, grad, state in  # (distillation detaches it) has no gradient to replay
               zip(parts[name], full[name].grad.split([c.shape[0] for c in parts[name]]), states[name])]
     for i, (name, chunk, grad, state) in enumerate(passes):
         with sync(i == len(passes) - 1):

@@ -62,8 +62,6 @@ class Trainer:
         if cfg.bind is not None:  # binding / distillation: only the bound tower (and its scale) trains
             from .binding import freeze_all_but_bound
             freeze_all_but_bound(model, cfg.bind)
-        if cfg.loss in DISTILL_LOSSES and self.dist.enabled:
-            raise ConfigError(f"train.loss={cfg.loss}: distillation runs in one process (no torchrun) for now")
         self.strategy = build_strategy(cfg, self.dist, self.device)  # ddp / fsdp / manual under torchrun
         self.model = self.strategy.setup(model)  # FSDP shards in place: build the optimizer after
         self.optimizer = build_optimizer(self.model, cfg.optim.lr, cfg.optim.weight_decay,
