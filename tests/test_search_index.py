@@ -203,3 +203,46 @@ def test_a_choice_that_misses_the_target_gives_way_to_the_next(tmp_path):
     assert [t["key"].split(",")[0][:4] for t in entry["tried"]][:1] == ["HNSW"]
     assert entry["type"] != "hnsw" and entry["target_met"] and entry["recall_at_10"] >= 0.95
     assert entry["tried"][0]["recall_at_10"] < 0.95
+
+
+def _first_meeting(curve: list[dict], target: float) -> int:
+    return next(i for i, p in enumerate(curve) if p["recall_at_10"] >= target)
+
+
+def test_tuning_stops_at_the_target_or_spends_the_query_budget(tmp_path):
+    write_clustered(tmp_path / "emb", [1200])
+    kw = dict(index_type="hnsw", target_recall=0.9, queries=200, modalities=["image"])
+    cheapest = build_index(tmp_path / "emb", tmp_path / "a", max_query_ms=0, **kw)["indexes"]["image"]
+    curve = cheapest["validation"]["curve"]
+    first = _first_meeting(curve, 0.9)
+    assert len(curve) == first + 1 and cheapest["search_params"] == curve[first]["params"]
+    assert cheapest["recall_at_10"] == curve[first]["recall_at_10"] and cheapest["validation"]["max_query_ms"] == 0
+    # an unbounded budget: past the target while recall still rises, stopping where it no longer does
+    spent = build_index(tmp_path / "emb", tmp_path / "b", max_query_ms=1e9, **kw)["indexes"]["image"]
+    curve = spent["validation"]["curve"]
+    chosen = next(i for i, p in enumerate(curve) if p["params"] == spent["search_params"])
+    assert chosen >= _first_meeting(curve, 0.9) and spent["recall_at_10"] >= cheapest["recall_at_10"]
+    assert spent["recall_at_10"] == max(p["recall_at_10"] for p in curve)
+    stopped = curve[-1]
+    assert chosen == len(curve) - 1 and spent["recall_at_10"] == 1.0 or stopped["recall_at_10"] <= spent["recall_at_10"]
+    # the index as served answers with the chosen parameter
+    assert open_index(tmp_path / "b").info["indexes"]["image"]["search_params"] == spent["search_params"]
+
+
+def test_hnsw_meeting_the_target_is_compared_with_ivf_flat(tmp_path, capsys):
+    from search_data import clustered
+    x, t = clustered(FLAT_BELOW + 500, d=16, seed=1), clustered(FLAT_BELOW + 500, d=16, seed=2)
+    write_part(tmp_path / "emb", 0, {"image": x, "text": t}, {"key": [str(i) for i in range(len(x))]}, dtype="float32")
+    assert main(["index", str(tmp_path / "emb"), "--out", str(tmp_path / "idx"), "--modalities", "image",
+                 "--queries", "200", "--max-query-ms", "0.5"]) == 0
+    info = json.loads((tmp_path / "idx" / "index_info.json").read_text())
+    assert info["target_recall"] == 0.99 and info["max_query_ms"] == 0.5       # the defaults, and the flag
+    entry = info["indexes"]["image"]
+    tried = entry["tried"]
+    assert [t["key"].split(",")[0][:4] for t in tried] == ["HNSW", "IVF2"], tried     # both exact-vector types
+    met = [t for t in tried if t["recall_at_10"] >= 0.99]
+    assert met, tried
+    # kept: the more accurate of those meeting the target, then the faster
+    best = max(met, key=lambda t: (t["recall_at_10"], -t["query_time"]["single_ms"]))
+    assert entry["key"] == best["key"] and entry["recall_at_10"] == best["recall_at_10"]
+    assert "HNSW32" in capsys.readouterr().out

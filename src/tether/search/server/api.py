@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ...errors import InputError
 from .backend import NotFound
-from .limits import with_timeout
-from .query import as_modality, b64_image, check_filters, embed_query, result_rows, top_rows, vector_query
+from .limits import run_query, with_timeout
+from .query import as_modality, b64_image, check_filters, embed_query, result_rows, runs_inline, top_rows, vector_query
 
 FilterValue = Union[str, int, float, bool, list[Union[str, int, float, bool]]]
 
@@ -82,7 +82,9 @@ def router(state: Any) -> APIRouter:
     async def search(req: SearchRequest, request: Request) -> dict:
         state.backend.refresh()
         image = b64_image(req.image) if req.image is not None else None
-        return await with_timeout(timeout, _search, state.backend, req, image, _image_base(request, state))
+        inline = runs_inline(state.backend, req.vector is not None or req.id is not None, req.k, req.filters,
+                             req.deduplicate, timeout)
+        return await run_query(timeout, inline, _search, state.backend, req, image, _image_base(request, state))
 
     @api.post("/search/image", summary="search by an uploaded image file (multipart)")
     async def search_image(request: Request, file: UploadFile = File(...), modality: str = Form("image"),

@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from ...errors import TetherError
 from . import api, clip_api
 from .limits import BodyLimit, error_response, tether_error
-from .metrics import Metrics
+from .metrics import Metrics, MetricsMiddleware
 
 WEB = Path(__file__).with_name("web")
 
@@ -62,7 +62,7 @@ def create_app(config: ServerConfig, backend: Any = None) -> FastAPI:
     app.state.tether = state
     app.add_exception_handler(TetherError, tether_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.middleware("http")(state.metrics.middleware())
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     # clip-retrieval's front end is a page of its own origin that calls the back end (clip_back uses flask_cors)
     app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST"], allow_headers=["*"])
     app.include_router(clip_api.router(state))
