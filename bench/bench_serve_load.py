@@ -14,6 +14,8 @@ Measured in the same run, for what the goal compares against:
   result rows) called in-process, without HTTP;
 * ``floor``: an empty FastAPI route on the same uvicorn settings (``--floor``), posted the same
   vector bodies by the same client: what HTTP alone costs on this machine;
+* ``server_cpu_ms_per_request`` per level: the server process's CPU time over the requests it
+  answered, which on a shared machine says more about its own overhead than latency does;
 * ``soak`` (``--soak N``): N vector requests at 4 clients, bounded by ``--soak-seconds``, the
   server's RSS (from /proc) sampled every half second, so growth shows.
 
@@ -209,6 +211,21 @@ def run_level(args: argparse.Namespace, port: int, path: str, bodies: list[bytes
 
 
 # -- servers ---------------------------------------------------------------------------------------
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used (/proc/PID/stat): unlike latency, it does not
+    count the time the server waited for a core another job held."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured_level(args: argparse.Namespace, pid: int, port: int, path: str, bodies: list[bytes], clients: int) -> dict:
+    """One level, with the server's CPU ms a request (its own work, whatever else the machine ran)."""
+    cpu0 = cpu_seconds(pid)
+    row = run_level(args, port, path, bodies, clients)
+    row["server_cpu_ms_per_request"] = round((cpu_seconds(pid) - cpu0) * 1000 / max(1, row["requests"]), 3)
+    return row
+
+
 def rss_mb(pid: int) -> float:
     found = re.search(r"^VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.M)
     return round(int(found.group(1)) / 1024, 1) if found else float("nan")
@@ -326,7 +343,7 @@ def main() -> None:
         proc, port = start([sys.executable, __file__, "--serve-floor", "1"])
         try:
             for clients in levels:
-                row = {"kind": "empty route", **run_level(args, port, "/empty", bodies["vector"], clients)}
+                row = {"kind": "empty route", **measured_level(args, proc.pid, port, "/empty", bodies["vector"], clients)}
                 print(json.dumps(row), flush=True)
                 report["levels"].append(row)
         finally:
@@ -336,7 +353,7 @@ def main() -> None:
         for kind in args.kinds.split(","):
             raw_level(port, "/search", bodies[kind], 1, 10)                 # warm-up (loads the model)
             for clients in levels:
-                row = {"kind": kind, **run_level(args, port, "/search", bodies[kind], clients),
+                row = {"kind": kind, **measured_level(args, proc.pid, port, "/search", bodies[kind], clients),
                        "server_rss_mb": rss_mb(proc.pid)}
                 print(json.dumps(row), flush=True)
                 report["levels"].append(row)

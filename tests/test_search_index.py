@@ -121,6 +121,30 @@ def test_metadata_is_read_by_row_through_memory_maps(tmp_path):
         index.metadata([800])
 
 
+def test_metadata_rows_match_arrow_for_every_column_type(tmp_path):
+    from datetime import datetime
+
+    from tether.search.store import MetadataStore, arrow_path
+
+    n = 30
+    table = pa.table({
+        "s": [f"row {i} é" for i in range(n)], "ls": pa.array([f"x{i}" * i for i in range(n)], pa.large_string()),
+        "b": pa.array([bytes([i]) * 3 for i in range(n)], pa.binary()), "i8": pa.array(range(n), pa.int8()),
+        "u64": pa.array(range(n), pa.uint64()), "f16": pa.array(np.arange(n, dtype=np.float16) / 4),
+        "f64": [i / 3 for i in range(n)], "flag": [i % 2 == 0 for i in range(n)],
+        "nulls": [None if i % 3 else f"n{i}" for i in range(n)], "inull": [None if i % 4 else i for i in range(n)],
+        "when": [datetime(2020, 1, 1 + i % 28) for i in range(n)], "tags": [[i, i + 1] for i in range(n)]})
+    path = arrow_path(tmp_path, 0)
+    path.parent.mkdir(parents=True)
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        for a, b in ((0, 7), (7, 20), (20, n)):         # several record batches
+            writer.write_table(table.slice(a, b - a))
+    store = MetadataStore(tmp_path, [0], [n])
+    ids = [0, 6, 7, 19, 20, 29, 3, 3]
+    assert store.rows(ids) == table.take(ids).to_pylist()
+    assert store.rows([8, 25], ["nulls", "s", "absent"]) == table.select(["nulls", "s"]).take([8, 25]).to_pylist()
+
+
 def test_new_parts_are_added_without_rebuilding(tmp_path, capsys):
     emb = tmp_path / "emb"
     write_clustered(emb, [600, 600])
