@@ -60,7 +60,7 @@ class VectorIndex:
         d = store.arrays[0].shape[1]
         index = faiss.index_factory(d, choice.key, faiss.METRIC_INNER_PRODUCT)
         if choice.kind == "hnsw":
-            index.hnsw.efConstruction = choice.params.get("efConstruction", 80)
+            index.hnsw.efConstruction = choice.params.get("efConstruction", 40)
         if choice.kind == "ivf-pq":
             opq = faiss.downcast_VectorTransform(index.chain.at(0))
             opq.niter, opq.max_train_points = OPQ_ITERATIONS, OPQ_TRAIN_ROWS  # FAISS's 50 passes: hours at 1M

@@ -86,6 +86,8 @@ def run_server(config: ServerConfig, host: str = "127.0.0.1", port: int = 1234) 
     faiss.omp_set_num_threads(1)
     app = create_app(config)
     print(f"tether serve: http://{host}:{port}/ (API docs at /docs)", flush=True)
+    # uvicorn's "auto" picks httptools' C parser and uvloop when installed (the serve extra lists
+    # them): half the server's CPU a request of h11 and asyncio's loop (BENCHMARKS.md)
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=5)
 
 
