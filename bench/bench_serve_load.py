@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import math
 import os
 import re
 import shutil
@@ -192,7 +193,7 @@ def wrk_level(port: int, path: str, bodies: list[bytes], clients: int, seconds: 
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "bodies.txt").write_bytes(b"\n".join(bodies) + b"\n")
         (Path(tmp) / "post.lua").write_text(WRK_LUA)
-        done = subprocess.run(["wrk", "-t", str(min(2, clients)), "-c", str(clients), "-d", f"{seconds:g}s",
+        done = subprocess.run(["wrk", "-t", str(min(2, clients)), "-c", str(clients), "-d", f"{math.ceil(seconds)}s",
                                "--timeout", "30s", "-s", str(Path(tmp) / "post.lua"), f"http://127.0.0.1:{port}{path}"],
                               capture_output=True, text=True, env={**os.environ, "WRK_BODIES": str(Path(tmp) / "bodies.txt")})
     found = re.search(r"^\{.*\}$", done.stdout, re.M)
@@ -266,7 +267,7 @@ def serve_floor(port: int) -> None:
 
 
 def soak(args: argparse.Namespace, proc: subprocess.Popen, port: int, bodies: list[bytes]) -> dict:
-    """``args.soak`` vector requests at 4 clients (bounded by ``--soak-seconds``), RSS every 0.5 s."""
+    """``args.soak`` requests (``--soak-kind``) at 4 clients (bounded by ``--soak-seconds``), RSS every 0.5 s."""
     samples: list[tuple[float, float]] = []
     stop_flag = threading.Event()
     t0 = time.perf_counter()
@@ -312,10 +313,11 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=2000, help="raw/httpx: requests per level and query kind")
     p.add_argument("--duration", type=float, default=10, help="wrk: seconds per level and query kind")
     p.add_argument("--levels", default="1,4,16,64")
-    p.add_argument("--kinds", default="vector,text")
+    p.add_argument("--kinds", default="vector,text", help="query kinds ('' for none: a soak alone)")
     p.add_argument("--floor", action="store_true", help="also measure an empty FastAPI route (HTTP's floor)")
     p.add_argument("--soak", type=int, default=0, help="then N vector requests at 4 clients with RSS sampled")
     p.add_argument("--soak-seconds", type=float, default=300)
+    p.add_argument("--soak-kind", choices=("vector", "text"), default="vector")
     p.add_argument("--build-clustered", type=int, metavar="N", help="first build INDEX_DIR from N clustered vectors")
     p.add_argument("--serve-floor", type=int, help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -350,7 +352,7 @@ def main() -> None:
             stop(proc)
     proc, port = start([sys.executable, "-m", "tether.cli.main", "serve", args.index_dir])
     try:
-        for kind in args.kinds.split(","):
+        for kind in filter(None, args.kinds.split(",")):
             raw_level(port, "/search", bodies[kind], 1, 10)                 # warm-up (loads the model)
             for clients in levels:
                 row = {"kind": kind, **measured_level(args, proc.pid, port, "/search", bodies[kind], clients),
@@ -358,7 +360,7 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
                 report["levels"].append(row)
         if args.soak:
-            report["soak"] = soak(args, proc, port, bodies["vector"])
+            report["soak"] = {"kind": args.soak_kind, **soak(args, proc, port, bodies[args.soak_kind])}
             print(json.dumps({k: v for k, v in report["soak"].items() if k != "rss_samples"}), flush=True)
     finally:
         stop(proc)
