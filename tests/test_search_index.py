@@ -93,6 +93,10 @@ def test_each_type_is_validated_against_exact_search(tmp_path, kind):
     found = np.array([h.ids for h in index.search("image", q, 10)])
     assert abs(recall_at_k(found, truth) - entry["recall_at_10"]) < 0.011   # ties at the 10th score
     assert entry["target_met"] == (entry["recall_at_10"] >= 0.9)
+    if kind.startswith("ivf"):     # served memory-mapped, without FAISS's prefetch threads on every search
+        import faiss
+        ivf = faiss.extract_index_ivf(index._state.indexes["image"].index)
+        assert faiss.downcast_InvertedLists(ivf.invlists).prefetch_nthread == 0
     if kind == "flat":
         assert entry["recall_at_10"] > 0.99
     else:
