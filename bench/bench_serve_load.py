@@ -72,7 +72,7 @@ def handler_ms(index_dir: str, vectors: np.ndarray) -> float:
     from tether.search.server.backend import LocalBackend
 
     backend = LocalBackend(index_dir)
-    return _ms_each(lambda v: _search(backend, SearchRequest(vector=v, k=K), None, "http://x/image/i"), vectors)
+    return _ms_each(lambda v: _search(backend, SearchRequest(vector=v.tolist(), k=K), None, "http://x/image/i"), vectors)
 
 
 def _ms_each(fn, vectors: np.ndarray, rounds: int = 3) -> float:
