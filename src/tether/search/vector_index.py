@@ -10,10 +10,9 @@ memory-mapped vectors.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
-
-import time
 
 import numpy as np
 
