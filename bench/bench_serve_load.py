@@ -72,7 +72,8 @@ def handler_ms(index_dir: str, vectors: np.ndarray) -> float:
     from tether.search.server.backend import LocalBackend
 
     backend = LocalBackend(index_dir)
-    return _ms_each(lambda v: _search(backend, SearchRequest(vector=v.tolist(), k=K), None, "http://x/image/i"), vectors)
+    base = "http://x/image/i"
+    return _ms_each(lambda v: _search(backend, SearchRequest(vector=v.tolist(), k=K), None, base), vectors)
 
 
 def _ms_each(fn, vectors: np.ndarray, rounds: int = 3) -> float:
@@ -88,36 +89,28 @@ def _ms_each(fn, vectors: np.ndarray, rounds: int = 3) -> float:
 
 
 # -- clients ---------------------------------------------------------------------------------------
-def raw_level(port: int, path: str, bodies: list[bytes], clients: int, requests: int) -> dict:
-    """``requests`` POSTs over ``clients`` keep-alive connections (http.client, a thread each)."""
+def threaded_level(clients: int, requests: int, connect) -> dict:
+    """``requests`` requests over ``clients`` threads; ``connect()`` gives a thread its
+    ``(send(i) -> ok, close())`` on a connection of its own."""
     latencies: list[float] = []
     errors = [0]
     lock = threading.Lock()
     counter = iter(range(requests))
-    headers = {"Content-Type": "application/json"}
 
     def client() -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        send, close = connect()
         while True:
             with lock:
                 i = next(counter, None)
             if i is None:
                 break
             t0 = time.perf_counter()
-            try:
-                conn.request("POST", path, bodies[i % len(bodies)], headers)
-                response = conn.getresponse()
-                response.read()
-                ok = response.status == 200
-            except (OSError, http.client.HTTPException):
-                ok = False
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            ok = send(i)
             elapsed = time.perf_counter() - t0
             with lock:
                 latencies.append(elapsed)
                 errors[0] += not ok
-        conn.close()
+        close()
     t0 = time.perf_counter()
     threads = [threading.Thread(target=client) for _ in range(clients)]
     for t in threads:
@@ -126,45 +119,47 @@ def raw_level(port: int, path: str, bodies: list[bytes], clients: int, requests:
         t.join()
     seconds = time.perf_counter() - t0
     ms = np.array(latencies) * 1000
-    return {"clients": clients, "requests": requests, "errors": errors[0], "throughput_rps": round(requests / seconds, 1),
+    return {"clients": clients, "requests": requests, "errors": errors[0],
+            "throughput_rps": round(requests / seconds, 1),
             "p50_ms": round(float(np.percentile(ms, 50)), 3), "p99_ms": round(float(np.percentile(ms, 99)), 3)}
+
+
+def raw_level(port: int, path: str, bodies: list[bytes], clients: int, requests: int) -> dict:
+    """POSTs over keep-alive connections of Python's http.client (little client-side cost)."""
+    headers = {"Content-Type": "application/json"}
+
+    def connect():
+        conn = [http.client.HTTPConnection("127.0.0.1", port, timeout=60)]
+
+        def send(i: int) -> bool:
+            try:
+                conn[0].request("POST", path, bodies[i % len(bodies)], headers)
+                response = conn[0].getresponse()
+                response.read()
+                return response.status == 200
+            except (OSError, http.client.HTTPException):
+                conn[0].close()
+                conn[0] = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                return False
+        return send, lambda: conn[0].close()
+    return threaded_level(clients, requests, connect)
 
 
 def httpx_level(port: int, path: str, bodies: list[bytes], clients: int, requests: int) -> dict:
-    """The old client: httpx, a thread and a Client a client (for comparison with the lean ones)."""
+    """The old client: httpx, a Client a thread (for comparison with the lean ones)."""
     import httpx
 
-    latencies: list[float] = []
-    errors = [0]
-    lock = threading.Lock()
-    counter = iter(range(requests))
+    def connect():
+        http = httpx.Client(timeout=60)
 
-    def client() -> None:
-        with httpx.Client(timeout=60) as http:
-            while True:
-                with lock:
-                    i = next(counter, None)
-                if i is None:
-                    return
-                t0 = time.perf_counter()
-                try:
-                    ok = http.post(f"http://127.0.0.1:{port}{path}", content=bodies[i % len(bodies)],
-                                   headers={"Content-Type": "application/json"}).status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                with lock:
-                    latencies.append(time.perf_counter() - t0)
-                    errors[0] += not ok
-    t0 = time.perf_counter()
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    ms = np.array(latencies) * 1000
-    return {"clients": clients, "requests": requests, "errors": errors[0],
-            "throughput_rps": round(requests / (time.perf_counter() - t0), 1),
-            "p50_ms": round(float(np.percentile(ms, 50)), 3), "p99_ms": round(float(np.percentile(ms, 99)), 3)}
+        def send(i: int) -> bool:
+            try:
+                return http.post(f"http://127.0.0.1:{port}{path}", content=bodies[i % len(bodies)],
+                                 headers={"Content-Type": "application/json"}).status_code == 200
+            except httpx.HTTPError:
+                return False
+        return send, http.close
+    return threaded_level(clients, requests, connect)
 
 
 WRK_LUA = """
@@ -195,7 +190,8 @@ def wrk_level(port: int, path: str, bodies: list[bytes], clients: int, seconds: 
         (Path(tmp) / "post.lua").write_text(WRK_LUA)
         done = subprocess.run(["wrk", "-t", str(min(2, clients)), "-c", str(clients), "-d", f"{math.ceil(seconds)}s",
                                "--timeout", "30s", "-s", str(Path(tmp) / "post.lua"), f"http://127.0.0.1:{port}{path}"],
-                              capture_output=True, text=True, env={**os.environ, "WRK_BODIES": str(Path(tmp) / "bodies.txt")})
+                              capture_output=True, text=True,
+                              env={**os.environ, "WRK_BODIES": str(Path(tmp) / "bodies.txt")})
     found = re.search(r"^\{.*\}$", done.stdout, re.M)
     if done.returncode != 0 or not found:
         raise RuntimeError(f"wrk failed: {done.stderr.strip() or done.stdout.strip()}")
@@ -345,7 +341,8 @@ def main() -> None:
         proc, port = start([sys.executable, __file__, "--serve-floor", "1"])
         try:
             for clients in levels:
-                row = {"kind": "empty route", **measured_level(args, proc.pid, port, "/empty", bodies["vector"], clients)}
+                row = measured_level(args, proc.pid, port, "/empty", bodies["vector"], clients)
+                row = {"kind": "empty route", **row}
                 print(json.dumps(row), flush=True)
                 report["levels"].append(row)
         finally:

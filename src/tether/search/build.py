@@ -63,7 +63,8 @@ def read_info(root: str | Path) -> dict[str, Any]:
 
 def build_index(emb_dir: str | Path, out_dir: str | Path, *, memory_budget: str | int = DEFAULT_BUDGET,
                 index_type: str | None = None, target_recall: float = DEFAULT_TARGET_RECALL,
-                max_query_ms: float = DEFAULT_MAX_QUERY_MS, queries: int = QUERIES, seed: int = 0, rebuild: bool = False, parts: Sequence[int] | None = None,
+                max_query_ms: float = DEFAULT_MAX_QUERY_MS, queries: int = QUERIES, seed: int = 0,
+                rebuild: bool = False, parts: Sequence[int] | None = None,
                 modalities: Sequence[str] | None = None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Index every modality of ``emb_dir`` into ``out_dir``; returns the index info.
 
@@ -282,5 +283,5 @@ def add_parts(index_dir: str | Path, emb_dir: str | Path | None = None,
     return info
 
 
-__all__ = ["DEFAULT_BUDGET", "DEFAULT_MAX_QUERY_MS", "DEFAULT_TARGET_RECALL", "INFO_FILE", "add_parts", "build_index", "index_file", "read_info",
-           "validation_queries"]
+__all__ = ["DEFAULT_BUDGET", "DEFAULT_MAX_QUERY_MS", "DEFAULT_TARGET_RECALL", "INFO_FILE", "add_parts", "build_index",
+           "index_file", "read_info", "validation_queries"]
