@@ -15,8 +15,8 @@ row, queries/s in one batch of all queries and one query at a time, build second
 resident memory (FAISS's own layout; the serialized size alongside). Methods:
 
 * ``tether``: ``tether.search.build_index`` of the image rows under ``--budget`` (choice, then tuning
-  to recall@10 0.95 on its own validation queries: the rows' text pairs, other draws than the
-  held-out queries measured here);
+  to ``--target-recall`` / ``--max-query-ms``, tether's defaults unless given, on its own validation
+  queries: the rows' text pairs, other draws than the held-out queries measured here);
 * ``autofaiss``: ``autofaiss.build_index`` from the peer venv bench/.venv-autofaiss under the same
   ``max_index_memory_usage`` (its own choice and nprobe/efSearch tuning under
   ``--autofaiss-query-ms``); skipped with a note when the venv is missing;
@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from tether.curate.layout import write_part  # noqa: E402
 from tether.search import build_index, open_index, parse_size  # noqa: E402
+from tether.search.build import DEFAULT_MAX_QUERY_MS, DEFAULT_TARGET_RECALL  # noqa: E402
 from tether.search.recall import exact_topk, recall_at_k  # noqa: E402
 
 AUTOFAISS_PY = ROOT / "bench" / ".venv-autofaiss" / "bin" / "python"
@@ -108,15 +109,20 @@ def measure(search, queries: np.ndarray, truth: np.ndarray, data: np.ndarray, si
             "qps_single": round(singles / single, 1)}
 
 
-def run_tether(emb: Path, work: Path, budget: str, queries: np.ndarray, truth: np.ndarray, data: np.ndarray) -> dict:
+def run_tether(emb: Path, work: Path, args: argparse.Namespace, queries: np.ndarray, truth: np.ndarray,
+               data: np.ndarray) -> dict:
     t0 = time.perf_counter()
-    info = build_index(emb, work / "tether", memory_budget=budget, queries=1000, modalities=["image"])
+    info = build_index(emb, work / "tether", memory_budget=args.budget, queries=1000, modalities=["image"],
+                       target_recall=args.target_recall, max_query_ms=args.max_query_ms)
     seconds = time.perf_counter() - t0
     entry = info["indexes"]["image"]
     index = open_index(work / "tether")
     result = measure(lambda q: np.array([h.ids + [-1] * (10 - len(h.ids)) for h in index.search("image", q, 10)]),
                      queries, truth, data)
     return {"method": "tether", "key": entry["key"], "search_params": entry["search_params"],
+            "target_recall": args.target_recall, "max_query_ms": args.max_query_ms,
+            "validation_recall": entry["recall_at_10"], "tried": entry["tried"],
+            "curve": entry["validation"]["curve"],
             "build_seconds_incl_validation": round(seconds, 1), "build_seconds": entry["build_seconds"],
             "memory_bytes": entry["memory_bytes"], "file_bytes": (work / "tether" / entry["file"]).stat().st_size,
             **result}
@@ -175,6 +181,10 @@ def main() -> None:
     p.add_argument("--model", help="fmnist: the model that embeds (the demo's)")
     p.add_argument("--budget", default="4GB")
     p.add_argument("--autofaiss-query-ms", type=float, default=10.0)
+    p.add_argument("--target-recall", type=float, default=DEFAULT_TARGET_RECALL, help="tether's (its default)")
+    p.add_argument("--max-query-ms", type=float, default=DEFAULT_MAX_QUERY_MS, help="tether's (its default)")
+    p.add_argument("--note", default="timings measured with other jobs running on a shared 2-core machine",
+                   help="written into the report (say 'idle machine' when it was)")
     p.add_argument("--methods", default="tether,autofaiss,hnsw32")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="write the results as JSON here")
@@ -189,16 +199,20 @@ def main() -> None:
         write_folder(data, paired, work / "emb")
         for method in args.methods.split(","):
             if method == "tether":
-                r = run_tether(work / "emb", work, args.budget, queries, truth, data)
+                r = run_tether(work / "emb", work, args, queries, truth, data)
             elif method == "autofaiss":
                 r = run_autofaiss(work / "emb", work, args.budget, args.autofaiss_query_ms, queries, truth, data)
             else:
                 r = run_hnsw(data, queries, truth)
             print(json.dumps(r), flush=True)
             results.append(r)
+            write_report(args, data, queries, results)   # after each method: a long run keeps what finished
+
+
+def write_report(args: argparse.Namespace, data: np.ndarray, queries: np.ndarray, results: list[dict]) -> None:
     report = {"dataset": args.dataset, "rows": int(data.shape[0]), "dim": int(data.shape[1]), "budget": args.budget,
               "budget_bytes": parse_size(args.budget), "queries": len(queries), "results": results,
-              "note": "timings measured with other jobs running on a shared 2-core machine"}
+              "note": args.note}
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")

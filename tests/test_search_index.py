@@ -93,6 +93,10 @@ def test_each_type_is_validated_against_exact_search(tmp_path, kind):
     found = np.array([h.ids for h in index.search("image", q, 10)])
     assert abs(recall_at_k(found, truth) - entry["recall_at_10"]) < 0.011   # ties at the 10th score
     assert entry["target_met"] == (entry["recall_at_10"] >= 0.9)
+    if kind.startswith("ivf"):     # served memory-mapped, without FAISS's prefetch threads on every search
+        import faiss
+        ivf = faiss.extract_index_ivf(index._state.indexes["image"].index)
+        assert faiss.downcast_InvertedLists(ivf.invlists).prefetch_nthread == 0
     if kind == "flat":
         assert entry["recall_at_10"] > 0.99
     else:
@@ -119,6 +123,30 @@ def test_metadata_is_read_by_row_through_memory_maps(tmp_path):
     assert pa.total_allocated_bytes() - before < 4096
     with pytest.raises(ValueError, match="row id 800 is out of range"):
         index.metadata([800])
+
+
+def test_metadata_rows_match_arrow_for_every_column_type(tmp_path):
+    from datetime import datetime
+
+    from tether.search.store import MetadataStore, arrow_path
+
+    n = 30
+    table = pa.table({
+        "s": [f"row {i} é" for i in range(n)], "ls": pa.array([f"x{i}" * i for i in range(n)], pa.large_string()),
+        "b": pa.array([bytes([i]) * 3 for i in range(n)], pa.binary()), "i8": pa.array(range(n), pa.int8()),
+        "u64": pa.array(range(n), pa.uint64()), "f16": pa.array(np.arange(n, dtype=np.float16) / 4),
+        "f64": [i / 3 for i in range(n)], "flag": [i % 2 == 0 for i in range(n)],
+        "nulls": [None if i % 3 else f"n{i}" for i in range(n)], "inull": [None if i % 4 else i for i in range(n)],
+        "when": [datetime(2020, 1, 1 + i % 28) for i in range(n)], "tags": [[i, i + 1] for i in range(n)]})
+    path = arrow_path(tmp_path, 0)
+    path.parent.mkdir(parents=True)
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        for a, b in ((0, 7), (7, 20), (20, n)):         # several record batches
+            writer.write_table(table.slice(a, b - a))
+    store = MetadataStore(tmp_path, [0], [n])
+    ids = [0, 6, 7, 19, 20, 29, 3, 3]
+    assert store.rows(ids) == table.take(ids).to_pylist()
+    assert store.rows([8, 25], ["nulls", "s", "absent"]) == table.select(["nulls", "s"]).take([8, 25]).to_pylist()
 
 
 def test_new_parts_are_added_without_rebuilding(tmp_path, capsys):
@@ -203,3 +231,46 @@ def test_a_choice_that_misses_the_target_gives_way_to_the_next(tmp_path):
     assert [t["key"].split(",")[0][:4] for t in entry["tried"]][:1] == ["HNSW"]
     assert entry["type"] != "hnsw" and entry["target_met"] and entry["recall_at_10"] >= 0.95
     assert entry["tried"][0]["recall_at_10"] < 0.95
+
+
+def _first_meeting(curve: list[dict], target: float) -> int:
+    return next(i for i, p in enumerate(curve) if p["recall_at_10"] >= target)
+
+
+def test_tuning_stops_at_the_target_or_spends_the_query_budget(tmp_path):
+    write_clustered(tmp_path / "emb", [1200])
+    kw = dict(index_type="hnsw", target_recall=0.9, queries=200, modalities=["image"])
+    cheapest = build_index(tmp_path / "emb", tmp_path / "a", max_query_ms=0, **kw)["indexes"]["image"]
+    curve = cheapest["validation"]["curve"]
+    first = _first_meeting(curve, 0.9)
+    assert len(curve) == first + 1 and cheapest["search_params"] == curve[first]["params"]
+    assert cheapest["recall_at_10"] == curve[first]["recall_at_10"] and cheapest["validation"]["max_query_ms"] == 0
+    # an unbounded budget: past the target while recall still rises, stopping where it no longer does
+    spent = build_index(tmp_path / "emb", tmp_path / "b", max_query_ms=1e9, **kw)["indexes"]["image"]
+    curve = spent["validation"]["curve"]
+    chosen = next(i for i, p in enumerate(curve) if p["params"] == spent["search_params"])
+    assert chosen >= _first_meeting(curve, 0.9) and spent["recall_at_10"] >= cheapest["recall_at_10"]
+    assert spent["recall_at_10"] == max(p["recall_at_10"] for p in curve)
+    stopped = curve[-1]
+    assert chosen == len(curve) - 1 and spent["recall_at_10"] == 1.0 or stopped["recall_at_10"] <= spent["recall_at_10"]
+    # the index as served answers with the chosen parameter
+    assert open_index(tmp_path / "b").info["indexes"]["image"]["search_params"] == spent["search_params"]
+
+
+def test_hnsw_meeting_the_target_is_compared_with_ivf_flat(tmp_path, capsys):
+    from search_data import clustered
+    x, t = clustered(FLAT_BELOW + 500, d=16, seed=1), clustered(FLAT_BELOW + 500, d=16, seed=2)
+    write_part(tmp_path / "emb", 0, {"image": x, "text": t}, {"key": [str(i) for i in range(len(x))]}, dtype="float32")
+    assert main(["index", str(tmp_path / "emb"), "--out", str(tmp_path / "idx"), "--modalities", "image",
+                 "--queries", "200", "--max-query-ms", "0.5"]) == 0
+    info = json.loads((tmp_path / "idx" / "index_info.json").read_text())
+    assert info["target_recall"] == 0.99 and info["max_query_ms"] == 0.5       # the defaults, and the flag
+    entry = info["indexes"]["image"]
+    tried = entry["tried"]
+    assert [t["key"].split(",")[0][:4] for t in tried] == ["HNSW", "IVF2"], tried     # both exact-vector types
+    met = [t for t in tried if t["recall_at_10"] >= 0.99]
+    assert met, tried
+    # kept: the more accurate of those meeting the target, then the faster
+    best = max(met, key=lambda t: (t["recall_at_10"], -t["query_time"]["single_ms"]))
+    assert entry["key"] == best["key"] and entry["recall_at_10"] == best["recall_at_10"]
+    assert "HNSW32" in capsys.readouterr().out

@@ -240,7 +240,52 @@ def test_query_timeout_is_a_504(tux):
     with serve_in_thread(app) as url:
         r = httpx.post(f"{url}/search", json={"text": "a frog"})
         assert r.status_code == 504 and "longer than the server's limit" in r.json()["error"]
+        # a vector query is answered on the event loop only where the limit leaves room: not here
+        v = httpx.post(f"{url}/search", json={"vector": [1.0] * tux["index"].dim, "k": 3})
+        assert v.status_code == 504
         assert httpx.get(f"{url}/health").status_code == 200
+
+
+def test_only_small_bounded_queries_run_on_the_event_loop(tux):
+    from tether.search.server.backend import LocalBackend
+    from tether.search.server.query import INLINE_MAX_K, runs_inline
+
+    backend = LocalBackend(tux["root"] / "tux")
+    measured = [e["query_time"]["single_ms"] for e in backend.index.info["indexes"].values()]
+    assert backend.query_ms == max(measured) < 2.0            # the 785-row exact index: fast
+    assert runs_inline(backend, True, 10, None, False, 30.0)
+    assert not runs_inline(backend, False, 10, None, False, 30.0)          # text/image: the model runs
+    assert not runs_inline(backend, True, 10, {"key": "x"}, False, 30.0)   # filters may rank everything
+    assert not runs_inline(backend, True, 10, None, True, 30.0)            # so may de-duplication
+    assert not runs_inline(backend, True, INLINE_MAX_K + 1, None, False, 30.0)
+    assert not runs_inline(backend, True, 10, None, False, 0.05)           # no room under the limit
+    backend.index.info["indexes"]["image"]["query_time"]["single_ms"] = 50.0   # a slow index
+    assert not runs_inline(backend, True, 10, None, False, 30.0)
+    # the same answers either way: a vector query (event loop) and the same with a no-op filter (pool)
+    q = tux["index"].vectors("image", [3])[0]
+    inline = httpx.post(f"{tux['url']}/search", json={"vector": q.tolist(), "k": 5}).json()["results"]
+    keys = tux["index"].column("key")
+    pooled = httpx.post(f"{tux['url']}/search", json={"vector": q.tolist(), "k": 5, "filters": {"key": keys}})
+    assert [r["id"] for r in inline] == [r["id"] for r in pooled.json()["results"]]
+
+
+def _unmatched_404s(metrics: str) -> float:
+    line = [x for x in metrics.splitlines() if x.startswith('tether_requests_total{route="unmatched",status="404"}')]
+    return float(line[0].split()[-1]) if line else 0.0
+
+
+def test_metrics_labels_stay_bounded(tux):
+    url = tux["url"]
+    before = _unmatched_404s(httpx.get(f"{url}/metrics").text)
+    for i in range(25):
+        httpx.get(f"{url}/no/such/path/{i}")
+        httpx.get(f"{url}/image/tux/{i}")
+    metrics = httpx.get(f"{url}/metrics").text
+    routes = {line.split('route="')[1].split('"')[0] for line in metrics.splitlines()
+              if line.startswith("tether_requests_total{")}
+    assert "unmatched" in routes and "/image/{name}/{row}" in routes
+    assert not any("/no/such" in r or r.startswith("/image/tux") for r in routes), routes
+    assert _unmatched_404s(metrics) == before + 25
 
 
 def test_serve_cli_names_what_is_missing(tmp_path, capsys):

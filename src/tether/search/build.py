@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -33,8 +34,14 @@ INFO_FILE = "index_info.json"
 FORMAT = "tether-index"
 VERSION = 1
 DEFAULT_BUDGET = "4GB"
-DEFAULT_TARGET_RECALL = 0.95
+DEFAULT_TARGET_RECALL = 0.99
+#: After the target, the search parameter keeps rising while recall does and a query takes at most this.
+DEFAULT_MAX_QUERY_MS = 1.0
 QUERIES = 1000
+#: Types holding the exact vectors: when one meets the target, the next of them that fits is built and
+#: validated too, and the more accurate (then the faster) kept. HNSW's graph search and IVF's lists
+#: fail on different data (queries far from the rows, as text queries of an image index are).
+EXACT_VECTOR_TYPES = ("hnsw", "ivf-flat")
 
 
 def index_file(root: str | Path, modality: str, generation: int = 0) -> Path:
@@ -56,12 +63,15 @@ def read_info(root: str | Path) -> dict[str, Any]:
 
 def build_index(emb_dir: str | Path, out_dir: str | Path, *, memory_budget: str | int = DEFAULT_BUDGET,
                 index_type: str | None = None, target_recall: float = DEFAULT_TARGET_RECALL,
-                queries: int = QUERIES, seed: int = 0, rebuild: bool = False, parts: Sequence[int] | None = None,
+                max_query_ms: float = DEFAULT_MAX_QUERY_MS, queries: int = QUERIES, seed: int = 0,
+                rebuild: bool = False, parts: Sequence[int] | None = None,
                 modalities: Sequence[str] | None = None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Index every modality of ``emb_dir`` into ``out_dir``; returns the index info.
 
     ``memory_budget`` (bytes or ``"4GB"``) is shared equally by the modalities' indexes;
-    ``index_type`` (flat, hnsw, ivf-flat, ivf-pq) forces the type. An existing index of the same
+    ``index_type`` (flat, hnsw, ivf-flat, ivf-pq) forces the type. The search parameter is the
+    cheapest reaching ``target_recall`` (recall@10 on held-out queries), then raised while recall
+    rises and a query takes at most ``max_query_ms`` (0: exactly the cheapest). An existing index of the same
     embedding folder gets the folder's new parts added instead (``rebuild=True`` starts over).
     ``parts``: index only these part numbers (one shard of a collection served by several servers).
     ``modalities``: index only these (default all); the others still serve as validation queries."""
@@ -72,6 +82,8 @@ def build_index(emb_dir: str | Path, out_dir: str | Path, *, memory_budget: str 
         return add_parts(out, emb_dir, log=log)
     if not 0 < target_recall <= 1:
         raise InputError(f"target recall must be in (0, 1], got {target_recall}")
+    if not max_query_ms >= 0:
+        raise InputError(f"max query time must be >= 0 ms, got {max_query_ms}")
     budget = parse_size(memory_budget)
     indexed = _indexed(folder, modalities)
     share = budget // len(indexed)
@@ -79,10 +91,11 @@ def build_index(emb_dir: str | Path, out_dir: str | Path, *, memory_budget: str 
     with atomic_directory(out) as tmp:
         for part in folder.parts:
             copy_part(folder.root, tmp, part, folder.modalities)
-        entries = {m: _build_one(tmp, folder, m, choices[m], target_recall, queries, seed, log) for m in indexed}
+        tuning = Tuning(target_recall, max_query_ms, queries, seed)
+        entries = {m: _build_one(tmp, folder, m, choices[m], tuning, log) for m in indexed}
         info = {"format": FORMAT, "version": VERSION, "source": str(folder.root.resolve()),
                 "model": _model(folder.root), "parts": folder.parts, "rows": folder.rows, "dim": folder.dim,
-                "memory_budget": budget, "target_recall": target_recall, "seed": seed,
+                "memory_budget": budget, "target_recall": target_recall, "max_query_ms": max_query_ms, "seed": seed,
                 "selected_parts": None if parts is None else sorted(parts), "indexes": entries}
         atomic_write_json(tmp / INFO_FILE, info)
     return info
@@ -143,26 +156,44 @@ def _model(root: Path) -> Any:
     return None
 
 
+@dataclass(frozen=True)
+class Tuning:
+    """How every index is validated: target recall@10, query-time budget, held-out queries, seed."""
+
+    target: float
+    max_query_ms: float
+    queries: int
+    seed: int
+
+
+def _better(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether validated entry ``a`` beats ``b``: meeting the target, then recall, then query time."""
+    return ((a["target_met"], a["recall_at_10"], -a["query_time"]["single_ms"])
+            > (b["target_met"], b["recall_at_10"], -b["query_time"]["single_ms"]))
+
+
 def _build_one(root: Path, folder: layout.EmbeddingFolder, modality: str, options: Sequence[Choice],
-               target: float, queries: int, seed: int, log: Callable[[str], None]) -> dict[str, Any]:
-    """Build and validate the first option; one that misses ``target`` recall gives way to the next
-    (the best-scoring one is kept if none reaches it). Every try is recorded."""
+               tuning: Tuning, log: Callable[[str], None]) -> dict[str, Any]:
+    """Build and validate the first option; one that misses the target recall gives way to the next
+    (the best-scoring one is kept if none reaches it), and one of :data:`EXACT_VECTOR_TYPES` that
+    meets it is compared with the next such type that fits. Every try is recorded."""
     store = VectorStore(root, modality, folder.parts, folder.rows)
     best, tried = None, []
-    for choice in options:
+    for i, choice in enumerate(options):
         log(f"{modality}: {len(store)} x {folder.dim} vectors -> {choice.key} ({format_size(choice.memory)})")
         t0 = time.perf_counter()
-        index = VectorIndex.build(choice, store, seed=seed)
+        index = VectorIndex.build(choice, store, seed=tuning.seed)
         entry = {"type": choice.kind, "key": choice.key, "params": choice.params, "vectors": len(store),
                  "file": index_file(root, modality).name, "memory_bytes": choice.memory,
                  "build_seconds": round(time.perf_counter() - t0, 3)}
-        entry.update(_validate(root, folder, modality, index, store, target, queries, seed))
+        entry.update(_validate(root, folder, modality, index, store, tuning))
         log(f"{modality}: recall@{K} {entry['recall_at_10']:.4f} with {entry['search_params']} "
             f"({entry['query_time']['single_ms']:.3f} ms a query)")
-        tried.append({k: entry[k] for k in ("key", "search_params", "recall_at_10")})
-        if best is None or entry["recall_at_10"] > best[0]["recall_at_10"]:
+        tried.append({k: entry[k] for k in ("key", "search_params", "recall_at_10", "query_time")})
+        if best is None or _better(entry, best[0]):
             best = (entry, index)
-        if entry["target_met"]:
+        following = options[i + 1].kind if i + 1 < len(options) else None
+        if entry["target_met"] and not (choice.kind in EXACT_VECTOR_TYPES and following in EXACT_VECTOR_TYPES):
             break
     entry, index = best
     entry["tried"] = tried
@@ -171,15 +202,17 @@ def _build_one(root: Path, folder: layout.EmbeddingFolder, modality: str, option
 
 
 def _validate(root: Path, folder: layout.EmbeddingFolder, modality: str, index: VectorIndex, store: VectorStore,
-              target: float, queries: int, seed: int) -> dict[str, Any]:
-    """Tune the search parameters to ``target`` recall@10 on held-out queries and measure them."""
-    q, origin, own = validation_queries(root, folder, modality, queries, seed)
+              tuning: Tuning) -> dict[str, Any]:
+    """Tune the search parameters (:meth:`VectorIndex.tune`) on held-out queries and measure them."""
+    q, origin, own = validation_queries(root, folder, modality, tuning.queries, tuning.seed)
     truth = exact_topk(q, store.chunks(), K + (own is not None))[1]
     truth = truth if own is None else drop_rows(truth, own, K)
-    recall = index.tune(q, truth, target, own)
+    recall, curve = index.tune(q, truth, tuning.target, own, tuning.max_query_ms)
     timing = query_time(lambda x: index.search(x, K), q)
-    return {"search_params": index.search_params, "recall_at_10": round(recall, 5), "target_met": recall >= target,
-            "validation": {"queries": len(q), "from": origin, "against": "exact inner product over every row"},
+    return {"search_params": index.search_params, "recall_at_10": round(recall, 5),
+            "target_met": recall >= tuning.target,
+            "validation": {"queries": len(q), "from": origin, "against": "exact inner product over every row",
+                           "target_recall": tuning.target, "max_query_ms": tuning.max_query_ms, "curve": curve},
             "query_time": timing}
 
 
@@ -239,7 +272,8 @@ def add_parts(index_dir: str | Path, emb_dir: str | Path | None = None,
         entry = {**entry, "vectors": n, "file": index_file(root, m, generation).name,
                  "memory_bytes": memory_of(entry["type"], entry["params"], n, folder.dim),
                  "add_seconds": round(time.perf_counter() - t0, 3)}
-        entry.update(_validate(root, grown, m, index, store, info["target_recall"], QUERIES, info["seed"]))
+        tuning = Tuning(info["target_recall"], info.get("max_query_ms", 0.0), QUERIES, info["seed"])
+        entry.update(_validate(root, grown, m, index, store, tuning))
         index.write(root / entry["file"])
         info["indexes"][m] = entry
         log(f"{m}: added parts {new} ({sum(new_rows)} rows); recall@{K} {entry['recall_at_10']:.4f}")
@@ -249,5 +283,5 @@ def add_parts(index_dir: str | Path, emb_dir: str | Path | None = None,
     return info
 
 
-__all__ = ["DEFAULT_BUDGET", "INFO_FILE", "add_parts", "build_index", "index_file", "read_info",
-           "validation_queries"]
+__all__ = ["DEFAULT_BUDGET", "DEFAULT_MAX_QUERY_MS", "DEFAULT_TARGET_RECALL", "INFO_FILE", "add_parts", "build_index",
+           "index_file", "read_info", "validation_queries"]

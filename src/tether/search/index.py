@@ -66,6 +66,11 @@ class SearchIndex:
     def __len__(self) -> int:
         return self._state.n
 
+    @property
+    def stamp(self) -> int:
+        """index_info.json's modification time (ns) when the open version was read: changes on refresh."""
+        return self._state.stamp
+
     def refresh(self) -> bool:
         """Reopen if index_info.json changed since it was read; True if it did."""
         try:

@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ...errors import InputError
 from .backend import NotFound
-from .limits import with_timeout
-from .query import as_modality, b64_image, check_filters, embed_query, result_rows, top_rows, vector_query
+from .limits import run_query, with_timeout
+from .query import as_modality, b64_image, check_filters, embed_query, result_rows, runs_inline, top_rows, vector_query
 
 FilterValue = Union[str, int, float, bool, list[Union[str, int, float, bool]]]
 
@@ -82,7 +82,8 @@ def router(state: Any) -> APIRouter:
     async def search(req: SearchRequest, request: Request) -> dict:
         state.backend.refresh()
         image = b64_image(req.image) if req.image is not None else None
-        return await with_timeout(timeout, _search, state.backend, req, image, _image_base(request, state))
+        return await run_query(timeout, _inline(state, req), _search, state.backend, req, image,
+                               _image_base(request, state))
 
     @api.post("/search/image", summary="search by an uploaded image file (multipart)")
     async def search_image(request: Request, file: UploadFile = File(...), modality: str = Form("image"),
@@ -122,6 +123,12 @@ def router(state: Any) -> APIRouter:
         return Response(data, media_type=kind, headers={"Cache-Control": "max-age=3600",
                                                         "X-Content-Type-Options": "nosniff"})
     return api
+
+
+def _inline(state: Any, req: SearchRequest) -> bool:
+    """A vector or row query small enough for the event loop (``query.runs_inline``)."""
+    return runs_inline(state.backend, req.vector is not None or req.id is not None, req.k, req.filters,
+                       req.deduplicate, state.config.timeout_s)
 
 
 def _image_base(request: Request, state: Any) -> str:

@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from ...errors import TetherError
 from . import api, clip_api
 from .limits import BodyLimit, error_response, tether_error
-from .metrics import Metrics
+from .metrics import Metrics, MetricsMiddleware
 
 WEB = Path(__file__).with_name("web")
 
@@ -62,7 +62,7 @@ def create_app(config: ServerConfig, backend: Any = None) -> FastAPI:
     app.state.tether = state
     app.add_exception_handler(TetherError, tether_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.middleware("http")(state.metrics.middleware())
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     # clip-retrieval's front end is a page of its own origin that calls the back end (clip_back uses flask_cors)
     app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST"], allow_headers=["*"])
     app.include_router(clip_api.router(state))
@@ -86,6 +86,8 @@ def run_server(config: ServerConfig, host: str = "127.0.0.1", port: int = 1234) 
     faiss.omp_set_num_threads(1)
     app = create_app(config)
     print(f"tether serve: http://{host}:{port}/ (API docs at /docs)", flush=True)
+    # uvicorn's "auto" picks httptools' C parser and uvloop when installed (the serve extra lists
+    # them): half the server's CPU a request of h11 and asyncio's loop (BENCHMARKS.md)
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=5)
 
 

@@ -76,17 +76,31 @@ class LocalBackend:
         self.index: SearchIndex = open_index(index_dir)
         self.name = name or Path(index_dir).resolve().name
         self.embedder = QueryEmbedder(model if model is not None else self.index.info.get("model"))
+        self._facts: tuple[int, dict[str, Any]] | None = None
 
     # -- facts ------------------------------------------------------------------
     def refresh(self) -> None:
         self.index.refresh()
 
     def describe(self) -> dict[str, Any]:
-        info = self.index.info
-        return {"name": self.name, "rows": len(self.index), "dim": self.index.dim, "modalities": self.index.modalities,
-                "columns": self.index.columns, "model": str(self.embedder.model_id) if self.embedder.model_id else None,
-                "indexes": {m: {k: e[k] for k in ("type", "key", "search_params", "recall_at_10")}
-                            for m, e in info["indexes"].items()}}
+        """Name, rows, width, modalities, columns, model and indexes (kept until the index changes;
+        callers copy before changing it)."""
+        stamp = self.index.stamp
+        if self._facts is None or self._facts[0] != stamp:
+            info = self.index.info
+            facts = {"name": self.name, "rows": len(self.index), "dim": self.index.dim,
+                     "modalities": self.index.modalities, "columns": self.index.columns,
+                     "model": str(self.embedder.model_id) if self.embedder.model_id else None,
+                     "indexes": {m: {k: e[k] for k in ("type", "key", "search_params", "recall_at_10")}
+                                 for m, e in info["indexes"].items()}}
+            self._facts = (stamp, facts)
+        return self._facts[1]
+
+    @property
+    def query_ms(self) -> float:
+        """The slowest of the indexes' measured single-query times (index_info.json), in ms."""
+        return max(float(e.get("query_time", {}).get("single_ms", float("inf")))
+                   for e in self.index.info["indexes"].values())
 
     # -- search -----------------------------------------------------------------
     def search(self, modality: str, queries: np.ndarray, k: int) -> list[Hits]:

@@ -14,8 +14,8 @@ from fastapi import APIRouter, Request
 
 from ...errors import InputError
 from .backend import NotFound
-from .limits import read_json, with_timeout
-from .query import as_k, as_modality, b64_image, embed_query, result_rows, top_rows, vector_query
+from .limits import read_json, run_query, with_timeout
+from .query import as_k, as_modality, b64_image, embed_query, result_rows, runs_inline, top_rows, vector_query
 
 #: Flags clip-retrieval's client always sends that need models tether does not have.
 IGNORED_FLAGS = ("use_mclip", "use_safety_model", "use_violence_detector", "aesthetic_score", "aesthetic_weight",
@@ -47,7 +47,10 @@ def router(state: Any) -> APIRouter:
             raise InputError("image_url is off on this server (no server-side fetching); send the image as base64 "
                              "in 'image', or start the server with --allow-image-url")
         image_url = f"{str(request.base_url).rstrip('/')}/image/{state.backend.name}"
-        return await with_timeout(state.config.timeout_s, _knn, state.backend, body, image_url)
+        k = max(_int_or(body.get("num_images"), 40), _int_or(body.get("num_result_ids"), 0))
+        inline = runs_inline(state.backend, body.get("embedding_input") is not None and body.get("image_url") is None,
+                             k, None, bool(body.get("deduplicate", False)), state.config.timeout_s)
+        return await run_query(state.config.timeout_s, inline, _knn, state.backend, body, image_url)
 
     @api.post("/metadata", summary="metadata of row ids (clip-retrieval)")
     async def metadata(request: Request) -> list[dict]:
@@ -60,6 +63,10 @@ def router(state: Any) -> APIRouter:
         return [{"id": i, "metadata": {k: v for k, v in m.items() if not isinstance(v, bytes)}}
                 for i, m in zip(ids, rows)]
     return api
+
+
+def _int_or(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
 def _knn(backend: Any, body: dict, image_url: str) -> list[dict]:

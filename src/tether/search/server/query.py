@@ -19,6 +19,11 @@ from .backend import decode_image
 
 DEDUP_THRESHOLD = 0.94
 MAX_K = 1000
+#: A query runs on the event loop, without a thread hop, only if it is a vector (or row) query with no
+#: filters or de-duplication (which may rank the whole collection), k <= INLINE_MAX_K, on an index
+#: whose measured single-query time is at most INLINE_MAX_MS: bounded work, far below any timeout.
+INLINE_MAX_K = 100
+INLINE_MAX_MS = 2.0
 
 
 def as_modality(value: Any, backend: Any, what: str = "modality") -> str:
@@ -45,10 +50,16 @@ def b64_image(text: Any, what: str = "image") -> bytes:
         raise InputError(f"{what} is not valid base64") from None
 
 
+def runs_inline(backend: Any, by_vector: bool, k: int, filters: Any, deduplicate: bool, timeout_s: float) -> bool:
+    """Whether a query is cheap and bounded enough to answer on the event loop (see INLINE_MAX_K)."""
+    ms = getattr(backend, "query_ms", None)     # the index's measured time of one query; None for shards
+    return (by_vector and not filters and not deduplicate and k <= INLINE_MAX_K and ms is not None
+            and ms <= INLINE_MAX_MS and timeout_s * 1000 >= 100 * INLINE_MAX_MS)
+
+
 def vector_query(value: Any, dim: int, what: str = "embedding_input") -> np.ndarray:
     """A list of ``dim`` finite numbers -> a unit (1, dim) float32 row."""
-    if not isinstance(value, list) or len(value) != dim or not all(
-            isinstance(x, (int, float)) and not isinstance(x, bool) for x in value):
+    if not isinstance(value, list) or len(value) != dim or not set(map(type, value)) <= {int, float}:
         raise InputError(f"{what} must be a list of {dim} numbers")
     q = np.asarray(value, np.float32)[None]
     norm = float(np.linalg.norm(q))
@@ -151,4 +162,4 @@ def result_rows(backend: Any, pairs: Sequence[tuple[int, float]], image_url: str
 
 
 __all__ = ["DEDUP_THRESHOLD", "as_k", "as_modality", "b64_image", "check_filters", "deduplicated", "embed_query",
-           "result_rows", "top_rows", "vector_query"]
+           "result_rows", "runs_inline", "top_rows", "vector_query"]
