@@ -224,6 +224,9 @@ def test_a_choice_that_misses_the_target_gives_way_to_the_next(tmp_path):
     from search_data import clustered
     from tether.search.choice import fitting
     assert [c.kind for c in fitting(20_000, 64, 10**9)] == ["hnsw", "ivf-flat", "ivf-pq", "flat"]
+    # from 1M vectors too (autofaiss drops IVF-Flat there), while it fits; under 2 GB it does not
+    assert [c.kind for c in fitting(1_000_000, 512, 4 * 10**9)] == ["hnsw", "ivf-flat", "ivf-pq", "flat"]
+    assert [c.kind for c in fitting(1_000_000, 512, 2 * 10**9)] == ["ivf-pq"]
     # HNSW's graph falls apart on many exact copies (100 rows, 102 copies each): validation sees it
     x, t = (np.repeat(clustered(100, d=16, seed=s), 102, axis=0) for s in (1, 2))
     write_part(tmp_path / "emb", 0, {"image": x, "text": t}, {"key": [str(i) for i in range(len(x))]}, dtype="float32")

@@ -2,7 +2,9 @@
 
 The rule (autofaiss ``get_optimal_index_keys_v2``, adapted): few vectors are searched exactly
 (``Flat``); then HNSW while its graph fits the budget; then an inverted file over exact vectors
-(``IVF{c},Flat``); then OPQ-rotated product quantisation (``OPQ{m}_{d'},IVF{c},PQ{m}x8``) whose top
+(``IVF{c},Flat``) while it fits (autofaiss passes it over from 1M vectors; tether keeps it, since
+on 1M x 512 clustered vectors HNSW32 saturated at recall@10 0.904 and OPQ+IVF+PQ at 0.76, see
+BENCHMARKS.md); then OPQ-rotated product quantisation (``OPQ{m}_{d'},IVF{c},PQ{m}x8``) whose top
 candidates are re-ranked by exact inner product from the memory-mapped vectors on disk. Every
 estimate is the index's resident memory in bytes (FAISS's own layout: 4 bytes a float, 8 an id,
 ``2 M`` graph links of 4 bytes a vector for HNSW). A budget no candidate meets is an error that
@@ -18,8 +20,6 @@ from ..errors import InputError
 
 #: Below this many vectors exact search is both fast and free of recall loss.
 FLAT_BELOW = 10_000
-#: Above this many vectors IVF-Flat is passed over for PQ (autofaiss's 1M), if PQ fits.
-IVF_FLAT_BELOW = 1_000_000
 HNSW_MIN_M, HNSW_MAX_M = 8, 32
 #: FAISS's and autofaiss's default. A larger one (80 was tried) builds a graph of closer neighbours
 #: that serves queries from the rows' own distribution better but queries far from them (text
@@ -140,8 +140,8 @@ def candidates(n: int, d: int, kind: str) -> list[Choice]:
 def fitting(n: int, d: int, budget: int, kind: str | None = None) -> list[Choice]:
     """The types to try, in order, each with its largest parameterisation under ``budget``.
 
-    Order: Flat below :data:`FLAT_BELOW`; HNSW with the largest M (8..32) that fits; IVF-Flat below
-    :data:`IVF_FLAT_BELOW`; OPQ+IVF+PQ with the largest code that fits; then Flat, if it fits, as
+    Order: Flat below :data:`FLAT_BELOW`; HNSW with the largest M (8..32) that fits; IVF-Flat;
+    OPQ+IVF+PQ with the largest code that fits; then Flat, if it fits, as
     the last resort of a choice whose validation misses the target recall (HNSW on many repeated
     rows, say). ``kind`` forces one type. Nothing fitting raises :class:`BudgetError` with the
     smallest need."""
@@ -152,8 +152,7 @@ def fitting(n: int, d: int, budget: int, kind: str | None = None) -> list[Choice
     elif n < FLAT_BELOW:
         options = [flat(n, d)] + candidates(n, d, "hnsw")
     else:
-        options = candidates(n, d, "hnsw") + (candidates(n, d, "ivf-flat") if n < IVF_FLAT_BELOW else [])
-        options += candidates(n, d, "ivf-pq") + [flat(n, d)]
+        options = candidates(n, d, "hnsw") + candidates(n, d, "ivf-flat") + candidates(n, d, "ivf-pq") + [flat(n, d)]
     chosen: dict[str, Choice] = {}
     for option in options:
         if option.memory <= budget and option.kind not in chosen:
