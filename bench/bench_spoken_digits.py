@@ -95,6 +95,27 @@ def summarise(items, correct, held_out) -> dict:
             "per_language": {k: {"acc1": c / n, "n": n} for k, (c, n) in sorted(per.items())}}
 
 
+def language_folds(languages: list[str], k: int) -> list[list[str] | None]:
+    """``k`` folds of the evaluation languages (every k-th in sorted order); [None]: one run, no real
+    Tux Paint recording in training."""
+    return [languages[i::k] for i in range(k)] if k > 1 else [None]
+
+
+def bind_audio(args, anchor_dir: Path, path: list, languages: list[str], run_dir: Path):
+    """``tether bind`` an audio tower to the anchor's image tower on the recordings in ``path``."""
+    import tether
+    from tether.bind import bind_config
+    from tether.train.run import train
+    shutil.rmtree(run_dir, ignore_errors=True)
+    spec = {"type": "spoken_digit_images", "path": path, "languages": languages, "sample_rate": 8000,
+            "preload": True, "augment": False if args.no_augment else (json.loads(args.augment) or True)}
+    cfg = bind_config(str(anchor_dir), "audio", spec, tower=json.loads(args.tower), steps=args.steps,
+                      batch_size=args.batch_size, lr=args.lr, out_dir=str(run_dir), workers=args.workers,
+                      seed=args.seed, log_every=50, checkpoint_every=args.steps, tensorboard=False)
+    train(cfg, progress=False)
+    return tether.load(run_dir / "model")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="bench/results/spoken_digits")
@@ -104,7 +125,17 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--held-out", default=",".join(HELD_OUT), help="languages never synthesised (comma-separated)")
+    p.add_argument("--asterisk-repeat", type=int, default=0,
+                   help="add Asterisk's real recordings (en, es, fr, it, ru; 0: none), each this many times per epoch")
+    p.add_argument("--festival-repeat", type=int, default=0,
+                   help="add Festival/Flite voices (en, it, ca; 0: none), each recording this many times per epoch")
+    p.add_argument("--festival-cache", default="bench/results/festival_digits")
+    p.add_argument("--augment", default="{}", help="WaveAugment settings (JSON) over its defaults")
     p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--real-folds", type=int, default=0,
+                   help="k > 1: k runs, each trained also on Tux Paint's real recordings of the languages outside "
+                        "its fold (held-out languages never) and tested on its fold's languages")
+    p.add_argument("--real-repeat", type=int, default=8, help="repeats of each Tux Paint recording in a fold run")
     p.add_argument("--tower", default=json.dumps(TOWER), help="the audio tower's config (JSON)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
@@ -113,10 +144,9 @@ def main() -> int:
     import torch
 
     import tether
-    from tether.bind import bind_config
+    from tether.data.festival_digits import festival_digits
     from tether.data.spoken_digits import TUXPAINT_VOICES, espeak_digits, tuxpaint_spoken_digits
     from tether.io import atomic_write_json
-    from tether.train.run import train
 
     torch.manual_seed(args.seed)
     out, started = Path(args.out), time.perf_counter()
@@ -134,20 +164,27 @@ def main() -> int:
                    synth_seconds=round(time.perf_counter() - t0, 1))
     print(f"{len(synthetic)} synthetic recordings ({results['synth_seconds']} s)", flush=True)
 
-    t0 = time.perf_counter()
-    run_dir = out / "bind"
-    shutil.rmtree(run_dir, ignore_errors=True)
-    spec = {"type": "spoken_digit_images", "path": args.cache, "languages": languages,
-            "augment": not args.no_augment, "sample_rate": 8000, "preload": True}
-    cfg = bind_config(str(anchor_dir), "audio", spec, tower=json.loads(args.tower), steps=args.steps,
-                      batch_size=args.batch_size, lr=args.lr, out_dir=str(run_dir), workers=args.workers,
-                      seed=args.seed, log_every=50, checkpoint_every=args.steps, tensorboard=False)
-    train(cfg, progress=False)
-    results["bind_seconds"] = round(time.perf_counter() - t0, 1)
-    bound = tether.load(run_dir / "model")
-
+    base: list = [args.cache]
+    if args.asterisk_repeat:
+        base.append({"path": "asterisk", "repeat": args.asterisk_repeat})
+    if args.festival_repeat:
+        festival_digits(args.festival_cache)
+        base.append({"path": args.festival_cache, "repeat": args.festival_repeat})
     real = tuxpaint_spoken_digits()
-    results["tuxpaint"] = summarise(real, audio_predictions(bound, real), held_out)
+    folds = language_folds(sorted({d.language for d in real}), args.real_folds)
+    correct: dict[Path, bool] = {}
+    results["folds"] = []
+    for k, fold in enumerate(folds):
+        t0 = time.perf_counter()
+        path = list(base)
+        if fold is not None:  # Tux Paint's real recordings of the other folds' languages (never held-out ones)
+            path.append({"path": "tuxpaint", "repeat": args.real_repeat, "exclude_languages": [*fold, *held_out]})
+        bound = bind_audio(args, anchor_dir, path, languages, out / (f"bind-fold{k}" if fold else "bind"))
+        tested = [d for d in real if fold is None or d.language in fold]
+        correct.update(zip((d.path for d in tested), audio_predictions(bound, tested)))
+        results["folds"].append({"test_languages": fold, "bind_seconds": round(time.perf_counter() - t0, 1)})
+        print(f"fold {k}: {results['folds'][-1]}", flush=True)
+    results["tuxpaint"] = summarise(real, [correct[d.path] for d in real], held_out)
     fit = synthetic[::max(1, len(synthetic) // 1000)]
     results["synthetic_fit_acc1"] = sum(audio_predictions(bound, fit)) / len(fit)
     results["seconds"] = round(time.perf_counter() - started, 1)

@@ -9,6 +9,11 @@ APT_PACKAGES=(
   dataset-fashion-mnist    # the fashion_mnist fixture (tests/conftest.py): demo, data and eval tests
   tuxpaint-stamps-default  # the tuxpaint_stamps fixture: the Tux Paint builder's tests, spoken digits, audio
   espeak-ng                # synthesised spoken digits (tether.data.spoken_digits, test_spoken_digits)
+  flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts festvox-italp16k festvox-itapc16k
+  festvox-ca-ona-hts       # voices from real speakers for the spoken digits (tether.data.festival_digits)
+  asterisk-core-sounds-en-wav asterisk-core-sounds-es-wav asterisk-core-sounds-fr-wav asterisk-core-sounds-it-wav
+  asterisk-core-sounds-ru-wav asterisk-prompt-es-co asterisk-prompt-fr-armelle
+  asterisk-prompt-it-menardi-wav  # real speakers saying the digits (tether.data.spoken_digits.asterisk_spoken_digits)
   g++                      # torch.compile's inductor backend builds C++ kernels (test_precision_compile)
   default-jre-headless     # pycocoevalcap's Java PTBTokenizer, compared with tether's (test_metrics_cider)
   chromium                 # Playwright drives it headless: the label review page and the search page (test_curate_label_job, test_search_web)

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from tether.audio import normalize_loudness, trim_silence
-from tether.audio_augment import WaveAugment, add_noise, change_speed, pad_silence, random_eq, reverberate
+from tether.audio_augment import (WaveAugment, add_noise, change_speed, pad_silence, random_eq, reverberate,
+                                  warp_formants)
 from tether.errors import InputError
 
 RATE = 8000
@@ -93,6 +94,21 @@ def test_reverberation_keeps_length_and_peak_and_rings_after_an_impulse():
     assert float(wet[0, :100].abs().max()) < 1e-5  # nothing before the click
 
 
+def test_warp_formants_moves_frequencies_by_the_factor_and_keeps_the_timing():
+    for freq, factor in ((1000, 1.2), (700, 0.85), (440, 1.1)):
+        tone = _tone(freq, 1.0)
+        warped = warp_formants(tone, factor)
+        assert warped.shape == tone.shape and torch.isfinite(warped).all()
+        # the steady middle (the first and last frames lack a full window of history)
+        assert _peak_hz(warped[:, 1000:7000]) == pytest.approx(freq * factor, abs=RATE / 6000 + 1e-9)
+    burst = torch.cat([torch.zeros(1, 4000), _tone(500, 0.25), torch.zeros(1, 2000)], dim=1)
+    energy = warp_formants(burst, 1.15).pow(2)[0]
+    assert float(energy[:3500].sum() + energy[6500:].sum()) < 0.01 * float(energy.sum())  # still where it was
+    assert warp_formants(burst, 1.0) is burst
+    with pytest.raises(InputError, match="positive"):
+        warp_formants(burst, -1.0)
+
+
 def test_wave_augment_is_a_function_of_its_seed():
     word = torch.cat([torch.zeros(1, 800), _tone(440, 0.4), torch.zeros(1, 1600)], dim=1)
     augment = WaveAugment()
@@ -101,6 +117,9 @@ def test_wave_augment_is_a_function_of_its_seed():
     c = augment(word, RATE, torch.Generator().manual_seed(6))
     assert torch.equal(a, b) and a.ndim == 2 and a.dtype == torch.float32 and torch.isfinite(a).all()
     assert a.shape != c.shape or not torch.equal(a, c)
+    warping = WaveAugment(p_warp=1.0)
+    assert torch.equal(warping(word, RATE, torch.Generator().manual_seed(5)),
+                       warping(word, RATE, torch.Generator().manual_seed(5)))
     plain = WaveAugment(trim_db=None, speed=(1.0, 1.0), p_eq=0, p_lowpass=0, p_reverb=0, p_noise=0,
                         gain_db=(0.0, 0.0))
     assert torch.equal(plain(word, RATE, torch.Generator().manual_seed(7)), word)  # every step off: the input

@@ -101,6 +101,22 @@ def test_trim_and_loudness_place_every_word_alike_whatever_its_silence_and_level
         AudioProcessorConfig.for_tower(type("Cfg", (), {"processor": {"trim_db": 0}, "input_size": (32, 96)})())
 
 
+def test_mean_norm_removes_a_fixed_colouring_of_the_recording():
+    from tether.audio_augment import random_eq
+    rng = np.random.default_rng(0)
+    noise_word = (0.3 * rng.standard_normal(6000)).astype(np.float32)  # broadband: every mel bin has energy
+    coloured = random_eq(torch.from_numpy(noise_word)[None], 8000, torch.Generator().manual_seed(3), max_db=12.0)
+    coloured = coloured[0].numpy()
+    normed = AudioProcessor(AudioProcessorConfig(**PROCESSOR, mean_norm=True, mean=0.0, std=1.0))
+    plain = AudioProcessor(AudioProcessorConfig(**PROCESSOR, mean=0.0, std=1.0))
+    frames = slice(2, 70)  # the 6000-sample recording's 73 frames, away from its edges
+    a, b = normed((noise_word, 8000))[0, 0, :, frames], normed((coloured, 8000))[0, 0, :, frames]
+    c, d = plain((noise_word, 8000))[0, 0, :, frames], plain((coloured, 8000))[0, 0, :, frames]
+    offset = (c - d).mean(dim=1).abs().max()  # the colouring: up to 12 dB = 2.8 in natural-log mel
+    assert offset > 1.0 and (a - b).mean(dim=1).abs().max() < 0.1 * offset
+    assert torch.allclose(normed((noise_word, 8000))[0, 0, :, :73].mean(dim=1), torch.zeros(32), atol=1e-4)
+
+
 def test_pairs_batch_through_the_audio_and_image_processors(cache, tiny_model):
     source = spoken_digit_image_source(cache, augment=True, sample_rate=8000)
     audio = AudioProcessor(AudioProcessorConfig(**PROCESSOR, trim_db=40.0, loudness_dbfs=-20.0))
@@ -132,3 +148,56 @@ def test_tether_bind_trains_an_audio_cnn_on_the_pairs_and_keeps_the_anchor(cache
     before = tether.load(tiny_checkpoint).state_dict()
     after = bound.state_dict()
     assert all(torch.equal(after[k], v) for k, v in before.items())  # the anchor and text tower, bit for bit
+
+
+@pytest.fixture
+def asterisk_sounds(tmp_path):
+    """A folder laid out as Debian's Asterisk sound packages lay it out: a WAV voice, a raw-GSM voice
+    reached twice (through a link, as sounds/digits/fr links to fr/digits), numbers above 9 and other
+    prompts beside the digits, and a gendered variant (1F)."""
+    root = tmp_path / "sounds"
+    for voice, suffix in (("en_US_f_Allison", "wav"), ("fr", "gsm")):
+        (root / voice / "digits").mkdir(parents=True)
+        for name in [str(d) for d in range(10)] + ["10", "oclock"] + (["1F"] if suffix == "wav" else []):
+            label = int(name[0]) if name[0].isdigit() else 0
+            path = root / voice / "digits" / f"{name}.{suffix}"
+            if suffix == "wav":
+                soundfile.write(path, _word(label, 8000), 8000)
+            else:
+                soundfile.write(path, _word(label, 8000), 8000, format="RAW", subtype="GSM610")
+    (root / "digits").mkdir()
+    (root / "digits" / "fr").symlink_to(root / "fr" / "digits")
+    return root
+
+
+def test_asterisk_recordings_of_the_digits_are_found_by_voice_and_gsm_decodes(asterisk_sounds, tmp_path):
+    from tether.audio import load_audio
+    from tether.data.spoken_digits import asterisk_spoken_digits
+
+    items = asterisk_spoken_digits(asterisk_sounds)
+    by_speaker = {}
+    for d in items:
+        by_speaker.setdefault(d.speaker, []).append(d)
+    assert sorted(by_speaker) == ["asterisk:en_US_f_Allison", "asterisk:fr"]  # the linked folder counts once
+    assert sorted(d.label for d in by_speaker["asterisk:en_US_f_Allison"]) == [0, 1, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert {d.language for d in by_speaker["asterisk:fr"]} == {"fr"} and len(by_speaker["asterisk:fr"]) == 10
+    assert [d.language for d in asterisk_spoken_digits(asterisk_sounds, languages=["en"])] == ["en"] * 11
+    wave, rate = load_audio(asterisk_sounds / "fr" / "digits" / "7.gsm")  # raw GSM 6.10: no header
+    tone = _word(7, 8000)
+    assert rate == 8000 and wave.shape == (1, len(tone))
+    spectrum = np.abs(np.fft.rfft(wave[0].numpy()))
+    assert abs(np.argmax(spectrum) * 8000 / len(tone) - 900) < 15  # the 900 Hz tone survives the codec
+    with pytest.raises(DataError, match="no Asterisk digits"):
+        asterisk_spoken_digits(tmp_path / "nowhere")
+
+
+def test_a_list_of_recording_sets_is_mixed_with_repeats(cache, asterisk_sounds, monkeypatch):
+    from tether.data import spoken_digits
+    monkeypatch.setitem(spoken_digits.RECORDING_SETS, "asterisk",
+                        lambda: spoken_digits.asterisk_spoken_digits(asterisk_sounds))
+    source = build_source({"type": "spoken_digit_images", "path": [str(cache), {"path": "asterisk", "repeat": 3}]})
+    speakers = [s.extra["speaker"] for s in (source.sample(i) for i in range(len(source)))]
+    assert len(source) == 20 + 3 * 21 and speakers.count("asterisk:fr") == 30
+    assert sum(s.startswith("asterisk:en_US") for s in speakers) == 33
+    with pytest.raises(ConfigError, match="repeat"):
+        build_source({"type": "spoken_digit_images", "path": [{"path": "asterisk", "repeat": 0}]})

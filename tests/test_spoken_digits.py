@@ -138,3 +138,41 @@ def test_tether_eval_scores_spoken_digits_per_language_through_the_text_classifi
     assert set(per_language) == set(languages) and sum(v["n"] for v in per_language.values()) == len(labels) == 240
     de = torch.tensor([lang == "de" for lang in languages])
     assert per_language["de"]["acc1"] == pytest.approx(float((predicted[de] == labels[de]).float().mean()))
+
+
+def test_festival_and_flite_speak_the_digits_in_voices_of_real_speakers(tmp_path):
+    from tether.data.festival_digits import FESTIVAL_VOICES, festival_digits, installed_festival_voices
+    from tether.data.spoken_digits import read_spoken_digit_manifest
+
+    assert installed_festival_voices() == list(FESTIVAL_VOICES)  # README's install script installs every one
+    out = tmp_path / "festival"
+    voices = [("flite", "slt", "en"), ("festival", "pc_diphone", "it")]
+    items = festival_digits(out, voices)
+    assert len(items) == 20 and [d.label for d in items[:10]] == list(range(10))
+    assert {d.speaker for d in items} == {"flite:slt", "festival:pc_diphone"}
+    for d in items:
+        wave, rate = load_audio(d.path)
+        assert rate == 16000 and float(wave.abs().max()) > 0.05 and 0.2 < wave.shape[1] / rate < 2.0
+    en7, it7 = load_audio(out / "en" / "7_flite-slt.wav")[0], load_audio(out / "it" / "7_festival-pc_diphone.wav")[0]
+    assert en7.shape != it7.shape or not torch.allclose(en7, it7)  # "seven" is not "sette"
+    assert read_spoken_digit_manifest(out) == items
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.wav")}
+    assert festival_digits(out, voices) == items and {p: p.stat().st_mtime_ns for p in out.rglob("*.wav")} == stamps
+    with pytest.raises(DataError, match="unknown engine"):
+        festival_digits(tmp_path / "other", [("sapi", "david", "en")])
+
+
+def test_the_asterisk_packages_give_eight_real_voices_saying_every_digit():
+    from tether.data.spoken_digits import asterisk_spoken_digits
+
+    items = asterisk_spoken_digits()  # the packages README's install script installs
+    voices = collections.defaultdict(set)
+    for d in items:
+        voices[d.speaker].add(d.label)
+    assert len(voices) == 8 and all(labels == set(range(10)) for labels in voices.values())
+    assert {d.language for d in items} == {"en", "es", "fr", "it", "ru"}
+    gsm = [d for d in items if d.path.suffix == ".gsm"]
+    assert {d.speaker for d in gsm} == {"asterisk:es", "asterisk:fr"}
+    for d in items[::7]:
+        wave, rate = load_audio(d.path)
+        assert rate == 8000 and 0.2 < wave.shape[1] / rate < 2.0 and float(wave.abs().max()) > 0.05

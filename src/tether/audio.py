@@ -31,6 +31,9 @@ _EPS = torch.finfo(torch.float32).eps  # Kaldi's floor under logs (torchaudio: t
 def load_audio(path: AudioSource) -> tuple[torch.Tensor, int]:
     """Decode an audio file (WAV, FLAC, OGG/Vorbis, ... whatever libsndfile reads) or its bytes.
 
+    Headerless files named by extension: ``.gsm`` is raw GSM 6.10 at 8 kHz mono (Asterisk's
+    telephony prompts), read as such.
+
     Returns (waveform, sample_rate): float32 (channels, samples) in [-1, 1] for integer formats.
     Raises :class:`~tether.errors.AudioDecodeError` naming the file when it is missing, cannot be
     decoded, or declares a sample rate that is not positive.
@@ -47,8 +50,9 @@ def load_audio(path: AudioSource) -> tuple[torch.Tensor, int]:
         if Path(name).is_dir():
             raise AudioDecodeError(name, "path is a directory", "missing_audio")
     try:
+        raw = _RAW_FORMATS.get(Path(name).suffix.lower(), {})
         data, rate = soundfile.read(io.BytesIO(path) if isinstance(path, (bytes, bytearray)) else name,
-                                    dtype="float32", always_2d=True)
+                                    dtype="float32", always_2d=True, **raw)
     except (RuntimeError, OSError, ValueError, TypeError, EOFError) as err:  # LibsndfileError is a RuntimeError
         if _wav_header_rate(path[:4096] if isinstance(path, (bytes, bytearray)) else _head(name)) == 0:
             raise AudioDecodeError(name, "sample rate 0 in the WAV header: expected a positive number",
@@ -57,6 +61,10 @@ def load_audio(path: AudioSource) -> tuple[torch.Tensor, int]:
     if not rate or rate <= 0:
         raise AudioDecodeError(name, f"sample rate {rate}: expected a positive number", "invalid_audio")
     return torch.from_numpy(data.T.copy()), int(rate)
+
+
+#: headerless formats soundfile cannot detect, by file extension -> how to read them
+_RAW_FORMATS: dict[str, dict] = {".gsm": {"format": "RAW", "subtype": "GSM610", "samplerate": 8000, "channels": 1}}
 
 
 def _head(path: str, size: int = 4096) -> bytes:

@@ -10,6 +10,8 @@ resumed run sees the same ones):
 - speed: tempo and pitch together, by resampling with a ratio of small integers (``n / 20``);
 - a random equaliser: a smooth gain curve over log-frequency (microphone and channel colour),
   including a low-pass at a random cut-off (recordings at 8 or 11 kHz have nothing above 4-5.5 kHz);
+- formant warp: the spectrum's frequency axis stretched by a factor near 1 at the same pitch
+  and tempo (vocal tract length perturbation: longer and shorter vocal tracts than the voices had);
 - reverberation: convolution with exponentially decaying noise (a small room's impulse response);
 - additive noise of random colour (white to brown) at a random signal-to-noise ratio;
 - gain.
@@ -27,7 +29,7 @@ import torch
 from .audio import resample, trim_silence
 from .errors import InputError
 
-__all__ = ["WaveAugment", "add_noise", "change_speed", "pad_silence", "random_eq", "reverberate"]
+__all__ = ["WaveAugment", "add_noise", "change_speed", "pad_silence", "random_eq", "reverberate", "warp_formants"]
 
 
 def _uniform(generator: torch.Generator, low: float, high: float) -> float:
@@ -81,6 +83,38 @@ def random_eq(waveform: torch.Tensor, sample_rate: int, generator: torch.Generat
     return _fft_filter(waveform, gain_of)
 
 
+def warp_formants(waveform: torch.Tensor, factor: float, n_fft: int = 256) -> torch.Tensor:
+    """Move every spectral component at frequency f to ``factor * f`` while the timing stays: a
+    short-time Fourier transform whose magnitudes are read from bin ``k / factor`` and whose phases
+    advance at ``factor`` times that bin's instantaneous frequency (a phase vocoder), so formants
+    and harmonics move together and a sine at f comes out at ``factor * f``. Vocal tract length
+    perturbation (Jaitly and Hinton, 2013), on the waveform. ``factor`` 1 returns the input."""
+    if factor == 1.0:
+        return waveform
+    if not factor > 0:
+        raise InputError(f"warp_formants: factor must be positive, got {factor}")
+    n, hop = waveform.shape[-1], n_fft // 4
+    window = torch.hann_window(n_fft, dtype=waveform.dtype)
+    spec = torch.stft(waveform.reshape(-1, n), n_fft, hop_length=hop, window=window, return_complex=True)
+    bins = spec.shape[-2]
+    source = torch.arange(bins, dtype=waveform.dtype) / factor  # the (fractional) bin each output bin reads
+    low = source.floor().long().clamp(0, bins - 1)
+    high = (low + 1).clamp(max=bins - 1)
+    t = (source - low).clamp(0, 1)[:, None]
+    mag = spec.abs()
+    warped = (mag[:, low] * (1 - t) + mag[:, high] * t) * (source <= bins - 1)[:, None]
+    # instantaneous frequency (radians per hop) of each source bin, from its phase advance
+    expected = 2 * math.pi * hop * torch.arange(bins, dtype=waveform.dtype)[:, None] / n_fft
+    phase = spec.angle()
+    advance = torch.diff(phase, dim=-1, prepend=phase[..., :1] - expected) - expected
+    advance = expected + torch.remainder(advance + math.pi, 2 * math.pi) - math.pi
+    advance = advance[:, low] * (1 - t) + advance[:, high] * t
+    out_phase = phase[:, low, :1] + torch.cumsum(advance[..., 1:] * factor, dim=-1).nan_to_num()
+    out_phase = torch.cat([phase[:, low, :1], out_phase], dim=-1)
+    out = torch.istft(torch.polar(warped, out_phase), n_fft, hop_length=hop, window=window, length=n)
+    return out.reshape(waveform.shape)
+
+
 def reverberate(waveform: torch.Tensor, sample_rate: int, rt60: float, generator: torch.Generator,
                 wet: float = 0.5) -> torch.Tensor:
     """Convolve with a decaying-noise impulse response (energy down 60 dB after ``rt60`` seconds),
@@ -116,9 +150,10 @@ class WaveAugment:
     """Random augmentation of one (channels, samples) waveform; each step runs with its probability.
 
     Ranges are (low, high), drawn uniformly: ``silence_s`` (seconds added before and after, each
-    drawn, after trimming the recording's own silence below ``trim_db``; None: keep it), ``speed`` (tempo factor), ``eq_db`` (the equaliser's
-    largest gain), ``lowpass_hz`` (cut-off), ``rt60`` (seconds), ``snr_db``, ``noise_colour``,
-    ``gain_db``.
+    drawn, after trimming the recording's own silence below ``trim_db``; None: keep it), ``speed``
+    (tempo factor), ``eq_db`` (the equaliser's largest gain), ``lowpass_hz`` (cut-off), ``rt60``
+    (seconds), ``snr_db``, ``noise_colour``, ``gain_db``, ``warp`` (formant factor, with
+    probability ``p_warp``).
     """
 
     trim_db: float | None = 50.0
@@ -134,6 +169,8 @@ class WaveAugment:
     snr_db: tuple[float, float] = (5.0, 40.0)
     noise_colour: tuple[float, float] = (0.0, 2.0)
     gain_db: tuple[float, float] = (-12.0, 6.0)
+    p_warp: float = 0.0
+    warp: tuple[float, float] = (0.85, 1.18)
 
     def __call__(self, waveform: torch.Tensor, sample_rate: int, generator: torch.Generator) -> torch.Tensor:
         if waveform.ndim != 2 or not waveform.is_floating_point():
@@ -146,6 +183,8 @@ class WaveAugment:
             wave = trim_silence(wave, sample_rate, self.trim_db)
             wave = pad_silence(wave, int(u(self.silence_s) * sample_rate), int(u(self.silence_s) * sample_rate))
         wave = change_speed(wave, u(self.speed))
+        if chance(self.p_warp):
+            wave = warp_formants(wave, u(self.warp))
         do_eq, do_lowpass = chance(self.p_eq), chance(self.p_lowpass)
         if do_eq or do_lowpass:
             cut = min(u(self.lowpass_hz), sample_rate / 2) if do_lowpass else None

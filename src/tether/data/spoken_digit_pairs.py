@@ -26,8 +26,7 @@ from ..errors import AudioDecodeError, ConfigError
 from .digits import DIGIT_CLASSES, digits_arrays
 from .sample import Sample, SkipSample
 from .sources import Source, format_caption
-from .spoken_digits import (SPOKEN_DIGIT_TEMPLATES, SpokenDigit, read_spoken_digit_manifest,
-                            tuxpaint_spoken_digits)
+from .spoken_digits import SPOKEN_DIGIT_TEMPLATES, SpokenDigit, recordings
 
 __all__ = ["SpokenDigitImageSource", "spoken_digit_image_source"]
 
@@ -87,16 +86,41 @@ class SpokenDigitImageSource(Source):
         return f"{item.language}/{item.path.name}"
 
 
-def spoken_digit_image_source(path: str | Path | None = None, languages: Iterable[str] | None = None,
+def _recording_list(path: Any) -> list[SpokenDigit]:
+    """``path``: None (Tux Paint's), a folder or set name, or a list of them, each optionally
+    ``{"path": ..., "repeat": n, "languages": [...], "exclude_languages": [...]}`` (its recordings
+    in those languages, n times: a few real voices beside thousands of synthetic ones)."""
+    if path is None:
+        return recordings("tuxpaint")
+    if isinstance(path, (str, Path)):
+        return recordings(path)
+    items: list[SpokenDigit] = []
+    for given in path:
+        entry = dict(given) if isinstance(given, Mapping) else {"path": given}
+        where, repeat = entry.pop("path", None), entry.pop("repeat", 1)
+        wanted, excluded = entry.pop("languages", None), set(entry.pop("exclude_languages", ()))
+        if where is None or not isinstance(repeat, int) or repeat < 1 or entry:
+            raise ConfigError(f"spoken_digit_images.path: expected a folder, 'asterisk', 'tuxpaint' or "
+                              f"{{'path': ..., 'repeat': n >= 1, 'languages': [...], 'exclude_languages': [...]}}; "
+                              f"found {given!r}")
+        chosen = [d for d in recordings(where)
+                  if (wanted is None or d.language in wanted) and d.language not in excluded]
+        items.extend(chosen * repeat)
+    return items
+
+
+def spoken_digit_image_source(path: Any = None, languages: Iterable[str] | None = None,
                               exclude_languages: Iterable[str] = (), image_split: str = "train",
                               augment: bool | Mapping[str, Any] = False, templates: Sequence[str] | None = None,
                               sample_rate: int | None = None, preload: bool = False) -> SpokenDigitImageSource:
     """The data spec ``{"type": "spoken_digit_images", ...}``: recordings from ``path`` (a folder
-    :func:`~tether.data.spoken_digits.espeak_digits` wrote, read from its manifest) or, without it,
-    Tux Paint's real ones; ``augment``: true for :class:`WaveAugment`'s defaults, or its settings;
+    :func:`~tether.data.spoken_digits.espeak_digits` wrote, read from its manifest; ``"asterisk"``
+    or ``"tuxpaint"``, the packaged real ones; or a list of these, each optionally with a
+    ``repeat`` count) or, without it, Tux Paint's real ones; ``augment``: true for
+    :class:`WaveAugment`'s defaults, or its settings;
     ``sample_rate``: resample each recording to this rate (mono) before augmenting it; ``preload``:
     decode every recording up front (augmented training over many epochs)."""
-    items = read_spoken_digit_manifest(path) if path is not None else tuxpaint_spoken_digits()
+    items = _recording_list(path)
     wanted, excluded = (set(languages) if languages is not None else None), set(exclude_languages)
     items = [d for d in items if (wanted is None or d.language in wanted) and d.language not in excluded]
     if isinstance(augment, Mapping):

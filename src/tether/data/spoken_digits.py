@@ -8,6 +8,10 @@ This module supplies the audio:
   digits in about 20 languages (``symbols/math/<d>_<lang>.ogg``; ``<d>.ogg`` is the stamp's own
   sound, the English name; ``<d>_desc_<lang>.ogg`` are its description, the number again, for
   fr/ro/ru). Real voices no training step sees: the evaluation set, per language.
+* :func:`asterisk_spoken_digits`: Debian's ``asterisk-core-sounds-*`` and ``asterisk-prompt-*``
+  packages ship professional speakers saying the digits for telephone menus (en, es, fr, it, ru;
+  8 kHz, ``<voice>/digits/<d>.wav`` or raw GSM ``.gsm``): real voices to train with beside the
+  synthetic ones, disjoint from Tux Paint's speakers.
 * :func:`espeak_digits`: the same digits synthesised by espeak-ng in the same languages and
   several voice variants, speeds and pitches, written once as WAV files with a ``manifest.csv``
   (rerunning reuses what is there). The training set; hold languages out with
@@ -36,8 +40,9 @@ from .digits import DIGIT_CLASSES
 from .sample import Sample
 from .sources import ListSource, format_caption
 
-__all__ = ["ESPEAK_VARIANTS", "SPOKEN_DIGIT_TEMPLATES", "TUXPAINT_VOICES", "SpokenDigit", "espeak_digits",
-           "read_spoken_digit_manifest", "split_by_language", "spoken_digit_source", "tuxpaint_spoken_digits"]
+__all__ = ["ASTERISK_SOUNDS", "ESPEAK_VARIANTS", "RECORDING_SETS", "SPOKEN_DIGIT_TEMPLATES", "TUXPAINT_VOICES",
+           "SpokenDigit", "asterisk_spoken_digits", "espeak_digits", "read_spoken_digit_manifest", "recordings",
+           "split_by_language", "spoken_digit_source", "tuxpaint_spoken_digits", "write_spoken_digit_manifest"]
 
 SPOKEN_DIGIT_TEMPLATES = ("the number {}.",)
 TUXPAINT_MATH = Path("/usr/share/tuxpaint/stamps/symbols/math")
@@ -46,6 +51,8 @@ TUXPAINT_VOICES = {"en": "en-us", "en_GB": "en-gb", "be": "be", "bg": "bg", "ca"
                    "es": "es", "fr": "fr-fr", "it": "it", "ja": "ja", "ko": "ko", "lt": "lt", "nb": "nb",
                    "nl": "nl", "nn": "nb",  # espeak-ng has no Nynorsk voice: Bokmål stands in
                    "pt": "pt", "ro": "ro", "ru": "ru", "sl": "sl", "sv": "sv", "zh_tw": "cmn"}
+ASTERISK_SOUNDS = Path("/usr/share/asterisk/sounds")
+_ASTERISK_NAME = re.compile(r"^(\d)([A-Za-z]?)\.(wav|gsm)$")  # 1F / 1M / 1n: the word's other gender
 #: espeak-ng voice variants (``-v LANG+VARIANT``): male and female, younger and older, whispered.
 ESPEAK_VARIANTS = ("m1", "m3", "m7", "f1", "f3", "f4", "croak", "whisper")
 _NAME = re.compile(r"^(\d)(?:_(desc)_([A-Za-z_]+)|_([A-Za-z_]+))?\.ogg$")
@@ -85,6 +92,46 @@ def tuxpaint_spoken_digits(root: str | Path | None = None,
     return sorted(found, key=lambda d: (d.language, d.label, d.speaker))
 
 
+def asterisk_spoken_digits(root: str | Path | None = None,
+                           languages: Iterable[str] | None = None) -> list[SpokenDigit]:
+    """Asterisk's recordings of the digits 0-9 under ``root`` (default /usr/share/asterisk/sounds):
+    every ``<voice>/digits/<d>[variant].wav|gsm``, the language from the voice folder's name
+    (``fr_CA_f_June`` -> ``fr``, ``es`` -> ``es``), the speaker ``asterisk:<voice>``; a folder
+    reached twice through a link counts once."""
+    folder = Path(root) if root is not None else ASTERISK_SOUNDS
+    wanted = set(languages) if languages is not None else None
+    found, seen = [], set()
+    for digits in sorted(folder.glob("*/digits")):
+        real = digits.resolve()
+        if real in seen or not digits.is_dir():
+            continue
+        seen.add(real)
+        voice = digits.parent.name
+        language = voice.split("_")[0]
+        if wanted is not None and language not in wanted:
+            continue
+        for path in sorted(digits.iterdir()):
+            m = _ASTERISK_NAME.match(path.name)
+            if m:
+                found.append(SpokenDigit(path, int(m.group(1)), language, f"asterisk:{voice}"))
+    if not found:
+        raise DataError(f"{folder}: no Asterisk digits (<voice>/digits/<d>.wav or .gsm; install Debian's "
+                        "asterisk-core-sounds-en-wav, -es-wav, -fr-wav, -it-wav, -ru-wav)")
+    return found
+
+
+#: named sets of real recordings, for data specs (a folder name otherwise means a manifest folder)
+RECORDING_SETS = {"tuxpaint": tuxpaint_spoken_digits, "asterisk": asterisk_spoken_digits}
+
+
+def recordings(where: str | Path) -> list[SpokenDigit]:
+    """``"tuxpaint"`` or ``"asterisk"`` (the packaged real recordings) or a folder :func:`espeak_digits`
+    wrote (its manifest)."""
+    if isinstance(where, str) and where in RECORDING_SETS:
+        return RECORDING_SETS[where]()
+    return read_spoken_digit_manifest(where)
+
+
 def espeak_digits(out_dir: str | Path, languages: Sequence[str] = tuple(TUXPAINT_VOICES),
                   variants: Sequence[str] = ESPEAK_VARIANTS, speeds: Sequence[int] = (130, 175),
                   pitches: Sequence[int] = (35, 65)) -> list[SpokenDigit]:
@@ -106,7 +153,7 @@ def espeak_digits(out_dir: str | Path, languages: Sequence[str] = tuple(TUXPAINT
         if not path.is_file():
             _speak(exe, f"{voice}+{variant}", speed, pitch, str(digit), path)
         items.append(SpokenDigit(path, digit, language, f"{voice}+{variant} s{speed} p{pitch}"))
-    _write_manifest(out / "manifest.csv", items)
+    write_spoken_digit_manifest(out / "manifest.csv", items)
     return items
 
 
@@ -120,7 +167,8 @@ def _speak(exe: str, voice: str, speed: int, pitch: int, text: str, path: Path) 
                             f"{' '.join(done.stderr.split()) or f'exit status {done.returncode}'}")
 
 
-def _write_manifest(path: Path, items: Sequence[SpokenDigit]) -> None:
+def write_spoken_digit_manifest(path: Path, items: Sequence[SpokenDigit]) -> None:
+    """``manifest.csv`` of ``items`` (paths relative to its folder), as :func:`read_spoken_digit_manifest` reads it."""
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["audio", "label", "language", "speaker"])

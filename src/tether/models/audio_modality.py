@@ -73,7 +73,9 @@ class AudioProcessorConfig:
     (a spoken word): ``trim_db`` cuts leading and trailing 10 ms frames quieter than the loudest
     by this many dB (:func:`tether.audio.trim_silence`), so every word starts at its clip's start;
     ``loudness_dbfs`` then scales the recording to this RMS level (:func:`tether.audio.normalize_loudness`).
-    Both run at ``sample_rate``, before the clips are cut."""
+    Both run at ``sample_rate``, before the clips are cut. ``mean_norm`` subtracts each mel bin's
+    mean over the clip's frames from it (cepstral mean normalisation: a microphone's or room's
+    fixed colouring is a constant in log-mel, and goes) before the clip is padded."""
 
     sample_rate: int = 16000
     num_mel_bins: int = 128
@@ -87,6 +89,7 @@ class AudioProcessorConfig:
     silence_threshold: float = 1e-4
     trim_db: float | None = None
     loudness_dbfs: float | None = None
+    mean_norm: bool = False
 
     @classmethod
     def for_tower(cls, cfg: TowerConfig) -> "AudioProcessorConfig":
@@ -149,6 +152,8 @@ class AudioProcessor:
         view -= view.mean()
         mel = fbank(view, cfg.sample_rate, cfg.num_mel_bins, cfg.frame_length, cfg.frame_shift,
                     htk_compat=True, use_energy=False, window_type="hanning").T
+        if cfg.mean_norm:
+            mel = mel - mel.mean(dim=1, keepdim=True)
         short = cfg.target_length - mel.shape[1]
         mel = F.pad(mel, (0, short)) if short > 0 else mel[:, :cfg.target_length]
         return ((mel - cfg.mean) / cfg.std).unsqueeze(0)
