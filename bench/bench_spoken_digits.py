@@ -96,9 +96,16 @@ def summarise(items, correct, held_out) -> dict:
 
 
 def language_folds(languages: list[str], k: int) -> list[list[str] | None]:
-    """``k`` folds of the evaluation languages (every k-th in sorted order); [None]: one run, no real
-    Tux Paint recording in training."""
-    return [languages[i::k] for i in range(k)] if k > 1 else [None]
+    """``k`` folds of the evaluation languages, every k-th group in sorted order; variants of one
+    language (en / en_GB, nb / nn: perhaps one speaker) share a fold. [None]: one run, no real Tux
+    Paint recording in training."""
+    if k <= 1:
+        return [None]
+    groups: dict[str, list[str]] = defaultdict(list)
+    for lang in sorted(languages):
+        groups[{"nn": "nb"}.get(lang, lang.split("_")[0])].append(lang)
+    ordered = [groups[key] for key in sorted(groups)]
+    return [[lang for group in ordered[i::k] for lang in group] for i in range(k)]
 
 
 def bind_audio(args, anchor_dir: Path, path: list, languages: list[str], run_dir: Path):
@@ -116,7 +123,7 @@ def bind_audio(args, anchor_dir: Path, path: list, languages: list[str], run_dir
     return tether.load(run_dir / "model")
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="bench/results/spoken_digits")
     p.add_argument("--cache", default="bench/results/espeak_digits_voices")
@@ -139,21 +146,55 @@ def main() -> int:
     p.add_argument("--tower", default=json.dumps(TOWER), help="the audio tower's config (JSON)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args()
+    return p.parse_args()
 
+
+def training_recordings(args) -> list:
+    """The spec's ``path``: the espeak-ng cache, plus Asterisk's and Festival's voices when asked."""
+    from tether.data.festival_digits import festival_digits
+    path: list = [args.cache]
+    if args.asterisk_repeat:
+        path.append({"path": "asterisk", "repeat": args.asterisk_repeat})
+    if args.festival_repeat:
+        festival_digits(args.festival_cache)
+        path.append({"path": args.festival_cache, "repeat": args.festival_repeat})
+    return path
+
+
+def run_folds(args, anchor_dir: Path, languages: list[str], held_out: tuple[str, ...], results: dict):
+    """One bind run (or one per language fold), each tested on the Tux Paint recordings it never
+    trained on; -> the last bound model. Fills ``results["folds"]`` and ``results["tuxpaint"]``."""
+    from tether.data.spoken_digits import tuxpaint_spoken_digits
+    real = tuxpaint_spoken_digits()
+    correct: dict[Path, bool] = {}
+    results["folds"] = []
+    for k, fold in enumerate(language_folds(sorted({d.language for d in real}), args.real_folds)):
+        t0 = time.perf_counter()
+        path = training_recordings(args)
+        if fold is not None:  # Tux Paint's real recordings of the other folds' languages (never held-out ones)
+            path.append({"path": "tuxpaint", "repeat": args.real_repeat, "exclude_languages": [*fold, *held_out]})
+        bound = bind_audio(args, anchor_dir, path, languages, Path(args.out) / (f"bind-fold{k}" if fold else "bind"))
+        tested = [d for d in real if fold is None or d.language in fold]
+        correct.update(zip((d.path for d in tested), audio_predictions(bound, tested)))
+        results["folds"].append({"test_languages": fold, "bind_seconds": round(time.perf_counter() - t0, 1)})
+        print(f"fold {k}: {results['folds'][-1]}", flush=True)
+    results["tuxpaint"] = summarise(real, [correct[d.path] for d in real], held_out)
+    return bound
+
+
+def main() -> int:
+    args = parse_args()
     import torch
 
     import tether
-    from tether.data.festival_digits import festival_digits
-    from tether.data.spoken_digits import TUXPAINT_VOICES, espeak_digits, tuxpaint_spoken_digits
+    from tether.data.spoken_digits import TUXPAINT_VOICES, espeak_digits
     from tether.io import atomic_write_json
 
     torch.manual_seed(args.seed)
     out, started = Path(args.out), time.perf_counter()
     held_out = tuple(x for x in args.held_out.split(",") if x)
     anchor_dir = train_anchor(out / "anchor", args.anchor_steps, args.seed)
-    anchor = tether.load(anchor_dir)
-    results = {"chance": 0.1, "anchor_zeroshot_acc1_digit_images": anchor_accuracy(anchor),
+    results = {"chance": 0.1, "anchor_zeroshot_acc1_digit_images": anchor_accuracy(tether.load(anchor_dir)),
                "anchor_seconds": round(time.perf_counter() - started, 1), "settings": vars(args)}
     print(f"anchor: zero-shot on held-out digit images {results['anchor_zeroshot_acc1_digit_images']:.4f}", flush=True)
 
@@ -164,27 +205,7 @@ def main() -> int:
                    synth_seconds=round(time.perf_counter() - t0, 1))
     print(f"{len(synthetic)} synthetic recordings ({results['synth_seconds']} s)", flush=True)
 
-    base: list = [args.cache]
-    if args.asterisk_repeat:
-        base.append({"path": "asterisk", "repeat": args.asterisk_repeat})
-    if args.festival_repeat:
-        festival_digits(args.festival_cache)
-        base.append({"path": args.festival_cache, "repeat": args.festival_repeat})
-    real = tuxpaint_spoken_digits()
-    folds = language_folds(sorted({d.language for d in real}), args.real_folds)
-    correct: dict[Path, bool] = {}
-    results["folds"] = []
-    for k, fold in enumerate(folds):
-        t0 = time.perf_counter()
-        path = list(base)
-        if fold is not None:  # Tux Paint's real recordings of the other folds' languages (never held-out ones)
-            path.append({"path": "tuxpaint", "repeat": args.real_repeat, "exclude_languages": [*fold, *held_out]})
-        bound = bind_audio(args, anchor_dir, path, languages, out / (f"bind-fold{k}" if fold else "bind"))
-        tested = [d for d in real if fold is None or d.language in fold]
-        correct.update(zip((d.path for d in tested), audio_predictions(bound, tested)))
-        results["folds"].append({"test_languages": fold, "bind_seconds": round(time.perf_counter() - t0, 1)})
-        print(f"fold {k}: {results['folds'][-1]}", flush=True)
-    results["tuxpaint"] = summarise(real, [correct[d.path] for d in real], held_out)
+    bound = run_folds(args, anchor_dir, languages, held_out, results)
     fit = synthetic[::max(1, len(synthetic) // 1000)]
     results["synthetic_fit_acc1"] = sum(audio_predictions(bound, fit)) / len(fit)
     results["seconds"] = round(time.perf_counter() - started, 1)

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from tether.audio import normalize_loudness, trim_silence
-from tether.audio_augment import (WaveAugment, add_noise, change_speed, pad_silence, random_eq, reverberate,
-                                  warp_formants)
+from tether.audio_augment import (WaveAugment, add_noise, band_stop, change_speed, pad_silence, random_eq,
+                                  reverberate, time_mask, warp_formants)
 from tether.errors import InputError
 
 RATE = 8000
@@ -107,6 +107,19 @@ def test_warp_formants_moves_frequencies_by_the_factor_and_keeps_the_timing():
     assert warp_formants(burst, 1.0) is burst
     with pytest.raises(InputError, match="positive"):
         warp_formants(burst, -1.0)
+
+
+def test_masks_silence_a_stretch_and_remove_a_band():
+    two_tones = _tone(500, 0.5) + _tone(1500, 0.5)
+    cut = band_stop(two_tones, RATE, 1200, 1800)
+    assert _peak_hz(cut) == pytest.approx(500, abs=2)
+    spectrum = torch.fft.rfft(cut[0].double()).abs()
+    # 1500 Hz down by more than 40 dB (the filter works on a zero-padded power-of-two FFT: a little leaks)
+    assert float(spectrum[int(1500 * 0.5)]) < 1e-2 * float(spectrum.max())
+    masked = time_mask(two_tones, 1000, 400)
+    assert masked.shape == two_tones.shape and masked[0, 1000:1400].abs().max() == 0
+    assert torch.equal(masked[:, :1000], two_tones[:, :1000]) and torch.equal(masked[:, 1400:], two_tones[:, 1400:])
+    assert two_tones[0, 1000:1400].abs().max() > 0  # the input is untouched
 
 
 def test_wave_augment_is_a_function_of_its_seed():

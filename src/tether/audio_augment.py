@@ -12,6 +12,8 @@ resumed run sees the same ones):
   including a low-pass at a random cut-off (recordings at 8 or 11 kHz have nothing above 4-5.5 kHz);
 - formant warp: the spectrum's frequency axis stretched by a factor near 1 at the same pitch
   and tempo (vocal tract length perturbation: longer and shorter vocal tracts than the voices had);
+- masks (SpecAugment on the waveform, Park et al. 2019): short stretches of time silenced and
+  frequency bands cut out, so no single cue decides;
 - reverberation: convolution with exponentially decaying noise (a small room's impulse response);
 - additive noise of random colour (white to brown) at a random signal-to-noise ratio;
 - gain.
@@ -29,7 +31,8 @@ import torch
 from .audio import resample, trim_silence
 from .errors import InputError
 
-__all__ = ["WaveAugment", "add_noise", "change_speed", "pad_silence", "random_eq", "reverberate", "warp_formants"]
+__all__ = ["WaveAugment", "add_noise", "band_stop", "change_speed", "pad_silence", "random_eq", "reverberate",
+           "time_mask", "warp_formants"]
 
 
 def _uniform(generator: torch.Generator, low: float, high: float) -> float:
@@ -115,6 +118,21 @@ def warp_formants(waveform: torch.Tensor, factor: float, n_fft: int = 256) -> to
     return out.reshape(waveform.shape)
 
 
+def time_mask(waveform: torch.Tensor, start: int, length: int) -> torch.Tensor:
+    """Samples ``start`` .. ``start + length`` set to zero (a copy)."""
+    out = waveform.clone()
+    out[..., max(0, start):max(0, start + length)] = 0.0
+    return out
+
+
+def band_stop(waveform: torch.Tensor, sample_rate: int, low_hz: float, high_hz: float) -> torch.Tensor:
+    """Everything between ``low_hz`` and ``high_hz`` removed (a brick-wall band-stop in the spectrum)."""
+    def gain_of(size: int) -> torch.Tensor:
+        freqs = torch.fft.rfftfreq(size, 1.0 / sample_rate)
+        return ((freqs < low_hz) | (freqs > high_hz)).to(waveform.dtype)
+    return _fft_filter(waveform, gain_of)
+
+
 def reverberate(waveform: torch.Tensor, sample_rate: int, rt60: float, generator: torch.Generator,
                 wet: float = 0.5) -> torch.Tensor:
     """Convolve with a decaying-noise impulse response (energy down 60 dB after ``rt60`` seconds),
@@ -153,7 +171,8 @@ class WaveAugment:
     drawn, after trimming the recording's own silence below ``trim_db``; None: keep it), ``speed``
     (tempo factor), ``eq_db`` (the equaliser's largest gain), ``lowpass_hz`` (cut-off), ``rt60``
     (seconds), ``snr_db``, ``noise_colour``, ``gain_db``, ``warp`` (formant factor, with
-    probability ``p_warp``).
+    probability ``p_warp``), ``time_mask_s`` (a silenced stretch, with ``p_time_mask``),
+    ``band_stop_hz`` (the width of a removed band at a random place, with ``p_band_stop``).
     """
 
     trim_db: float | None = 50.0
@@ -171,6 +190,10 @@ class WaveAugment:
     gain_db: tuple[float, float] = (-12.0, 6.0)
     p_warp: float = 0.0
     warp: tuple[float, float] = (0.85, 1.18)
+    p_time_mask: float = 0.0
+    time_mask_s: tuple[float, float] = (0.03, 0.12)
+    p_band_stop: float = 0.0
+    band_stop_hz: tuple[float, float] = (100.0, 800.0)
 
     def __call__(self, waveform: torch.Tensor, sample_rate: int, generator: torch.Generator) -> torch.Tensor:
         if waveform.ndim != 2 or not waveform.is_floating_point():
@@ -189,6 +212,12 @@ class WaveAugment:
         if do_eq or do_lowpass:
             cut = min(u(self.lowpass_hz), sample_rate / 2) if do_lowpass else None
             wave = random_eq(wave, sample_rate, generator, max_db=u(self.eq_db) if do_eq else 0.0, lowpass_hz=cut)
+        if chance(self.p_time_mask):
+            length = int(u(self.time_mask_s) * sample_rate)
+            wave = time_mask(wave, int(u((0.0, 1.0)) * max(0, wave.shape[-1] - length)), length)
+        if chance(self.p_band_stop):
+            width, low = u(self.band_stop_hz), u((100.0, sample_rate / 2))
+            wave = band_stop(wave, sample_rate, low, low + width)
         if chance(self.p_reverb):
             wave = reverberate(wave, sample_rate, u(self.rt60), generator)
         if chance(self.p_noise):
