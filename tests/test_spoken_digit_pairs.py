@@ -86,6 +86,17 @@ def test_augmented_recordings_are_waveforms_drawn_from_the_pipeline_rng(cache):
         build_source({"type": "spoken_digit_images", "path": str(cache), "augment": {"loudness": 3}})
 
 
+def test_a_corrupt_recording_is_skipped_when_drawn_not_fatal_when_preloaded(cache):
+    from tether.data.sample import SkipSample
+    (cache / "de" / "3_m1_s150_p50.wav").write_bytes(b"RIFF not really a wave")
+    source = build_source({"type": "spoken_digit_images", "path": str(cache), "augment": True, "preload": True})
+    assert len(source._waves) == 19  # the other recordings are decoded
+    with pytest.raises(SkipSample) as caught:
+        source.sample(3, random.Random(0))
+    assert caught.value.key == "de/3_m1_s150_p50.wav"
+    assert source.sample(4, random.Random(0)).label == 4
+
+
 PROCESSOR = dict(sample_rate=8000, num_mel_bins=32, target_length=96, clip_duration=1.0, clips=1)
 
 
@@ -199,5 +210,8 @@ def test_a_list_of_recording_sets_is_mixed_with_repeats(cache, asterisk_sounds, 
     speakers = [s.extra["speaker"] for s in (source.sample(i) for i in range(len(source)))]
     assert len(source) == 20 + 3 * 21 and speakers.count("asterisk:fr") == 30
     assert sum(s.startswith("asterisk:en_US") for s in speakers) == 33
+    preloaded = build_source({"type": "spoken_digit_images", "path": [{"path": "asterisk", "repeat": 3}],
+                              "preload": True})
+    assert len(preloaded) == 63 and len(preloaded._waves) == 21  # each file decoded once, whatever its repeats
     with pytest.raises(ConfigError, match="repeat"):
         build_source({"type": "spoken_digit_images", "path": [{"path": "asterisk", "repeat": 0}]})

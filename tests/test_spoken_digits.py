@@ -56,6 +56,9 @@ def test_espeak_synthesises_each_languages_own_words_once(tmp_path):
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.wav")}
     again = espeak_digits(out, languages=["de", "ja"], variants=["f3"], speeds=[150], pitches=[50])
     assert again == items and {p: p.stat().st_mtime_ns for p in out.rglob("*.wav")} == stamps  # kept, not redone
+    with pytest.raises(DataError, match=r"espeak-ng -v zz-nope\+f3 could not speak '0' .*voice does not exist"):
+        espeak_digits(tmp_path / "bad", languages=["zz-nope"], variants=["f3"], speeds=[150], pitches=[50])
+    assert not list((tmp_path / "bad").rglob("*.wav"))  # nothing half-written
 
 
 def test_held_out_languages_stay_apart(tuxpaint_stamps):

@@ -10,8 +10,8 @@ resumed run sees the same ones):
 - speed: tempo and pitch together, by resampling with a ratio of small integers (``n / 20``);
 - a random equaliser: a smooth gain curve over log-frequency (microphone and channel colour),
   including a low-pass at a random cut-off (recordings at 8 or 11 kHz have nothing above 4-5.5 kHz);
-- formant warp: the spectrum's frequency axis stretched by a factor near 1 at the same pitch
-  and tempo (vocal tract length perturbation: longer and shorter vocal tracts than the voices had);
+- formant warp: every frequency (formants and harmonics) moved by a factor near 1 at the same
+  tempo (vocal tract length perturbation: longer and shorter vocal tracts than the voices had);
 - masks (SpecAugment on the waveform, Park et al. 2019): short stretches of time silenced and
   frequency bands cut out, so no single cue decides;
 - reverberation: convolution with exponentially decaying noise (a small room's impulse response);
@@ -112,8 +112,8 @@ def warp_formants(waveform: torch.Tensor, factor: float, n_fft: int = 256) -> to
     advance = torch.diff(phase, dim=-1, prepend=phase[..., :1] - expected) - expected
     advance = expected + torch.remainder(advance + math.pi, 2 * math.pi) - math.pi
     advance = advance[:, low] * (1 - t) + advance[:, high] * t
-    out_phase = phase[:, low, :1] + torch.cumsum(advance[..., 1:] * factor, dim=-1).nan_to_num()
-    out_phase = torch.cat([phase[:, low, :1], out_phase], dim=-1)
+    start = phase[:, low, :1]
+    out_phase = torch.cat([start, start + torch.cumsum(advance[..., 1:] * factor, dim=-1)], dim=-1)
     out = torch.istft(torch.polar(warped, out_phase), n_fft, hop_length=hop, window=window, length=n)
     return out.reshape(waveform.shape)
 

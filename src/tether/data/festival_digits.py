@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import DataError
-from ..io import atomic_file
-from .spoken_digits import SpokenDigit, write_spoken_digit_manifest
+from .spoken_digits import SpokenDigit, synthesise_wav, write_spoken_digit_manifest
 
 __all__ = ["FESTIVAL_VOICES", "festival_digits", "installed_festival_voices"]
 
@@ -70,15 +69,11 @@ def festival_digits(out_dir: str | Path,
 
 
 def _speak(engine: str, voice: str, text: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(path) as tmp:
-        if engine == "flite":
-            command, stdin = ["flite", "-voice", voice, "-t", text, "-o", str(tmp)], None
-        elif engine == "festival":
-            command, stdin = ["text2wave", "-eval", f"(voice_{voice})", "-o", str(tmp)], text
-        else:
-            raise DataError(f"festival_digits: unknown engine {engine!r}; expected 'flite' or 'festival'")
-        done = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=60)
-        if done.returncode != 0 or not tmp.is_file() or tmp.stat().st_size <= 44:
-            raise DataError(f"{engine} voice {voice} could not speak {text!r} into {path}: "
-                            f"{' '.join(done.stderr.split()) or f'exit status {done.returncode}'}")
+    if engine == "flite":
+        synthesise_wav(path, lambda tmp: ["flite", "-voice", voice, "-t", text, "-o", str(tmp)], f"flite voice {voice}",
+                       text)
+    elif engine == "festival":
+        synthesise_wav(path, lambda tmp: ["text2wave", "-eval", f"(voice_{voice})", "-o", str(tmp)],
+                       f"festival voice {voice}", text, stdin=text)
+    else:
+        raise DataError(f"festival_digits: unknown engine {engine!r}; expected 'flite' or 'festival'")

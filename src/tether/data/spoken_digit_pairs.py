@@ -40,14 +40,17 @@ class SpokenDigitImageSource(Source):
         super().__init__()
         self.items, self.augment, self.templates, self.name = list(items), augment, list(templates), name
         self.sample_rate = sample_rate  # augment at this rate (the tower's): cheaper than at the file's
-        self._waves: dict[int, tuple[torch.Tensor, int]] = {}  # per process (each loader worker its own)
+        self._waves: dict[Path, tuple[torch.Tensor, int]] = {}  # per process (each loader worker its own)
         self.class_names = list(DIGIT_CLASSES)
         self.images, labels = digits_arrays(image_split)
         self.rows = [np.flatnonzero(labels == d) for d in range(len(DIGIT_CLASSES))]
         self.image_split = image_split
         if preload:  # decoded once here, before the loader's workers fork (they share it)
-            for index in range(len(self.items)):
-                self._waveform(index)
+            for item in self.items:
+                try:
+                    self._waveform(item)
+                except SkipSample:  # raised again, and counted, when the sample is drawn
+                    pass
 
     def __len__(self) -> int:
         return len(self.items)
@@ -58,7 +61,7 @@ class SpokenDigitImageSource(Source):
         row = int(rows[rng.randrange(len(rows)) if rng is not None else index % len(rows)])
         audio: Any = str(item.path)
         if self.augment is not None and rng is not None:
-            wave, rate = self._waveform(index)
+            wave, rate = self._waveform(item)
             generator = torch.Generator().manual_seed(rng.getrandbits(63))
             audio = (self.augment(wave, rate, generator), rate)
         caption = format_caption(self.templates[0], DIGIT_CLASSES[item.label])
@@ -66,20 +69,20 @@ class SpokenDigitImageSource(Source):
                       {"audio": audio, "language": item.language, "speaker": item.speaker,
                        "image": f"digits/{self.image_split}/{row}"})
 
-    def _waveform(self, index: int) -> tuple[torch.Tensor, int]:
-        """The decoded recording (at ``sample_rate``), kept in this process's memory once read: a
-        short word is a few kB, and decoding and resampling it again cost more than augmenting it.
-        Loader workers start afresh each epoch, so ``preload`` reads everything before they fork."""
-        if index not in self._waves:
-            item = self.items[index]
+    def _waveform(self, item: SpokenDigit) -> tuple[torch.Tensor, int]:
+        """The decoded recording (at ``sample_rate``), kept in this process's memory once read, by
+        file (a recording repeated in ``items`` is decoded once): a short word is a few kB, and
+        decoding and resampling it again cost more than augmenting it. Loader workers start afresh
+        each epoch, so ``preload`` reads everything before they fork."""
+        if item.path not in self._waves:
             try:
                 wave, rate = load_audio(item.path)
             except AudioDecodeError as err:
                 raise SkipSample(err.skip_reason, err.reason, key=self._key(item)) from None
             if self.sample_rate is not None and self.sample_rate != rate:
                 wave, rate = resample(wave.mean(0, keepdim=True), rate, self.sample_rate), self.sample_rate
-            self._waves[index] = (wave, rate)
-        return self._waves[index]
+            self._waves[item.path] = (wave, rate)
+        return self._waves[item.path]
 
     @staticmethod
     def _key(item: SpokenDigit) -> str:

@@ -32,7 +32,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from ..errors import DataError
 from ..io import atomic_file, atomic_write_text
@@ -42,7 +42,8 @@ from .sources import ListSource, format_caption
 
 __all__ = ["ASTERISK_SOUNDS", "ESPEAK_VARIANTS", "RECORDING_SETS", "SPOKEN_DIGIT_TEMPLATES", "TUXPAINT_VOICES",
            "SpokenDigit", "asterisk_spoken_digits", "espeak_digits", "read_spoken_digit_manifest", "recordings",
-           "split_by_language", "spoken_digit_source", "tuxpaint_spoken_digits", "write_spoken_digit_manifest"]
+           "split_by_language", "spoken_digit_source", "synthesise_wav", "tuxpaint_spoken_digits",
+           "write_spoken_digit_manifest"]
 
 SPOKEN_DIGIT_TEMPLATES = ("the number {}.",)
 TUXPAINT_MATH = Path("/usr/share/tuxpaint/stamps/symbols/math")
@@ -158,12 +159,19 @@ def espeak_digits(out_dir: str | Path, languages: Sequence[str] = tuple(TUXPAINT
 
 
 def _speak(exe: str, voice: str, speed: int, pitch: int, text: str, path: Path) -> None:
+    synthesise_wav(path, lambda tmp: [exe, "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(tmp), text],
+                   f"espeak-ng -v {voice}", text)
+
+
+def synthesise_wav(path: Path, command: Callable[[Path], list[str]], who: str, text: str,
+                   stdin: str | None = None) -> None:
+    """Run a speech synthesiser's ``command(tmp)``, which writes a WAV file to ``tmp``, and move it to
+    ``path`` atomically; an exit status, no file or an empty one is a one-line error naming ``who``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(path) as tmp:
-        done = subprocess.run([exe, "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(tmp), text],
-                              capture_output=True, text=True, timeout=60)
+        done = subprocess.run(command(tmp), input=stdin, capture_output=True, text=True, timeout=60)
         if done.returncode != 0 or not tmp.is_file() or tmp.stat().st_size <= 44:
-            raise DataError(f"espeak-ng -v {voice} could not speak {text!r} into {path}: "
+            raise DataError(f"{who} could not speak {text!r} into {path}: "
                             f"{' '.join(done.stderr.split()) or f'exit status {done.returncode}'}")
 
 
