@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from tether.losses import cosine_distill_loss, l2_distill_loss, similarity_kl_loss
+from tether.losses import cosine_distill_loss, distill_loss, l2_distill_loss, similarity_kl_loss
 from losses_common import assert_grads_close, leaf, loss_and_grads, unit
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # tiny tensors (tests/conftest.py)
@@ -48,3 +48,20 @@ def test_similarity_kl_against_hand_formula_and_chunked():
         got = loss_and_grads(lambda a, b: similarity_kl_loss(a, b, ta, tb, tau, chunk_size=chunk), sa, sb)
         assert_grads_close(got, want, 1e-12, names=("loss", "d_a", "d_b"))
     assert float(similarity_kl_loss(ta, tb, ta, tb, torch.tensor(0.5, dtype=torch.float64))) == pytest.approx(0, abs=1e-14)
+
+
+def test_distill_loss_by_name_is_the_loss_it_names_and_leaves_the_teacher_alone():
+    g = torch.Generator().manual_seed(62)
+    s = torch.randn(6, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    t = torch.randn(6, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    others = torch.randn(9, 4, generator=g, dtype=torch.float64)
+    assert torch.equal(distill_loss("cosine", s, t, 20.0), cosine_distill_loss(s, t))
+    assert torch.equal(distill_loss("l2", s, t, 20.0), l2_distill_loss(s, t))
+    assert torch.equal(distill_loss("kl", s, t, torch.tensor(20.0, dtype=torch.float64)),
+                      similarity_kl_loss(s, t, t, t, temperature=1 / 20.0))
+    assert torch.equal(distill_loss("kl", s, t, 20.0, batch_teacher=others),
+                      similarity_kl_loss(s, others, t, others, temperature=1 / 20.0))
+    distill_loss("kl", s, t, 20.0).backward()
+    assert s.grad is not None and t.grad is None  # the teacher is detached
+    with pytest.raises(ValueError, match="expected one of cosine, l2, kl"):
+        distill_loss("mse", s, t, 20.0)

@@ -12,7 +12,7 @@ computation in O(N d + chunk^2) memory, see docs/losses.md):
 Distillation: :func:`cosine_distill_loss`, :func:`l2_distill_loss`, :func:`similarity_kl_loss`.
 """
 from ._checks import DEFAULT_CHUNK_SIZE
-from .distill import cosine_distill_loss, l2_distill_loss, similarity_kl_loss
+from .distill import DISTILL_LOSSES, cosine_distill_loss, distill_loss, l2_distill_loss, similarity_kl_loss
 from .infonce import clip_loss, infonce_rows
 from .siglip import siglip_block, siglip_loss
 
@@ -22,6 +22,8 @@ __all__ = [
     "infonce_rows",
     "siglip_loss",
     "siglip_block",
+    "DISTILL_LOSSES",
+    "distill_loss",
     "cosine_distill_loss",
     "l2_distill_loss",
     "similarity_kl_loss",

@@ -92,6 +92,27 @@ def similarity_kl_loss(student_a: torch.Tensor, student_b: torch.Tensor, teacher
         return (total / n).to(out_dtype)
 
 
+DISTILL_LOSSES = ("cosine", "l2", "kl")
+
+
+def distill_loss(kind: str, student: torch.Tensor, teacher: torch.Tensor, scale, *,
+                 batch_teacher: torch.Tensor | None = None, chunk_size=None) -> torch.Tensor:
+    """The distillation loss ``kind`` (one of :data:`DISTILL_LOSSES`) of the student's rows against
+    the (detached) teacher's: ``cosine`` and ``l2`` row by row; ``kl`` compares each student row's
+    softmax over ``batch_teacher`` (default: ``teacher``; across ranks, every rank's teacher rows)
+    with the teacher row's own, at temperature 1 / ``scale``."""
+    teacher = teacher.detach()
+    if kind == "cosine":
+        return cosine_distill_loss(student, teacher)
+    if kind == "l2":
+        return l2_distill_loss(student, teacher)
+    if kind == "kl":
+        others = teacher if batch_teacher is None else batch_teacher.detach()
+        temperature = 1 / (scale.detach() if isinstance(scale, torch.Tensor) else scale)
+        return similarity_kl_loss(student, others, teacher, others, temperature=temperature, chunk_size=chunk_size)
+    raise ValueError(f"no distillation loss {kind!r}; expected one of {', '.join(DISTILL_LOSSES)}")
+
+
 def _kl_rows(sa, sb, ta, tb, temperature) -> torch.Tensor:
     log_q = F.log_softmax((sa @ sb.T) / temperature, dim=1)
     log_p = F.log_softmax((ta @ tb.T) / temperature, dim=1)

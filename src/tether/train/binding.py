@@ -42,17 +42,10 @@ def distill_loss(cfg: TrainConfig) -> Callable:
     (temperature 1/t of the pair), which places the student in the teacher's space, not merely
     its relative geometry (a rotation of it would match teacher-teacher similarities too).
     """
-    from .. import losses
-    if cfg.loss == "cosine":
-        return lambda student, teacher, scale, bias: losses.cosine_distill_loss(student, teacher.detach())
-    if cfg.loss == "l2":
-        return lambda student, teacher, scale, bias: losses.l2_distill_loss(student, teacher.detach())
-    if cfg.loss == "kl":
-        def kl(student, teacher, scale, bias):
-            teacher = teacher.detach()
-            return losses.similarity_kl_loss(student, teacher, teacher, teacher, temperature=1 / scale.detach(),
-                                             chunk_size=cfg.loss_chunk_size)
-        return kl
+    from ..losses import DISTILL_LOSSES, distill_loss as loss_of
+    if cfg.loss in DISTILL_LOSSES:
+        return lambda student, teacher, scale, bias: loss_of(cfg.loss, student, teacher, scale,
+                                                             chunk_size=cfg.loss_chunk_size)
     raise ConfigError(f"train.loss={cfg.loss!r} is not a distillation loss")
 
 

@@ -337,7 +337,7 @@ def distributed_siglip_loss(image_embeds: torch.Tensor, text_embeds: torch.Tenso
 
 def distributed_distill_loss(kind: str, student: torch.Tensor, teacher: torch.Tensor, scale,
                              chunk_size=None) -> torch.Tensor:
-    """A distillation loss (``cosine``, ``l2``, ``kl``; see ``train.binding.distill_loss``) of the
+    """A distillation loss (``cosine``, ``l2``, ``kl``; see :func:`tether.losses.distill_loss`) of the
     global batch. The teacher is frozen, so nothing it gives needs a gradient back across ranks.
 
     ``cosine`` and ``l2`` are means over rows: rank r's share is the sum of its rows / N. ``kl``
@@ -346,29 +346,19 @@ def distributed_distill_loss(kind: str, student: torch.Tensor, teacher: torch.Te
     of its rows' KL / N. Each rank back-propagates ``W * L_r``; the value is the global loss.
     Without an initialised process group (or with one rank) this is the single-process loss.
     """
-    from ..losses import cosine_distill_loss, l2_distill_loss, similarity_kl_loss
+    from ..losses import distill_loss
     rank, world = _world()
     teacher = teacher.detach()
     scale = _as_tensor("scale", scale, student).detach()
-
-    def local_mean(all_teacher: torch.Tensor | None) -> torch.Tensor:
-        if kind == "cosine":
-            return cosine_distill_loss(student, teacher)
-        if kind == "l2":
-            return l2_distill_loss(student, teacher)
-        if kind == "kl":
-            return similarity_kl_loss(student, all_teacher, teacher, all_teacher, temperature=1 / scale,
-                                      chunk_size=chunk_size)
-        raise ValueError(f"no distillation loss {kind!r}; expected cosine, l2 or kl")
-
     if world == 1:
-        return local_mean(teacher)
+        return distill_loss(kind, student, teacher, scale, chunk_size=chunk_size)
     _check_local(student, teacher)
     n = student.shape[0]
     sizes, _ = _exchange_counts(n, False, student.device)
     total = _total_rows(sizes)
     all_teacher = GatherRows.apply(teacher.contiguous(), sizes, rank) if kind == "kl" else None
-    share = local_mean(all_teacher) * (n / total) if n > 0 else student.sum() * 0
+    share = (distill_loss(kind, student, teacher, scale, batch_teacher=all_teacher, chunk_size=chunk_size)
+             * (n / total) if n > 0 else student.sum() * 0)
     return _global_value(share * world, share)
 
 
@@ -380,7 +370,8 @@ class _DistributedLoss:
     """``loss_fn(image_embeds, text_embeds, scale, bias)`` for the trainer, across ranks."""
 
     def __init__(self, kind: str, chunk_size) -> None:
-        if kind not in ("clip", "siglip", "cosine", "l2", "kl"):
+        from ..losses import DISTILL_LOSSES
+        if kind not in ("clip", "siglip", *DISTILL_LOSSES):
             raise ValueError(f"no distributed version of loss {kind!r}; expected clip, siglip, cosine, l2 or kl")
         self.kind, self.chunk_size = kind, chunk_size
 
