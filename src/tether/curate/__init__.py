@@ -19,5 +19,6 @@ from .layout import EmbeddingFolder, LayoutError, open_folder, read_embeddings, 
 from .score import clip_scores, read_scores, write_scores
 
 __all__ = ["DedupResult", "EmbeddingFolder", "JobError", "LayoutError", "clip_scores", "deduplicate",
-           "embed_dataset", "find_duplicates", "find_label_issues", "label_quality_scores", "noise_posterior_quality", "fraction_threshold", "open_folder", "read_embeddings",
-           "read_metadata", "read_scores", "write_part", "write_scores"]
+           "embed_dataset", "find_duplicates", "find_label_issues", "fraction_threshold", "label_quality_scores",
+           "noise_posterior_quality", "open_folder", "read_embeddings", "read_metadata", "read_scores", "write_part",
+           "write_scores"]

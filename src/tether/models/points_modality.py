@@ -66,7 +66,8 @@ PRESETS = {
                 "processor": {"num_points": 512, "min_points": 16}},
 }
 
-POINTS = Modality(name="points", config_class=PointTowerConfig, build_tower=tower_builder("points", {"pointnet": _pointnet, "pillars": _pillars}),
+POINTS = Modality(name="points", config_class=PointTowerConfig,
+                  build_tower=tower_builder("points", {"pointnet": _pointnet, "pillars": _pillars}),
                   build_processor=_processor, input_name="points", presets=PRESETS,
                   file_extensions=(".npy", ".npz", ".xyz", ".pts", ".txt", ".csv"))
 register_modality(POINTS)

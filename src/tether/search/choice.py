@@ -172,5 +172,6 @@ def choose(n: int, d: int, budget: int, kind: str | None = None) -> Choice:
     return fitting(n, d, budget, kind)[0]
 
 
-__all__ = ["BudgetError", "Choice", "FLAT_BELOW", "TYPES", "candidates", "choose", "fitting", "format_size", "ivf_lists",
+__all__ = ["BudgetError", "Choice", "FLAT_BELOW", "TYPES", "candidates", "choose", "fitting", "format_size",
+           "ivf_lists",
            "memory_of", "parse_size"]
