@@ -10,11 +10,11 @@ import pytest
 import torch
 
 import tether
-from tether.audio import load_audio
+from tether.audio import load_audio, trim_silence
 from tether.cli.main import main
 from tether.curate import read_embeddings, read_metadata
 from tether.data.spec import build_source
-from tether.data.spoken_digits import (espeak_digits, split_by_language, spoken_digit_source,
+from tether.data.spoken_digits import (DIGIT_READINGS, espeak_digits, split_by_language, spoken_digit_source,
                                        tuxpaint_spoken_digits)
 from tether.embedding import embed
 from tether.errors import DataError
@@ -41,7 +41,7 @@ def test_tux_paint_has_the_ten_digits_spoken_in_twenty_languages(tuxpaint_stamps
 
 def test_espeak_synthesises_each_languages_own_words_once(tmp_path):
     out = tmp_path / "espeak"
-    items = espeak_digits(out, languages=["de", "ja"], variants=["f3"], speeds=[150], pitches=[50])
+    items = espeak_digits(out, languages=["de", "ja"], variants=["f3"], speeds=[150], pitches=[50], readings={})
     assert len(items) == 20 and {d.language for d in items} == {"de", "ja"}
     durations = {}
     for d in items:
@@ -54,11 +54,29 @@ def test_espeak_synthesises_each_languages_own_words_once(tmp_path):
     rows = (out / "manifest.csv").read_text().splitlines()
     assert rows[0] == "audio,label,language,speaker" and rows[1] == "de/0_f3_s150_p50.wav,0,de,de+f3 s150 p50"
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.wav")}
-    again = espeak_digits(out, languages=["de", "ja"], variants=["f3"], speeds=[150], pitches=[50])
+    again = espeak_digits(out, languages=["de", "ja"], variants=["f3"], speeds=[150], pitches=[50], readings={})
     assert again == items and {p: p.stat().st_mtime_ns for p in out.rglob("*.wav")} == stamps  # kept, not redone
     with pytest.raises(DataError, match=r"espeak-ng -v zz-nope\+f3 could not speak '0' .*voice does not exist"):
         espeak_digits(tmp_path / "bad", languages=["zz-nope"], variants=["f3"], speeds=[150], pitches=[50])
     assert not list((tmp_path / "bad").rglob("*.wav"))  # nothing half-written
+
+
+def test_espeak_also_speaks_each_digits_other_readings(tmp_path):
+    """Korean counts natively (hana, dul, ...) beside the Sino-Korean numerals espeak-ng reads; Japanese
+    says nana as well as shichi: each reading is its own file, labelled with its digit, named by its word."""
+    items = espeak_digits(tmp_path, languages=["ko", "ja"], variants=["f3"], speeds=[150], pitches=[50])
+    per = collections.Counter((d.language, d.label) for d in items)
+    assert all(per[("ko", digit)] == 2 for digit in range(10))  # numeral + native word
+    assert per[("ja", 7)] == 2 and per[("ja", 4)] == 2 and per[("ja", 1)] == 1
+    assert len(items) == sum(1 + len(DIGIT_READINGS[lang].get(d, ())) for lang in ("ko", "ja") for d in range(10))
+    ko7 = sorted(d.path for d in items if d.language == "ko" and d.label == 7)
+    assert ko7[0].name == "7_f3_s150_p50.wav" and ko7[1].name.startswith("7w") and ko7[1].is_file()
+    chil, ilgop = (trim_silence(*load_audio(p)) for p in ko7)
+    assert ilgop.shape != chil.shape or not torch.allclose(ilgop, chil)  # il-gop is not chil
+    changed = espeak_digits(tmp_path, languages=["ko"], variants=["f3"], speeds=[150], pitches=[50],
+                            readings={"ko": {7: ("칠",)}})
+    new7 = [d.path for d in changed if d.label == 7 and d.path.name.startswith("7w")]
+    assert len(changed) == 11 and len(new7) == 1 and new7[0] != ko7[1]  # another word, another file
 
 
 def test_held_out_languages_stay_apart(tuxpaint_stamps):

@@ -25,6 +25,7 @@ embed`` read), the digit as label and a caption from a template, ``extra["langua
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import itertools
 import re
@@ -32,7 +33,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from ..errors import DataError
 from ..io import atomic_file, atomic_write_text
@@ -40,7 +41,7 @@ from .digits import DIGIT_CLASSES
 from .sample import Sample
 from .sources import ListSource, format_caption
 
-__all__ = ["ASTERISK_SOUNDS", "ESPEAK_VARIANTS", "RECORDING_SETS", "SPOKEN_DIGIT_TEMPLATES", "TUXPAINT_VOICES",
+__all__ = ["ASTERISK_SOUNDS", "DIGIT_READINGS", "ESPEAK_VARIANTS", "RECORDING_SETS", "SPOKEN_DIGIT_TEMPLATES", "TUXPAINT_VOICES",
            "SpokenDigit", "asterisk_spoken_digits", "espeak_digits", "read_spoken_digit_manifest", "recordings",
            "split_by_language", "spoken_digit_source", "synthesise_wav", "tuxpaint_spoken_digits",
            "write_spoken_digit_manifest"]
@@ -57,6 +58,28 @@ _ASTERISK_NAME = re.compile(r"^(\d)([A-Za-z]?)\.(wav|gsm)$")  # 1F / 1M / 1n: th
 #: espeak-ng voice variants (``-v LANG+VARIANT``): male and female, younger and older, whispered.
 ESPEAK_VARIANTS = ("m1", "m3", "m7", "f1", "f3", "f4", "croak", "whisper")
 _NAME = re.compile(r"^(\d)(?:_(desc)_([A-Za-z_]+)|_([A-Za-z_]+))?\.ogg$")
+#: Other common words for a digit, beside the one espeak-ng reads from the numeral: languages that count
+#: in two systems or say some digits two ways. Korean has native numbers (hana, dul, set, ...) beside the
+#: Sino-Korean ones espeak-ng reads ("7" -> chil); Japanese says yon/shi, nana/shichi, kyuu/ku, zero/rei;
+#: Greek efta/epta, ochto/okto, ennia/ennea; Nynorsk ein where Bokmål says en; German zwo for zwei in
+#: digit strings; English "oh" and "nought" for 0. And where espeak-ng reads a numeral unlike the
+#: word it stands for, the word itself: Russian (its numerals come out as "nojl", "sejm"), Catalan "un"
+#: (the numeral: "u"), Bulgarian "четири" (stress). Without them a bound tower never hears the word a
+#: speaker of that language may use.
+DIGIT_READINGS: dict[str, dict[int, tuple[str, ...]]] = {
+    "ko": {0: ("공",), 1: ("하나",), 2: ("둘",), 3: ("셋",), 4: ("넷",), 5: ("다섯",), 6: ("여섯",), 7: ("일곱",),
+           8: ("여덟",), 9: ("아홉",)},
+    "ja": {0: ("ゼロ",), 4: ("よん",), 7: ("なな",), 9: ("く",)},
+    "el": {7: ("εφτά",), 8: ("οχτώ",), 9: ("εννιά",)},
+    "nn": {1: ("ein",), 7: ("sju",)},
+    "de": {2: ("zwo",)},
+    "ru": {0: ("ноль", "нуль"), 1: ("один",), 2: ("два",), 3: ("три",), 4: ("четыре",), 5: ("пять",),
+           6: ("шесть",), 7: ("семь",), 8: ("восемь",), 9: ("девять",)},
+    "bg": {4: ("четири",)},
+    "ca": {1: ("un",)},
+    "en": {0: ("oh",)},
+    "en_GB": {0: ("oh", "nought")},
+}
 
 
 @dataclass(frozen=True)
@@ -135,25 +158,32 @@ def recordings(where: str | Path) -> list[SpokenDigit]:
 
 def espeak_digits(out_dir: str | Path, languages: Sequence[str] = tuple(TUXPAINT_VOICES),
                   variants: Sequence[str] = ESPEAK_VARIANTS, speeds: Sequence[int] = (130, 175),
-                  pitches: Sequence[int] = (35, 65)) -> list[SpokenDigit]:
+                  pitches: Sequence[int] = (35, 65),
+                  readings: Mapping[str, Mapping[int, Sequence[str]]] | None = None) -> list[SpokenDigit]:
     """Synthesise every digit in every language (Tux Paint's suffixes, mapped by :data:`TUXPAINT_VOICES`,
     or espeak-ng voice names) x variant x speed (words per minute) x pitch (0-99) into
     ``out_dir/<language>/<digit>_<variant>_s<speed>_p<pitch>.wav``, and ``out_dir/manifest.csv``.
 
-    espeak-ng reads the numeral itself ("7"), so each language's own word is spoken. Files
-    already there are kept (a rerun only fills gaps); each is written atomically.
+    espeak-ng reads the numeral itself ("7"), so each language's own word is spoken; each other
+    reading in ``readings`` (default :data:`DIGIT_READINGS`; ``{}``: none) is spoken too, into
+    ``<digit>w<hash of the word>_<variant>_...wav``. Files already there are kept (a rerun only fills gaps); each
+    is written atomically.
     """
     exe = shutil.which("espeak-ng")
     if exe is None:
         raise DataError("espeak-ng is not installed (Debian/Ubuntu: apt-get install espeak-ng)")
     out = Path(out_dir)
     items = []
+    readings = DIGIT_READINGS if readings is None else readings
     for language, variant, speed, pitch, digit in itertools.product(languages, variants, speeds, pitches, range(10)):
         voice = TUXPAINT_VOICES.get(language, language)
-        path = out / language / f"{digit}_{variant}_s{speed}_p{pitch}.wav"
-        if not path.is_file():
-            _speak(exe, f"{voice}+{variant}", speed, pitch, str(digit), path)
-        items.append(SpokenDigit(path, digit, language, f"{voice}+{variant} s{speed} p{pitch}"))
+        words = [str(digit), *readings.get(language, {}).get(digit, ())]
+        for word in words:  # a reading's file is named by its word's hash: editing the table never reuses a file
+            tag = "" if word == str(digit) else "w" + hashlib.sha1(word.encode()).hexdigest()[:8]
+            path = out / language / f"{digit}{tag}_{variant}_s{speed}_p{pitch}.wav"
+            if not path.is_file():
+                _speak(exe, f"{voice}+{variant}", speed, pitch, word, path)
+            items.append(SpokenDigit(path, digit, language, f"{voice}+{variant} s{speed} p{pitch}"))
     write_spoken_digit_manifest(out / "manifest.csv", items)
     return items
 
