@@ -6,12 +6,14 @@ One command, seeded, three steps, each through tether's own APIs:
 1. anchor: a tiny CLIP (``tiny-vit-28``) trained by tether on scikit-learn's handwritten digits
    (train split) with captions such as "the number 7."; its zero-shot accuracy on the held-out
    test images is measured first (a weak anchor caps everything after it);
-2. bind: ``tether bind`` (``tether.bind.bind_config`` + the trainer): symmetric InfoNCE between a
-   new audio tower and the anchor's frozen image tower, on espeak-ng speech (many voices, two
-   speeds, two pitches, augmented per sample: speed, equaliser/low-pass, reverb, noise, gain)
-   and Asterisk's 84 real telephone-prompt recordings (8 voices; ``--asterisk-repeat`` times
-   each per epoch), paired with handwritten images of the same digit. No audio-text pair, no
-   label through the text tower; languages in ``--held-out`` are never synthesised;
+2. bind: the audio tower learns to land where the anchor's frozen image tower puts a handwritten
+   image of the same digit: by default ``tether distill``'s cosine loss against the image tower
+   (``--loss clip``: ``tether bind``'s symmetric InfoNCE; both built by ``tether.bind.bind_config``
+   and run by the trainer), on espeak-ng speech (many voices, two speeds, two pitches, each digit's
+   other readings), Festival/Flite voices (``--festival-repeat``) and Asterisk's 84 real
+   telephone-prompt recordings (8 voices; ``--asterisk-repeat``), augmented per sample (speed,
+   equaliser/low-pass, reverb, noise, gain, formant warp, time and band masks). No audio-text
+   pair, no label through the text tower; languages in ``--held-out`` are never synthesised;
 3. evaluate: Tux Paint's 240 real recordings (22 languages; no training step saw them) embedded
    by the bound model and classified by the anchor's text classifier ("the number 7.");
    top-1 overall, per language, the held-out languages apart. Chance is 10%.
@@ -21,7 +23,7 @@ One command, seeded, three steps, each through tether's own APIs:
 ``--real-folds K`` runs K binds instead, each also trained on Tux Paint's recordings of the
 languages outside its fold (never the held-out ones) and tested on its fold: language-level
 cross-validation, every recording still tested by a model that never heard it or its language
-from Tux Paint. ``--festival-repeat`` adds Festival/Flite voices; ``--augment`` sets WaveAugment.
+from Tux Paint. ``--augment`` sets WaveAugment over its defaults (JSON).
 
 Synthesis is cached in --cache (a rerun reuses it); the anchor in OUT/anchor (reused when there).
 """
@@ -47,6 +49,8 @@ HELD_OUT = ("nl", "sv", "sl")  # never synthesised; each has a relative in train
 # the audio tower: 8 kHz (every recording band-limited alike), 32 mel bins, 1 s clips of the trimmed,
 # loudness-normalised word; a small CNN over the 32 x 96 spectrogram (a patch transformer learns far
 # more slowly from this little data)
+# formant warps and SpecAugment-style masks on top of WaveAugment's defaults (speed, equaliser, reverb, noise)
+AUGMENT = {"p_warp": 0.5, "p_time_mask": 0.3, "p_band_stop": 0.3}
 TOWER = {"kind": "cnn", "input_size": [32, 96], "width": 256, "layers": 5,
          "processor": {"sample_rate": 8000, "clip_duration": 1.0, "clips": 1, "trim_db": 40.0,
                        "loudness_dbfs": -20.0, "mean": -5.5, "std": 3.7}}
@@ -122,7 +126,7 @@ def bind_audio(args, anchor_dir: Path, path: list, languages: list[str], run_dir
     shutil.rmtree(run_dir, ignore_errors=True)
     spec = {"type": "spoken_digit_images", "path": path, "languages": languages, "sample_rate": 8000,
             "preload": True, "augment": False if args.no_augment else (json.loads(args.augment) or True)}
-    cfg = bind_config(str(anchor_dir), "audio", spec, tower=json.loads(args.tower), steps=args.steps,
+    cfg = bind_config(str(anchor_dir), "audio", spec, tower=json.loads(args.tower), loss=args.loss, steps=args.steps,
                       batch_size=args.batch_size, lr=args.lr, out_dir=str(run_dir), workers=args.workers,
                       seed=args.seed, log_every=50, checkpoint_every=args.steps, tensorboard=False)
     train(cfg, progress=False)
@@ -137,13 +141,18 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=2400)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--loss", default="cosine", choices=["clip", "cosine", "l2", "kl"],
+                   help="clip: contrastive binding (InfoNCE, tether bind); cosine / l2 / kl: distillation from the "
+                        "image tower (tether distill)")
+    p.add_argument("--no-readings", action="store_true",
+                   help="speak only the numerals, not the other readings of tether.data.spoken_digits.DIGIT_READINGS")
     p.add_argument("--held-out", default=",".join(HELD_OUT), help="languages never synthesised (comma-separated)")
     p.add_argument("--asterisk-repeat", type=int, default=16,
                    help="add Asterisk's real recordings (en, es, fr, it, ru; 0: none), each this many times per epoch")
-    p.add_argument("--festival-repeat", type=int, default=0,
+    p.add_argument("--festival-repeat", type=int, default=16,
                    help="add Festival/Flite voices (en, it, ca; 0: none), each recording this many times per epoch")
     p.add_argument("--festival-cache", default="bench/results/festival_digits")
-    p.add_argument("--augment", default="{}", help="WaveAugment settings (JSON) over its defaults")
+    p.add_argument("--augment", default=json.dumps(AUGMENT), help="WaveAugment settings (JSON) over its defaults")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--real-folds", type=int, default=0,
                    help="k > 1: k runs, each trained also on Tux Paint's real recordings of the languages outside "
@@ -206,7 +215,8 @@ def main() -> int:
 
     t0 = time.perf_counter()
     languages = [lang for lang in TUXPAINT_VOICES if lang not in held_out]
-    synthetic = espeak_digits(args.cache, languages, VOICES, speeds=(120, 170), pitches=(30, 70))
+    synthetic = espeak_digits(args.cache, languages, VOICES, speeds=(120, 170), pitches=(30, 70),
+                              readings={} if args.no_readings else None)
     results.update(train_files=len(synthetic), train_languages=languages, held_out_languages=list(held_out),
                    synth_seconds=round(time.perf_counter() - t0, 1))
     print(f"{len(synthetic)} synthetic recordings ({results['synth_seconds']} s)", flush=True)

@@ -41,9 +41,9 @@ from .digits import DIGIT_CLASSES
 from .sample import Sample
 from .sources import ListSource, format_caption
 
-__all__ = ["ASTERISK_SOUNDS", "DIGIT_READINGS", "ESPEAK_VARIANTS", "RECORDING_SETS", "SPOKEN_DIGIT_TEMPLATES", "TUXPAINT_VOICES",
-           "SpokenDigit", "asterisk_spoken_digits", "espeak_digits", "read_spoken_digit_manifest", "recordings",
-           "split_by_language", "spoken_digit_source", "synthesise_wav", "tuxpaint_spoken_digits",
+__all__ = ["ASTERISK_SOUNDS", "DIGIT_READINGS", "ESPEAK_VARIANTS", "RECORDING_SETS", "SPOKEN_DIGIT_TEMPLATES",
+           "TUXPAINT_VOICES", "SpokenDigit", "asterisk_spoken_digits", "espeak_digits", "read_spoken_digit_manifest",
+           "recordings", "split_by_language", "spoken_digit_source", "synthesise_wav", "tuxpaint_spoken_digits",
            "write_spoken_digit_manifest"]
 
 SPOKEN_DIGIT_TEMPLATES = ("the number {}.",)
