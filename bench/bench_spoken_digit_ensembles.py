@@ -6,7 +6,11 @@ once; every subset of two or more models is then scored by the mean of its membe
 embeddings through the anchor's text classifier ("the number {}."). Chance is 10%.
 
     PYTHONPATH=src python bench/bench_spoken_digit_ensembles.py RUN/bind/model RUN2/bind/model ... \\
-        [--json OUT.json]
+        [--json OUT.json] [--save DIR]
+
+``--save DIR`` writes the ensemble of all the models as one checkpoint (``tether.models.ensemble``:
+one audio tower of ``kind: "ensemble"``) and scores it again through the ordinary embedding path,
+as ``tether embed`` and the zero-shot classifier would use it.
 
 Prints each model alone, the best subset of each size and the ensemble of all. A best subset is
 chosen after seeing the test recordings: read it as an upper bound, the full ensemble as the
@@ -27,6 +31,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("models", nargs="+", help="bound model folders (two or more)")
     p.add_argument("--json", help="write the results here too")
+    p.add_argument("--save", help="write the ensemble of all the models here as one checkpoint, and score it")
     args = p.parse_args()
     if len(args.models) < 2:
         p.error("give two or more model folders")
@@ -56,11 +61,19 @@ def main() -> int:
         best = max(itertools.combinations(args.models, size), key=accuracy)
         results["best_subset"][size] = {"models": list(best), "acc1": accuracy(best)}
     results["all"] = accuracy(args.models)
+    if args.save:
+        from tether.models.ensemble import ensemble
+        saved = tether.save(ensemble([tether.load(m) for m in args.models], "audio"), args.save)
+        one = tether.load(saved)
+        predicted = classifier.predict(torch.as_tensor(embed(one, "audio", spoken_digit_source(items)).vectors))
+        results["saved"] = {"path": str(saved), "acc1": float((predicted == labels).float().mean())}
     for m, acc in results["single"].items():
         print(f"{acc:.4f}  {m}")
     for size, best in results["best_subset"].items():
         print(f"{best['acc1']:.4f}  best subset of {size}: {', '.join(best['models'])}")
     print(f"{results['all']:.4f}  all {len(args.models)} models")
+    if args.save:
+        print(f"{results['saved']['acc1']:.4f}  the same ensemble saved as one checkpoint, {results['saved']['path']}")
     if args.json:
         from tether.io import atomic_write_json
         atomic_write_json(Path(args.json), results)

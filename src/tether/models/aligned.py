@@ -73,7 +73,7 @@ class AlignedModel(nn.Module):
             raise ValueError(f"towers given for {unknown} but config.towers has only {sorted(config.towers)}")
         self.towers = nn.ModuleDict()
         for name, tcfg in config.towers.items():
-            tower = given[name] if name in given else get_modality(name).build_tower(tcfg, config.embed_dim)
+            tower = given[name] if name in given else _build_tower(name, tcfg, config.embed_dim)
             if not isinstance(getattr(tower, "output_dim", None), int):
                 raise TypeError(f"the {name} tower must have an integer attribute output_dim (its feature width)")
             self.towers[name] = tower
@@ -209,6 +209,14 @@ class AlignedModel(nn.Module):
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
         for tower in self.towers.values():
             set_grad_checkpointing(tower, enabled)
+
+
+def _build_tower(modality: str, config, embed_dim: int) -> nn.Module:
+    """The modality's own builder, or an ensemble of its towers (``kind: "ensemble"``, any modality)."""
+    from .ensemble import ENSEMBLE_KIND, build_ensemble_tower
+    if config.kind == ENSEMBLE_KIND:
+        return build_ensemble_tower(modality, config, embed_dim)
+    return get_modality(modality).build_tower(config, embed_dim)
 
 
 def _init_projection(proj: nn.Module, width: int) -> None:
