@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 
 import numpy as np
@@ -13,6 +14,8 @@ import tether
 from tether.cli.main import main
 from tether.curate import read_embeddings
 from tether.data.spoken_digits import tuxpaint_spoken_digits
+from tether.errors import ConfigError
+from tether.models.aligned import AlignedModel
 from tether.models.ensemble import EnsembleTower, ensemble
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -87,8 +90,28 @@ def test_ensemble_refuses_models_that_do_not_share_the_rest(runs):
         ensemble([runs[0], stranger], "audio")
     with pytest.raises(ValueError, match="model 0 has no 'points' tower; its towers: image, text, audio"):
         ensemble(runs[:2], "points")
+    config = copy.deepcopy(runs[0].config)
+    config.towers["audio"] = dataclasses.replace(config.towers["audio"], kind="ensemble", options={"members": []})
+    with pytest.raises(ConfigError, match="towers.audio: kind 'ensemble' needs options.members, a list of two"):
+        AlignedModel(config)
     other_processor = _run(runs[0], 3)
     other_processor.config = copy.deepcopy(other_processor.config)
     other_processor.config.towers["audio"].processor = {"clips": 1}
     with pytest.raises(ValueError, match="processor differs"):
         ensemble([runs[0], other_processor], "audio")
+
+
+def test_tether_ensemble_writes_one_checkpoint_and_refuses_strangers(runs, recordings, tmp_path, capsys):
+    paths = [str(tether.save(m, tmp_path / f"run{i}")) for i, m in enumerate(runs)]
+    out = tmp_path / "ensemble"
+    assert main(["ensemble", *paths, "--modality", "audio", "--out", str(out)]) == 0
+    assert "3 audio towers" in capsys.readouterr().out
+    expected = torch.as_tensor(ensemble(runs, "audio").eval().embed("audio", recordings))
+    torch.testing.assert_close(torch.as_tensor(tether.load(out).embed("audio", recordings)), expected,
+                               atol=1e-6, rtol=0)
+    torch.manual_seed(7)
+    stranger = str(tether.save(tether.create_model("tiny-audio-28"), tmp_path / "stranger"))
+    assert main(["ensemble", paths[0], stranger, "--modality", "audio", "--out", str(tmp_path / "bad")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tether ensemble: error: ensemble: model 1's") and "\n" not in err
+    assert not (tmp_path / "bad").exists()

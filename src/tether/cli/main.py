@@ -8,7 +8,7 @@ import sys
 
 # command name -> module under tether.cli; each module has add_parser(subparsers)
 COMMANDS = ("demo", "models", "fetch", "info", "convert", "embed", "train", "eval", "score", "filter", "dedup",
-            "label", "audit", "index", "serve", "bind", "distill")
+            "label", "audit", "index", "serve", "bind", "distill", "ensemble")
 
 DESCRIPTION = """\
 tether maps images and text into one shared, L2-normalised embedding space.
@@ -35,6 +35,8 @@ Start here:
                                      add a modality: its tower trained against a frozen anchor
   tether distill --model M --modality points --data SPEC --out OUT
                                      a student tower matching a frozen teacher's embeddings
+  tether ensemble M1 M2 M3 --modality audio --out OUT
+                                     several runs' towers as one tower of one checkpoint
 Run `tether COMMAND --help` for details and examples.
 """
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import TowerConfig, _build
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from .tower import Tower
 
 __all__ = ["ENSEMBLE_KIND", "EnsembleTower", "build_ensemble_tower", "ensemble"]
@@ -75,11 +75,12 @@ def ensemble(models: Sequence, modality: str):
     """One model whose ``modality`` tower is the ensemble of the ``models``' towers for it; every other
     weight (the anchor and the other towers, scales) is the first model's, and must be the same in all."""
     if len(models) < 2:
-        raise ValueError(f"ensemble: expected two or more models, got {len(models)}")
+        raise CheckpointError(f"ensemble: expected two or more models, got {len(models)}")
     first = models[0]
     for i, model in enumerate(models):
         if modality not in model.towers:
-            raise ValueError(f"ensemble: model {i} has no {modality!r} tower; its towers: {', '.join(model.towers)}")
+            raise CheckpointError(f"ensemble: model {i} has no {modality!r} tower; its towers: "
+                                  f"{', '.join(model.towers)}")
     _check_shared_weights(models, modality)
     configs = [m.config.towers[modality] for m in models]
     _check_same_processor(configs, modality)
@@ -132,11 +133,11 @@ def _check_shared_weights(models: Sequence, modality: str) -> None:
         other = {k: v for k, v in model.state_dict().items() if not _belongs_to(k, modality)}
         if other.keys() != reference.keys():
             diff = sorted(other.keys() ^ reference.keys())
-            raise ValueError(f"ensemble: model {i}'s weights outside the {modality} tower differ from model 0's "
+            raise CheckpointError(f"ensemble: model {i}'s weights outside the {modality} tower differ from model 0's "
                              f"(key {diff[0]!r} is in only one); ensemble runs bound to the same anchor")
         for key, value in reference.items():
             if not torch.equal(value, other[key]):
-                raise ValueError(f"ensemble: model {i}'s {key!r} differs from model 0's: the towers outside "
+                raise CheckpointError(f"ensemble: model {i}'s {key!r} differs from model 0's: the towers outside "
                                  f"{modality} must be the same in every model (runs bound to the same anchor)")
 
 
@@ -146,5 +147,5 @@ def _check_same_processor(configs: Sequence[TowerConfig], modality: str) -> None
         return cfg.processor, getattr(cfg, "input_size", None), getattr(cfg, "in_channels", None)
     for i, cfg in enumerate(configs[1:], start=1):
         if inputs(cfg) != inputs(configs[0]):
-            raise ValueError(f"ensemble: model {i}'s {modality} processor differs from model 0's "
+            raise CheckpointError(f"ensemble: model {i}'s {modality} processor differs from model 0's "
                              f"({inputs(cfg)} vs {inputs(configs[0])}); members share one processor")
