@@ -16,8 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
-from ..errors import ConfigError, MissingProcessorError, UnknownNameError
+from ..errors import MissingProcessorError, UnknownNameError
 from ..modalities import Processor, check_processor, get_modality
+from .projection import init_projection as _init_projection, projection
 from .tower import set_grad_checkpointing
 
 
@@ -41,19 +42,6 @@ class AlignedOutput:
         """(N_images, N_texts) scaled similarities, with the bias when there is one."""
         logits = self.logit_scale * self.image_embeds @ self.text_embeds.T
         return logits if self.logit_bias is None else logits + self.logit_bias
-
-
-def projection(kind: str, in_dim: int, out_dim: int, bias: bool) -> nn.Module:
-    """Map a tower's pooled features into the shared space."""
-    if kind == "linear":
-        return nn.Linear(in_dim, out_dim, bias=bias)
-    if kind == "mlp":
-        return nn.Sequential(nn.Linear(in_dim, in_dim, bias=bias), nn.GELU(), nn.Linear(in_dim, out_dim, bias=bias))
-    if kind == "none":
-        if in_dim != out_dim:
-            raise ConfigError(f"projection 'none' needs tower width {in_dim} == embed_dim {out_dim}")
-        return nn.Identity()
-    raise ConfigError(f"unknown projection {kind!r}: expected 'linear', 'mlp' or 'none'")
 
 
 class AlignedModel(nn.Module):
@@ -213,15 +201,7 @@ class AlignedModel(nn.Module):
 
 def _build_tower(modality: str, config, embed_dim: int) -> nn.Module:
     """The modality's own builder, or an ensemble of its towers (``kind: "ensemble"``, any modality)."""
-    from .ensemble import ENSEMBLE_KIND, build_ensemble_tower
+    from .ensemble_tower import ENSEMBLE_KIND, build_ensemble_tower
     if config.kind == ENSEMBLE_KIND:
         return build_ensemble_tower(modality, config, embed_dim)
     return get_modality(modality).build_tower(config, embed_dim)
-
-
-def _init_projection(proj: nn.Module, width: int) -> None:
-    for m in proj.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, std=width**-0.5)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
