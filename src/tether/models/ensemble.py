@@ -42,36 +42,28 @@ def ensemble(models: Sequence, modality: str):
     _check_shared_weights(models, modality)
     configs = [m.config.towers[modality] for m in models]
     _check_same_processor(configs, modality)
-    member_dicts = [_member_dict(cfg, m.towers[modality]) for cfg, m in zip(configs, models)]
+    members = [member for model in models for member in _members(model, modality)]  # nested ones flattened
     config = copy.deepcopy(first.config)
     config.towers[modality] = dataclasses.replace(
         _plain(configs[0]), kind=ENSEMBLE_KIND, projection="none", projection_bias=False,
-        options={"members": [d for member in member_dicts for d in member]})
+        options={"members": [member_config for member_config, _, _ in members]})
+    towers = {name: copy.deepcopy(tower) for name, tower in first.towers.items() if name != modality}
+    towers[modality] = EnsembleTower([copy.deepcopy(t) for _, t, _ in members],
+                                     [copy.deepcopy(p) for _, _, p in members], config.embed_dim)
     from .aligned import AlignedModel
-    out = AlignedModel(config)
-    shared = {k: v for k, v in first.state_dict().items() if not _belongs_to(k, modality)}
-    missing, _ = out.load_state_dict(shared, strict=False)
-    assert all(_belongs_to(k, modality) for k in missing), missing
-    pairs = [pair for model in models for pair in _members_of(model, modality)]  # nested ensembles flattened
-    for k, (tower, proj) in enumerate(pairs):
-        out.towers[modality].members[k].load_state_dict(tower.state_dict())
-        out.towers[modality].projections[k].load_state_dict(proj.state_dict())
+    out = AlignedModel(config, towers=towers)  # the towers as they are: nothing built at random to overwrite
+    out.load_state_dict({k: v for k, v in first.state_dict().items() if not _belongs_to(k, modality)}, strict=False)
     out.processors = dict(first.processors)
     return out.train(first.training)
 
 
-def _members_of(model, modality: str):
-    """(tower, projection) pairs of a model's tower: its members when it is an ensemble already."""
-    tower = model.towers[modality]
+def _members(model, modality: str) -> list[tuple[dict, nn.Module, nn.Module]]:
+    """(tower config, tower, projection) of each member of a model's tower: the tower itself, or the
+    members of an ensemble."""
+    tower, cfg = model.towers[modality], model.config.towers[modality]
     if isinstance(tower, EnsembleTower):
-        return list(zip(tower.members, tower.projections))
-    return [(tower, model.projections[modality])]
-
-
-def _member_dict(cfg: TowerConfig, tower: nn.Module) -> list[dict]:
-    if isinstance(tower, EnsembleTower):
-        return list(cfg.options["members"])
-    return [dataclasses.asdict(cfg)]
+        return list(zip(cfg.options["members"], tower.members, tower.projections))
+    return [(dataclasses.asdict(cfg), tower, model.projections[modality])]
 
 
 def _plain(cfg: TowerConfig) -> TowerConfig:
@@ -92,11 +84,11 @@ def _check_shared_weights(models: Sequence, modality: str) -> None:
         if other.keys() != reference.keys():
             diff = sorted(other.keys() ^ reference.keys())
             raise CheckpointError(f"ensemble: model {i}'s weights outside the {modality} tower differ from model 0's "
-                             f"(key {diff[0]!r} is in only one); ensemble runs bound to the same anchor")
+                                  f"(key {diff[0]!r} is in only one); ensemble runs bound to the same anchor")
         for key, value in reference.items():
             if not torch.equal(value, other[key]):
                 raise CheckpointError(f"ensemble: model {i}'s {key!r} differs from model 0's: the towers outside "
-                                 f"{modality} must be the same in every model (runs bound to the same anchor)")
+                                      f"{modality} must be the same in every model (runs bound to the same anchor)")
 
 
 def _check_same_processor(configs: Sequence[TowerConfig], modality: str) -> None:
@@ -106,4 +98,4 @@ def _check_same_processor(configs: Sequence[TowerConfig], modality: str) -> None
     for i, cfg in enumerate(configs[1:], start=1):
         if inputs(cfg) != inputs(configs[0]):
             raise CheckpointError(f"ensemble: model {i}'s {modality} processor differs from model 0's "
-                             f"({inputs(cfg)} vs {inputs(configs[0])}); members share one processor")
+                                  f"({inputs(cfg)} vs {inputs(configs[0])}); members share one processor")
